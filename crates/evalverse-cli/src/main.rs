@@ -1,0 +1,121 @@
+//! The `evalverse` binary: turns expert annotations of cinematic video into a calibrated VLM
+//! judge and measures its agreement with held-out experts. Exit codes: 0 ok, 1 runtime failure,
+//! 2 usage or configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod data;
+
+#[derive(Parser)]
+#[command(name = "evalverse", version, about = "Expert-calibrated VLM judges of cinematic video", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Annotated datasets: validate, statistics, synthetic data.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Check every record of a dataset (manifest, taxonomy, files, decoding); exits 1 on any problem.
+    Validate(ValidateArgs),
+    /// Counts per split, dimension, generator and task, and inter-rater agreement per dimension.
+    Stats(StatsArgs),
+    /// Generate a synthetic cinematic dataset (H.264 MP4s with audio, simulated expert panel).
+    Synth(SynthArgs),
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// Dataset folder (holds dataset.toml and the JSONL manifest).
+    dir: PathBuf,
+    /// Skip decoding the media files (manifest and file checks only).
+    #[arg(long)]
+    no_decode: bool,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Dataset folder.
+    dir: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    /// Output folder (created; must be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of clips (rounded up to whole prompt groups: one clip per simulated generator).
+    #[arg(long, default_value_t = 60)]
+    clips: usize,
+    /// Seed of everything random (scenes, defects, raters, splits).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Frame width in pixels (even).
+    #[arg(long, default_value_t = 224)]
+    width: u32,
+    /// Frame height in pixels (even).
+    #[arg(long, default_value_t = 168)]
+    height: u32,
+    /// Frames per second.
+    #[arg(long, default_value_t = 12)]
+    fps: u32,
+    /// Number of simulated expert raters.
+    #[arg(long, default_value_t = 5)]
+    raters: usize,
+}
+
+/// A failure and the exit code it maps to.
+pub enum Failure {
+    /// Bad usage or configuration (exit 2).
+    Usage(anyhow::Error),
+    /// Runtime failure (exit 1).
+    Runtime(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let e = e.into();
+        match e.downcast_ref::<evalverse_data::DataError>() {
+            Some(evalverse_data::DataError::Config { .. }) => Failure::Usage(e),
+            _ => Failure::Runtime(e),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Data(DataCommand::Validate(a)) => data::validate(&a.dir, !a.no_decode),
+        Command::Data(DataCommand::Stats(a)) => data::stats(&a.dir, a.json),
+        Command::Data(DataCommand::Synth(a)) => data::synth(&a.out, a.clips, a.seed, a.width, a.height, a.fps, a.raters),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Usage(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Typed errors of the data crate. Every variant names the file (and record, key or frame)
+//! it is about, so the CLI can print one line a user can act on.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("{path}: cannot decode media: {message}")]
+    Decode { path: PathBuf, message: String },
+    #[error("{path}: cannot encode media: {message}")]
+    Encode { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DataError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io { path: path.into(), source }
+    }
+    pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        DataError::Config { path: path.into(), message: message.into() }
+    }
+    pub fn decode(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
+        DataError::Decode { path: path.into(), message: message.to_string() }
+    }
+    pub fn encode(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
+        DataError::Encode { path: path.into(), message: message.to_string() }
+    }
+}
+
+pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+/// Write `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// A crash leaves either the old file or the new one, never half of one.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        DataError::io(&tmp, e)
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}

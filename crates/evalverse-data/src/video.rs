@@ -1,0 +1,546 @@
+//! Video decoding (video-rs / FFmpeg) and Qwen2.5-VL preprocessing: frame sampling by fps
+//! (qwen-vl-utils `smart_nframes`), `smart_resize` (factor 28, banker's rounding), antialiased
+//! bicubic resampling (the PIL / torchvision `antialias=True` kernel, a = -0.5), CLIP
+//! normalisation, and the patch layout of transformers' `Qwen2VLVideoProcessor`
+//! (rows of C*T*p*p values in 2x2 merge order). See ../shared/reference/QWEN_VL.md §5.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+
+/// CLIP mean and std used by Qwen2/2.5-VL.
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// How frames are sampled from a clip and resized, as a recipe states it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSpec {
+    /// Frames per second to sample (qwen-vl-utils FPS = 2.0).
+    pub fps: f64,
+    /// Lower bound on sampled frames, rounded up to even (qwen-vl-utils FPS_MIN_FRAMES = 4).
+    pub min_frames: usize,
+    /// Upper bound on sampled frames, rounded down to even (qwen-vl-utils FPS_MAX_FRAMES = 768).
+    pub max_frames: usize,
+    /// Lower bound on pixels per frame after resizing (Qwen2VLVideoProcessor: 128*28*28).
+    pub min_pixels: usize,
+    /// Upper bound on pixels per frame after resizing (Qwen2VLVideoProcessor: 768*28*28).
+    pub max_pixels: usize,
+}
+
+impl Default for FrameSpec {
+    fn default() -> Self {
+        FrameSpec { fps: 2.0, min_frames: 4, max_frames: 768, min_pixels: 128 * 28 * 28, max_pixels: 768 * 28 * 28 }
+    }
+}
+
+impl FrameSpec {
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(self.fps.is_finite() && self.fps > 0.0) {
+            return Err(format!("fps must be positive, got {}", self.fps));
+        }
+        if self.min_frames < 2 || self.min_frames > self.max_frames {
+            return Err(format!(
+                "need 2 <= min_frames <= max_frames, got min_frames {} max_frames {}",
+                self.min_frames, self.max_frames
+            ));
+        }
+        if self.min_pixels == 0 || self.min_pixels > self.max_pixels {
+            return Err(format!(
+                "need 0 < min_pixels <= max_pixels, got {} and {}",
+                self.min_pixels, self.max_pixels
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Patch geometry of the vision tower (Qwen2.5-VL: 14, merge 2, temporal 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchSpec {
+    pub patch_size: usize,
+    pub merge_size: usize,
+    pub temporal_patch_size: usize,
+}
+
+impl Default for PatchSpec {
+    fn default() -> Self {
+        PatchSpec { patch_size: 14, merge_size: 2, temporal_patch_size: 2 }
+    }
+}
+
+impl PatchSpec {
+    pub fn factor(&self) -> usize {
+        self.patch_size * self.merge_size
+    }
+    /// Values per patch row: C * T * p * p (3 * 2 * 14 * 14 = 1176).
+    pub fn row_len(&self) -> usize {
+        3 * self.temporal_patch_size * self.patch_size * self.patch_size
+    }
+}
+
+fn floor_by(x: f64, f: usize) -> usize {
+    ((x / f as f64).floor() as usize) * f
+}
+fn ceil_by(x: f64, f: usize) -> usize {
+    ((x / f as f64).ceil() as usize) * f
+}
+
+/// Number of frames to sample (qwen-vl-utils `smart_nframes`, FRAME_FACTOR = 2):
+/// `n = floor2(min(min(max(total/video_fps*fps, ceil2(min_frames)), floor2(min(max_frames, total))), total))`.
+/// Errors when the clip is too short to give two frames.
+pub fn sample_count(total_frames: usize, video_fps: f64, spec: &FrameSpec) -> std::result::Result<usize, String> {
+    if !(video_fps.is_finite() && video_fps > 0.0) {
+        return Err(format!("video frame rate {video_fps} is not positive"));
+    }
+    let min_frames = ceil_by(spec.min_frames as f64, 2) as f64;
+    let max_frames = floor_by(spec.max_frames.min(total_frames) as f64, 2) as f64;
+    let n = total_frames as f64 / video_fps * spec.fps;
+    let n = n.max(min_frames).min(max_frames).min(total_frames as f64);
+    let n = floor_by(n, 2);
+    if n < 2 || n > total_frames {
+        return Err(format!("cannot sample an even number of frames (>= 2) from {total_frames} frames"));
+    }
+    Ok(n)
+}
+
+/// Frame indices `round(linspace(0, total-1, n))`, round half to even as torch does.
+pub fn sample_indices(total_frames: usize, n: usize) -> Vec<usize> {
+    if n == 1 {
+        return vec![0];
+    }
+    let last = (total_frames - 1) as f64;
+    (0..n).map(|i| (last * i as f64 / (n - 1) as f64).round_ties_even() as usize).collect()
+}
+
+/// transformers / Qwen2-VL `smart_resize`: both sides multiples of `factor`, pixel count within
+/// [min_pixels, max_pixels], aspect ratio kept as far as possible. Python's `round` is banker's.
+pub fn smart_resize(
+    height: usize,
+    width: usize,
+    factor: usize,
+    min_pixels: usize,
+    max_pixels: usize,
+) -> std::result::Result<(usize, usize), String> {
+    if height == 0 || width == 0 {
+        return Err(format!("cannot resize an empty {width}x{height} image"));
+    }
+    let (h, w, f) = (height as f64, width as f64, factor as f64);
+    if h.max(w) / h.min(w) > 200.0 {
+        return Err(format!("aspect ratio of {width}x{height} exceeds 200"));
+    }
+    let mut hb = (h / f).round_ties_even() * f;
+    let mut wb = (w / f).round_ties_even() * f;
+    if hb * wb > max_pixels as f64 {
+        let beta = (h * w / max_pixels as f64).sqrt();
+        hb = f.max((h / beta / f).floor() * f);
+        wb = f.max((w / beta / f).floor() * f);
+    } else if hb * wb < min_pixels as f64 {
+        let beta = (min_pixels as f64 / (h * w)).sqrt();
+        hb = (h * beta / f).ceil() * f;
+        wb = (w * beta / f).ceil() * f;
+    }
+    Ok((hb as usize, wb as usize))
+}
+
+/// Cubic convolution kernel with a = -0.5 (PIL `bicubic_filter`, torch's antialiased bicubic).
+fn cubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// Per output position: first input index and normalised weights. When downsampling the kernel is
+/// stretched by the scale (antialiasing), as PIL's `precompute_coeffs` and torch's `_upsample_*_aa`.
+fn resample_weights(in_len: usize, out_len: usize) -> Vec<(usize, Vec<f32>)> {
+    let scale = in_len as f64 / out_len as f64;
+    let fscale = scale.max(1.0);
+    let support = 2.0 * fscale;
+    (0..out_len)
+        .map(|i| {
+            let center = (i as f64 + 0.5) * scale;
+            let xmin = ((center - support + 0.5).floor().max(0.0)) as usize;
+            let xmax = ((center + support + 0.5).floor() as usize).min(in_len);
+            let mut w: Vec<f64> = (xmin..xmax).map(|j| cubic((j as f64 - center + 0.5) / fscale)).collect();
+            let total: f64 = w.iter().sum();
+            if total != 0.0 {
+                w.iter_mut().for_each(|v| *v /= total);
+            }
+            (xmin, w.into_iter().map(|v| v as f32).collect())
+        })
+        .collect()
+}
+
+#[inline]
+fn to_u8(v: f32) -> u8 {
+    v.round().clamp(0.0, 255.0) as u8
+}
+
+/// Antialiased bicubic resize of packed RGB24, horizontal pass then vertical, each rounded to
+/// uint8 as PIL and torch's uint8 path do.
+pub fn resize_rgb(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
+    assert_eq!(src.len(), sw * sh * 3, "RGB buffer size does not match {sw}x{sh}");
+    if sw == dw && sh == dh {
+        return src.to_vec();
+    }
+    let horizontal = if sw == dw {
+        src.to_vec()
+    } else {
+        let wx = resample_weights(sw, dw);
+        let mut out = vec![0u8; dw * sh * 3];
+        for y in 0..sh {
+            let row = &src[y * sw * 3..(y + 1) * sw * 3];
+            let orow = &mut out[y * dw * 3..(y + 1) * dw * 3];
+            for (x, (x0, w)) in wx.iter().enumerate() {
+                let mut acc = [0f32; 3];
+                for (k, &wk) in w.iter().enumerate() {
+                    let p = &row[(x0 + k) * 3..(x0 + k) * 3 + 3];
+                    acc[0] += wk * p[0] as f32;
+                    acc[1] += wk * p[1] as f32;
+                    acc[2] += wk * p[2] as f32;
+                }
+                orow[x * 3] = to_u8(acc[0]);
+                orow[x * 3 + 1] = to_u8(acc[1]);
+                orow[x * 3 + 2] = to_u8(acc[2]);
+            }
+        }
+        out
+    };
+    if sh == dh {
+        return horizontal;
+    }
+    let wy = resample_weights(sh, dh);
+    let stride = dw * 3;
+    let mut out = vec![0u8; dw * dh * 3];
+    let mut acc = vec![0f32; stride];
+    for (y, (y0, w)) in wy.iter().enumerate() {
+        acc.iter_mut().for_each(|a| *a = 0.0);
+        for (k, &wk) in w.iter().enumerate() {
+            let row = &horizontal[(y0 + k) * stride..(y0 + k + 1) * stride];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += wk * p as f32;
+            }
+        }
+        for (o, &a) in out[y * stride..(y + 1) * stride].iter_mut().zip(&acc) {
+            *o = to_u8(a);
+        }
+    }
+    out
+}
+
+/// Model-ready pixels: `rows` patches of `row_len` values each, in the Qwen layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisionInput {
+    /// [rows, row_len], row-major.
+    pub pixel_values: Vec<f32>,
+    pub row_len: usize,
+    /// (t, h, w) in patches: t temporal patches, h x w spatial patches of `patch_size`.
+    pub grid_thw: [usize; 3],
+    /// Seconds covered by one temporal patch (Qwen2.5-VL M-RoPE time scaling).
+    pub second_per_grid: f64,
+    /// Indices of the source frames that were sampled.
+    pub frame_indices: Vec<usize>,
+}
+
+impl VisionInput {
+    pub fn rows(&self) -> usize {
+        self.grid_thw.iter().product()
+    }
+    /// Tokens after the 2x2 merger: rows / merge^2.
+    pub fn merged_tokens(&self, patch: &PatchSpec) -> usize {
+        self.rows() / (patch.merge_size * patch.merge_size)
+    }
+}
+
+/// Normalise resized RGB24 frames (all `w` x `h`) and lay them out as Qwen patch rows:
+/// `[gt, gh/m, gw/m, m, m, C, T, p, p]`. An odd frame count repeats the last frame; a single
+/// frame (a still image) is duplicated to fill the temporal patch.
+pub fn patchify(frames: &[Vec<u8>], w: usize, h: usize, patch: &PatchSpec) -> (Vec<f32>, [usize; 3]) {
+    let (p, m, tp) = (patch.patch_size, patch.merge_size, patch.temporal_patch_size);
+    assert!(!frames.is_empty(), "patchify needs at least one frame");
+    assert!(h % (p * m) == 0 && w % (p * m) == 0, "{w}x{h} is not a multiple of {}", p * m);
+    let t_padded = frames.len().div_ceil(tp) * tp;
+    let (gt, gh, gw) = (t_padded / tp, h / p, w / p);
+    // Fused rescale + normalise, as the fast processors do: (x - 255*mean) / (255*std).
+    let mean: [f32; 3] = std::array::from_fn(|c| CLIP_MEAN[c] * 255.0);
+    let inv_std: [f32; 3] = std::array::from_fn(|c| 1.0 / (CLIP_STD[c] * 255.0));
+    let row_len = patch.row_len();
+    let mut out = vec![0f32; gt * gh * gw * row_len];
+    let mut row = 0;
+    for t in 0..gt {
+        let frame_of = |tt: usize| &frames[(t * tp + tt).min(frames.len() - 1)];
+        for bh in 0..gh / m {
+            for bw in 0..gw / m {
+                for mh in 0..m {
+                    for mw in 0..m {
+                        let dst = &mut out[row * row_len..(row + 1) * row_len];
+                        let (y0, x0) = ((bh * m + mh) * p, (bw * m + mw) * p);
+                        let mut k = 0;
+                        for c in 0..3 {
+                            for tt in 0..tp {
+                                let f = frame_of(tt);
+                                for py in 0..p {
+                                    let base = ((y0 + py) * w + x0) * 3 + c;
+                                    for px in 0..p {
+                                        dst[k] = (f[base + px * 3] as f32 - mean[c]) * inv_std[c];
+                                        k += 1;
+                                    }
+                                }
+                            }
+                        }
+                        row += 1;
+                    }
+                }
+            }
+        }
+    }
+    (out, [gt, gh, gw])
+}
+
+/// RGB24 frames decoded from a file, with what the container said about them.
+#[derive(Debug, Clone)]
+pub struct DecodedFrames {
+    pub width: usize,
+    pub height: usize,
+    pub fps: f64,
+    pub total_frames: usize,
+    /// (source index, packed RGB24) for the frames that were kept.
+    pub frames: Vec<(usize, Vec<u8>)>,
+}
+
+/// Decode the best video stream of `path`, keeping the frames `keep(index)` accepts.
+/// A decoding error anywhere (corrupt or truncated file) is an error naming the file.
+pub fn decode_frames(path: &Path, mut keep: impl FnMut(usize) -> bool) -> Result<DecodedFrames> {
+    crate::media::init();
+    let mut decoder = video_rs::Decoder::new(path).map_err(|e| DataError::decode(path, e))?;
+    let (w, h) = decoder.size_out();
+    let fps = decoder.frame_rate() as f64;
+    let mut frames = Vec::new();
+    let mut index = 0usize;
+    loop {
+        match decoder.decode_raw() {
+            Ok(frame) => {
+                if keep(index) {
+                    frames.push((index, rgb_from_frame(&frame, w as usize, h as usize)));
+                }
+                index += 1;
+            }
+            Err(video_rs::Error::DecodeExhausted) | Err(video_rs::Error::ReadExhausted) => break,
+            Err(e) => return Err(DataError::decode(path, format!("at frame {index}: {e}"))),
+        }
+    }
+    if index == 0 {
+        return Err(DataError::decode(path, "no decodable video frames"));
+    }
+    Ok(DecodedFrames { width: w as usize, height: h as usize, fps, total_frames: index, frames })
+}
+
+fn rgb_from_frame(frame: &video_rs::frame::RawFrame, w: usize, h: usize) -> Vec<u8> {
+    let stride = frame.stride(0);
+    let data = frame.data(0);
+    let mut out = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        out.extend_from_slice(&data[y * stride..y * stride + w * 3]);
+    }
+    out
+}
+
+/// What the container header says of the best video stream: declared frame count (0 when
+/// unknown) and frame rate, read without decoding.
+fn stream_header(path: &Path) -> Result<(usize, f64)> {
+    crate::media::init();
+    let input = video_rs::ffmpeg::format::input(path).map_err(|e| DataError::decode(path, e))?;
+    let stream = input
+        .streams()
+        .best(video_rs::ffmpeg::media::Type::Video)
+        .ok_or_else(|| DataError::decode(path, "no video stream"))?;
+    let rate = stream.rate();
+    let fps = if rate.denominator() > 0 { rate.numerator() as f64 / rate.denominator() as f64 } else { 0.0 };
+    Ok((stream.frames().max(0) as usize, fps))
+}
+
+/// Decode a clip and sample it by `spec`: the frames Qwen2.5-VL would see, and the sampling fps.
+///
+/// The frame count is the number of frames actually decoded (as qwen-vl-utils' torchvision
+/// backend counts). When the container declares a count, only the sampled frames are kept in one
+/// pass; a file that decodes to a different count is decoded again with the true count.
+pub fn sample_video(path: &Path, spec: &FrameSpec) -> Result<(DecodedFrames, f64)> {
+    let (declared, header_fps) = stream_header(path)?;
+    let plan = |total: usize, fps: f64| -> Result<Vec<usize>> {
+        let n = sample_count(total, fps, spec).map_err(|m| DataError::decode(path, m))?;
+        Ok(sample_indices(total, n))
+    };
+    let mut first = None;
+    if declared > 0 {
+        let wanted = plan(declared, header_fps)?;
+        let set: std::collections::BTreeSet<usize> = wanted.iter().copied().collect();
+        let decoded = decode_frames(path, |i| set.contains(&i))?;
+        if decoded.total_frames == declared {
+            first = Some((decoded, wanted));
+        }
+    }
+    let (decoded, wanted) = match first {
+        Some(x) => x,
+        None => {
+            let all = decode_frames(path, |_| true)?;
+            let wanted = plan(all.total_frames, all.fps)?;
+            (all, wanted)
+        }
+    };
+    let by_index: std::collections::BTreeMap<usize, Vec<u8>> = decoded.frames.into_iter().collect();
+    let frames = wanted.iter().filter_map(|&i| by_index.get(&i).map(|f| (i, f.clone()))).collect();
+    let sample_fps = wanted.len() as f64 / decoded.total_frames as f64 * decoded.fps;
+    Ok((DecodedFrames { frames, ..decoded }, sample_fps))
+}
+
+/// The whole Qwen2.5-VL video path: decode, sample, smart_resize, resize, normalise, patchify.
+pub fn preprocess_video(path: &Path, spec: &FrameSpec, patch: &PatchSpec) -> Result<VisionInput> {
+    let (decoded, sample_fps) = sample_video(path, spec)?;
+    let (rh, rw) = smart_resize(decoded.height, decoded.width, patch.factor(), spec.min_pixels, spec.max_pixels)
+        .map_err(|m| DataError::decode(path, m))?;
+    let resized: Vec<Vec<u8>> = decoded
+        .frames
+        .iter()
+        .map(|(_, f)| resize_rgb(f, decoded.width, decoded.height, rw, rh))
+        .collect();
+    let (pixel_values, grid_thw) = patchify(&resized, rw, rh, patch);
+    Ok(VisionInput {
+        pixel_values,
+        row_len: patch.row_len(),
+        grid_thw,
+        second_per_grid: patch.temporal_patch_size as f64 / sample_fps,
+        frame_indices: decoded.frames.iter().map(|(i, _)| *i).collect(),
+    })
+}
+
+/// A still image (reference for R2V), decoded by FFmpeg (PNG, JPEG, ...), duplicated to fill the
+/// temporal patch. `min_pixels`/`max_pixels` bound its size as for video frames.
+pub fn preprocess_image(path: &Path, min_pixels: usize, max_pixels: usize, patch: &PatchSpec) -> Result<VisionInput> {
+    let decoded = decode_frames(path, |i| i == 0)?;
+    let (_, rgb) = decoded.frames.into_iter().next().ok_or_else(|| DataError::decode(path, "no image"))?;
+    let (rh, rw) = smart_resize(decoded.height, decoded.width, patch.factor(), min_pixels, max_pixels)
+        .map_err(|m| DataError::decode(path, m))?;
+    let resized = resize_rgb(&rgb, decoded.width, decoded.height, rw, rh);
+    let (pixel_values, grid_thw) = patchify(&[resized], rw, rh, patch);
+    Ok(VisionInput { pixel_values, row_len: patch.row_len(), grid_thw, second_per_grid: 0.0, frame_indices: vec![0] })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smart_resize_rounds_half_to_even() {
+        // 42/28 = 1.5 -> 2 (even); 70/28 = 2.5 -> 2 (even), not 3.
+        assert_eq!(smart_resize(42, 70, 28, 1, 1 << 30).unwrap(), (56, 56));
+        // 98/28 = 3.5 -> 4.
+        assert_eq!(smart_resize(98, 98, 28, 1, 1 << 30).unwrap(), (112, 112));
+    }
+
+    #[test]
+    fn smart_resize_caps_max_pixels_by_flooring() {
+        // 480x832 video frame with Qwen2.5-VL's per-frame cap for 10 frames (QWEN_VL.md table): 476x840.
+        assert_eq!(smart_resize(480, 832, 28, 128 * 784, 768 * 784).unwrap(), (476, 840));
+        // 1000x1000 with max 256*28*28: beta = sqrt(1e6/200704) = 2.2321; floor(1000/2.2321/28)=16 -> 448.
+        assert_eq!(smart_resize(1000, 1000, 28, 3136, 256 * 784).unwrap(), (448, 448));
+    }
+
+    #[test]
+    fn smart_resize_raises_to_min_pixels_by_ceiling() {
+        // 168x224 (37632 px) with min 128*28*28 = 100352: beta = sqrt(100352/37632) = 1.633;
+        // ceil(168*1.633/28) = 10 -> 280, ceil(224*1.633/28) = 14 -> 392.
+        assert_eq!(smart_resize(168, 224, 28, 100_352, 602_112).unwrap(), (280, 392));
+    }
+
+    #[test]
+    fn smart_resize_rejects_extreme_aspect() {
+        assert!(smart_resize(1, 300, 28, 1, 1 << 30).is_err());
+    }
+
+    #[test]
+    fn sample_count_follows_qwen_vl_utils() {
+        let spec = FrameSpec::default();
+        // 81 frames at 16 fps -> 81/16*2 = 10.125 -> 10.
+        assert_eq!(sample_count(81, 16.0, &spec).unwrap(), 10);
+        // 24 frames at 12 fps -> 4 (min_frames).
+        assert_eq!(sample_count(24, 12.0, &spec).unwrap(), 4);
+        // 3 frames: floor2(min(768,3)) = 2 caps the min of 4.
+        assert_eq!(sample_count(3, 30.0, &spec).unwrap(), 2);
+        let few = FrameSpec { max_frames: 6, ..FrameSpec::default() };
+        assert_eq!(sample_count(300, 10.0, &few).unwrap(), 6);
+        assert!(sample_count(1, 30.0, &spec).is_err());
+    }
+
+    #[test]
+    fn sample_indices_are_rounded_linspace() {
+        // linspace(0, 80, 10) = 0, 8.89, 17.78, 26.67, 35.56, 44.44, 53.33, 62.22, 71.11, 80
+        assert_eq!(sample_indices(81, 10), vec![0, 9, 18, 27, 36, 44, 53, 62, 71, 80]);
+        assert_eq!(sample_indices(36, 4), vec![0, 12, 23, 35]);
+    }
+
+    #[test]
+    fn resize_of_constant_image_is_constant() {
+        let src = vec![200u8; 50 * 30 * 3];
+        let out = resize_rgb(&src, 50, 30, 28, 56);
+        assert_eq!(out.len(), 28 * 56 * 3);
+        assert!(out.iter().all(|&v| v == 200));
+    }
+
+    #[test]
+    fn resize_weights_sum_to_one_and_widen_when_downsampling() {
+        let down = resample_weights(100, 25);
+        assert!(down.iter().all(|(_, w)| (w.iter().sum::<f32>() - 1.0).abs() < 1e-5));
+        // support 2*scale = 8 each side -> 16 taps (fewer at the borders).
+        assert_eq!(down[10].1.len(), 16);
+        let up = resample_weights(10, 20);
+        assert_eq!(up[10].1.len(), 4);
+    }
+
+    #[test]
+    fn patchify_orders_rows_in_merge_blocks() {
+        // 4 frames of 56x28 (gh=2, gw=4): pixel value encodes (frame, x-block) so the order is visible.
+        let (w, h) = (56, 28);
+        let frames: Vec<Vec<u8>> = (0..3)
+            .map(|f| {
+                let mut v = vec![0u8; w * h * 3];
+                for y in 0..h {
+                    for x in 0..w {
+                        let px = (y * w + x) * 3;
+                        v[px] = (10 * f + x / 14) as u8; // R: frame and patch column
+                        v[px + 1] = (y / 14) as u8; // G: patch row
+                    }
+                }
+                v
+            })
+            .collect();
+        let patch = PatchSpec::default();
+        let (out, grid) = patchify(&frames, w, h, &patch);
+        // 3 frames -> padded to 4 -> 2 temporal patches.
+        assert_eq!(grid, [2, 2, 4]);
+        let row_len = patch.row_len();
+        assert_eq!(out.len(), 16 * row_len);
+        let unnorm = |v: f32, c: usize| (v * CLIP_STD[c] * 255.0 + CLIP_MEAN[c] * 255.0).round() as i32;
+        // Row order inside the first temporal patch: merge block (0,0) = patches (r0,c0),(r0,c1),(r1,c0),(r1,c1).
+        let expect = [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3), (1, 2), (1, 3)];
+        for (r, (pr, pc)) in expect.iter().enumerate() {
+            let row = &out[r * row_len..(r + 1) * row_len];
+            assert_eq!(unnorm(row[0], 0), *pc as i32, "row {r} R");
+            // G channel starts after C=0's T*p*p values.
+            assert_eq!(unnorm(row[2 * 196], 1), *pr as i32, "row {r} G");
+            // second temporal slot of R is frame 1.
+            assert_eq!(unnorm(row[196], 0), 10 + *pc as i32, "row {r} R t=1");
+        }
+        // Second temporal patch: frames 2 and 2 (the odd frame repeated).
+        let row = &out[8 * row_len..9 * row_len];
+        assert_eq!(unnorm(row[0], 0), 20);
+        assert_eq!(unnorm(row[196], 0), 20);
+    }
+}
