@@ -5,6 +5,7 @@
 //! preprocessing, a content-addressed decode cache, and the synthetic cinematic dataset generator.
 
 pub mod agreement;
+pub mod cache;
 pub mod dataset;
 pub mod error;
 pub mod manifest;

@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn taxonomy_rejects_unknown_applicability_rule() {
-        let e = with_builtin_replaced("when = \"speech\"", "when = \"smell\"").unwrap_err().to_string();
+        let e = with_builtin_replaced("{ when = \"speech\"", "{ when = \"smell\"").unwrap_err().to_string();
         assert!(e.contains("user.toml") && e.contains("smell"), "{e}");
     }
 

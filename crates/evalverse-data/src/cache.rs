@@ -1,0 +1,174 @@
+//! A decode cache on disk: a clip is decoded, sampled and preprocessed once across epochs,
+//! stages and runs. Entries are keyed by the SHA-256 of the file's bytes and of the
+//! preprocessing settings, stored as safetensors, and written atomically; an unreadable entry is
+//! treated as a miss and rewritten.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use safetensors::tensor::{Dtype, TensorView};
+use sha2::{Digest, Sha256};
+
+use crate::error::{write_atomic, DataError, Result};
+use crate::video::{preprocess_video, FrameSpec, PatchSpec, VisionInput};
+
+/// Bump when the cached layout or the preprocessing code changes its output.
+const CACHE_VERSION: u32 = 1;
+
+/// A preprocessed clip: model-ready pixels and, when asked for, mono 16 kHz audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedClip {
+    pub vision: VisionInput,
+    pub audio: Option<Vec<f32>>,
+}
+
+pub struct DecodeCache {
+    dir: PathBuf,
+    /// (path, size, mtime) -> content hash, so a file is hashed once per process.
+    hashes: Mutex<HashMap<(PathBuf, u64, Option<SystemTime>), String>>,
+}
+
+/// Where a lookup was served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Hit,
+    Miss,
+}
+
+impl DecodeCache {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DecodeCache { dir: dir.into(), hashes: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// SHA-256 of the file's bytes (hex).
+    pub fn content_hash(&self, path: &Path) -> Result<String> {
+        let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+        let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+        if let Some(h) = self.hashes.lock().expect("hash memo poisoned").get(&key) {
+            return Ok(h.clone());
+        }
+        let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f.read(&mut buf).map_err(|e| DataError::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let hex = hex(&hasher.finalize());
+        self.hashes.lock().expect("hash memo poisoned").insert(key, hex.clone());
+        Ok(hex)
+    }
+
+    /// Cache key of a clip under these settings.
+    pub fn key(&self, path: &Path, spec: &FrameSpec, patch: &PatchSpec, with_audio: bool) -> Result<String> {
+        let content = self.content_hash(path)?;
+        let settings = serde_json::json!({
+            "version": CACHE_VERSION, "spec": spec, "patch": patch, "audio": with_audio,
+        });
+        let mut h = Sha256::new();
+        h.update(content.as_bytes());
+        h.update(settings.to_string().as_bytes());
+        Ok(hex(&h.finalize()))
+    }
+
+    fn entry_path(&self, key: &str) -> PathBuf {
+        self.dir.join(&key[..2]).join(format!("{key}.safetensors"))
+    }
+
+    /// The preprocessed clip, from the cache or decoded now (and stored).
+    pub fn get_or_decode(
+        &self,
+        path: &Path,
+        spec: &FrameSpec,
+        patch: &PatchSpec,
+        with_audio: bool,
+    ) -> Result<(CachedClip, Lookup)> {
+        let key = self.key(path, spec, patch, with_audio)?;
+        let entry = self.entry_path(&key);
+        if let Ok(bytes) = std::fs::read(&entry) {
+            if let Some(clip) = decode_entry(&bytes) {
+                return Ok((clip, Lookup::Hit));
+            }
+        }
+        let vision = preprocess_video(path, spec, patch)?;
+        let audio = if with_audio { crate::media::decode_audio_mono_16k(path)? } else { None };
+        let clip = CachedClip { vision, audio };
+        write_atomic(&entry, &encode_entry(&clip)?)?;
+        Ok((clip, Lookup::Miss))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn encode_entry(clip: &CachedClip) -> Result<Vec<u8>> {
+    let v = &clip.vision;
+    let rows = v.pixel_values.len() / v.row_len.max(1);
+    let pixels = f32_bytes(&v.pixel_values);
+    let grid = i64_bytes(&v.grid_thw.map(|x| x as i64));
+    let idx = i64_bytes(&v.frame_indices.iter().map(|&x| x as i64).collect::<Vec<_>>());
+    let audio = clip.audio.as_deref().map(f32_bytes);
+    let bad = |e: safetensors::SafeTensorError| DataError::Invalid(format!("cache entry: {e}"));
+    let mut tensors = vec![
+        ("pixel_values".to_string(), TensorView::new(Dtype::F32, vec![rows, v.row_len], &pixels).map_err(bad)?),
+        ("grid_thw".to_string(), TensorView::new(Dtype::I64, vec![3], &grid).map_err(bad)?),
+        ("frame_indices".to_string(), TensorView::new(Dtype::I64, vec![v.frame_indices.len()], &idx).map_err(bad)?),
+    ];
+    if let (Some(a), Some(bytes)) = (&clip.audio, &audio) {
+        tensors.push(("audio".to_string(), TensorView::new(Dtype::F32, vec![a.len()], bytes).map_err(bad)?));
+    }
+    let meta = HashMap::from([
+        ("second_per_grid".to_string(), format!("{:e}", v.second_per_grid)),
+        ("has_audio".to_string(), clip.audio.is_some().to_string()),
+    ]);
+    safetensors::serialize(tensors, &Some(meta)).map_err(bad)
+}
+
+fn decode_entry(bytes: &[u8]) -> Option<CachedClip> {
+    let st = safetensors::SafeTensors::deserialize(bytes).ok()?;
+    let f32s = |name: &str| -> Option<(Vec<f32>, Vec<usize>)> {
+        let t = st.tensor(name).ok()?;
+        (t.dtype() == Dtype::F32).then_some(())?;
+        let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Some((v, t.shape().to_vec()))
+    };
+    let i64s = |name: &str| -> Option<Vec<i64>> {
+        let t = st.tensor(name).ok()?;
+        (t.dtype() == Dtype::I64).then_some(())?;
+        Some(t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    };
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
+    let meta = meta.metadata().as_ref()?;
+    let (pixel_values, shape) = f32s("pixel_values")?;
+    let grid = i64s("grid_thw")?;
+    let vision = VisionInput {
+        pixel_values,
+        row_len: *shape.get(1)?,
+        grid_thw: [grid.first().copied()? as usize, *grid.get(1)? as usize, *grid.get(2)? as usize],
+        second_per_grid: meta.get("second_per_grid")?.parse().ok()?,
+        frame_indices: i64s("frame_indices")?.into_iter().map(|x| x as usize).collect(),
+    };
+    let audio = match meta.get("has_audio")?.as_str() {
+        "true" => Some(f32s("audio")?.0),
+        _ => None,
+    };
+    Some(CachedClip { vision, audio })
+}

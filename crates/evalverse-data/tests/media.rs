@@ -1,0 +1,90 @@
+//! Decoding synthetic clips with video-rs, audio at 16 kHz, a corrupt file, and the decode cache.
+
+use std::path::{Path, PathBuf};
+
+use evalverse_data::cache::{DecodeCache, Lookup};
+use evalverse_data::media;
+use evalverse_data::video::{preprocess_video, FrameSpec, PatchSpec};
+
+fn clip(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample/videos").join(name)
+}
+
+#[test]
+fn decoding_a_synthetic_clip_gives_its_frames_and_audio() {
+    let info = media::probe(&clip("pg001_aurora.mp4")).unwrap();
+    assert_eq!((info.width, info.height, info.frames), (224, 168, 36));
+    assert!((info.fps - 12.0).abs() < 1e-9);
+    let audio_s = info.audio_s.expect("av clip has audio");
+    assert!((audio_s - 3.0).abs() < 0.1, "audio lasts {audio_s} s");
+    let silent = media::probe(&clip("pg000_aurora.mp4")).unwrap();
+    assert_eq!(silent.audio_s, None);
+}
+
+#[test]
+fn preprocess_gives_qwen_grid_for_default_spec() {
+    let v = preprocess_video(&clip("pg000_aurora.mp4"), &FrameSpec::default(), &PatchSpec::default()).unwrap();
+    // 36 frames at 12 fps, 2 fps -> 6 frames: indices round(linspace(0, 35, 6)) = 0,7,14,21,28,35.
+    assert_eq!(v.frame_indices, vec![0, 7, 14, 21, 28, 35]);
+    // 168x224 is below min_pixels 100352 -> 280x392 -> 20x28 patches; 6 frames -> 3 temporal patches.
+    assert_eq!(v.grid_thw, [3, 20, 28]);
+    assert_eq!(v.pixel_values.len(), 3 * 20 * 28 * 1176);
+    // sample fps = 6/36*12 = 2 -> 2 frames per temporal patch = 1 s.
+    assert!((v.second_per_grid - 1.0).abs() < 1e-12);
+    assert!(v.pixel_values.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn corrupt_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.mp4");
+    std::fs::write(&bad, b"\x00\x00\x00\x18ftypmp42 this is not a video at all").unwrap();
+    let e = preprocess_video(&bad, &FrameSpec::default(), &PatchSpec::default()).unwrap_err().to_string();
+    assert!(e.contains("broken.mp4"), "{e}");
+}
+
+#[test]
+fn truncated_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.mp4");
+    let bytes = std::fs::read(clip("pg002_aurora.mp4")).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = media::probe(&cut).unwrap_err().to_string();
+    assert!(e.contains("cut.mp4"), "{e}");
+}
+
+#[test]
+fn decode_cache_hits_on_second_lookup_and_misses_on_new_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DecodeCache::new(dir.path());
+    let spec = FrameSpec { min_pixels: 3136, max_pixels: 12544, ..FrameSpec::default() };
+    let patch = PatchSpec::default();
+    let path = clip("pg001_borealis.mp4");
+    let (first, l1) = cache.get_or_decode(&path, &spec, &patch, true).unwrap();
+    let (second, l2) = cache.get_or_decode(&path, &spec, &patch, true).unwrap();
+    assert_eq!((l1, l2), (Lookup::Miss, Lookup::Hit));
+    assert_eq!(first, second, "a cache hit returns exactly what was decoded");
+    assert!(first.audio.is_some());
+    // A fresh cache object on the same folder (a new run) also hits.
+    let (_, l3) = DecodeCache::new(dir.path()).get_or_decode(&path, &spec, &patch, true).unwrap();
+    assert_eq!(l3, Lookup::Hit);
+    let other = FrameSpec { fps: 4.0, ..spec.clone() };
+    let (_, l4) = cache.get_or_decode(&path, &other, &patch, true).unwrap();
+    assert_eq!(l4, Lookup::Miss);
+}
+
+#[test]
+fn corrupt_cache_entry_is_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DecodeCache::new(dir.path());
+    let spec = FrameSpec { min_pixels: 3136, max_pixels: 12544, ..FrameSpec::default() };
+    let patch = PatchSpec::default();
+    let path = clip("pg000_echo.mp4");
+    let (good, _) = cache.get_or_decode(&path, &spec, &patch, false).unwrap();
+    let key = cache.key(&path, &spec, &patch, false).unwrap();
+    let entry = dir.path().join(&key[..2]).join(format!("{key}.safetensors"));
+    std::fs::write(&entry, b"garbage").unwrap();
+    let (again, lookup) = cache.get_or_decode(&path, &spec, &patch, false).unwrap();
+    assert_eq!(lookup, Lookup::Miss);
+    assert_eq!(good, again);
+}
