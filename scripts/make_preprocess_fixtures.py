@@ -112,7 +112,12 @@ def version(dist: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--dump-decoded", type=Path, help="also write the decoded RGB frames (.npy) here")
+    parser.add_argument(
+        "--dump-decoded",
+        type=Path,
+        help="also write every decoded frame as raw RGB24 (<clip>.rgb, [total_frames, height, width, 3] uint8) "
+        "here, for the decode/resize diagnostics of tests/preprocess_parity.rs (EVALVERSE_PARITY_DECODED=DIR)",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -132,7 +137,21 @@ def main() -> None:
         save_file({"pixel_values": pixel_values, "grid_thw": grid_thw}, str(OUT / f"{name}.safetensors"))
         if args.dump_decoded:
             args.dump_decoded.mkdir(parents=True, exist_ok=True)
-            np.save(args.dump_decoded / f"{name}.npy", rgb)
+            (args.dump_decoded / f"{name}.rgb").write_bytes(np.ascontiguousarray(rgb).tobytes())
+            # The Qwen2.5-VL default spec (128*28*28 .. 768*28*28) upsamples 168x224 to 280x392: the
+            # other branch of the kernel (no antialias stretch). Too big to commit, so diagnostics only.
+            default = Qwen2VLVideoProcessor(
+                size={"shortest_edge": 128 * 28 * 28, "longest_edge": 768 * 28 * 28},
+                patch_size=PATCH_SIZE,
+                merge_size=MERGE_SIZE,
+                temporal_patch_size=TEMPORAL_PATCH_SIZE,
+            )
+            up = default(videos=[video], do_sample_frames=False, return_tensors="pt")
+            up_values = up["pixel_values_videos"].to(torch.float32).contiguous().numpy()
+            (args.dump_decoded / f"{name}.default.f32").write_bytes(up_values.astype("<f4").tobytes())
+            (args.dump_decoded / f"{name}.default.json").write_text(
+                json.dumps({"grid_thw": [int(v) for v in up["video_grid_thw"][0]], "min_pixels": 128 * 28 * 28, "max_pixels": 768 * 28 * 28})
+            )
         gt, gh, gw = (int(v) for v in grid_thw)
         clips.append(
             {

@@ -73,8 +73,11 @@ fn encode_mp4(
     let mut opts = Dictionary::new();
     opts.set("preset", "medium");
     opts.set("crf", "26");
-    // One thread: x264's output then depends only on its input, so a seed gives the same bytes.
+    // One thread and no assembly: x264's SIMD routines read past the end of the input planes
+    // (uninitialised heap), so with asm on, the second clip encoded in a process differed from
+    // run to run (measured). Without it a seed gives the same bytes; the frames are tiny.
     opts.set("threads", "1");
+    opts.set("x264-params", "no-asm=1");
     let mut venc = venc.open_with(opts).map_err(e("open libx264"))?;
     octx.stream_mut(v_index).ok_or("video stream vanished")?.set_parameters(&venc);
 
