@@ -22,6 +22,7 @@ use evalverse_data::video::{
 };
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Largest difference allowed, in uint8 levels.
 const MAX_LEVELS: f64 = 1.0;
@@ -101,8 +102,17 @@ fn load() -> (FrameSpec, PatchSpec, Vec<Clip>) {
                 [usize_of(&c["grid_thw"][0]), usize_of(&c["grid_thw"][1]), usize_of(&c["grid_thw"][2])],
                 "{name}: json and safetensors disagree"
             );
+            let video = sample_dir().join(c["video"].as_str().unwrap());
+            let digest = Sha256::digest(std::fs::read(&video).unwrap_or_else(|e| panic!("{}: {e}", video.display())));
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(
+                hex,
+                c["sha256"].as_str().unwrap(),
+                "{} is not the file the fixture was made from: re-run scripts/make_preprocess_fixtures.py",
+                video.display()
+            );
             Clip {
-                video: sample_dir().join(c["video"].as_str().unwrap()),
+                video,
                 width: usize_of(&c["width"]),
                 height: usize_of(&c["height"]),
                 total_frames: usize_of(&c["total_frames"]),
