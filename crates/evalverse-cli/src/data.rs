@@ -11,7 +11,8 @@ use evalverse_data::synth::{generate, SynthConfig};
 use crate::Failure;
 
 pub fn validate(dir: &Path, decode: bool) -> Result<ExitCode, Failure> {
-    let (ds, mut issues) = Dataset::open(dir).with_context(|| format!("cannot read dataset {}", dir.display()))?;
+    let (ds, mut issues) =
+        Dataset::open(dir).with_context(|| format!("cannot read dataset {}", dir.display()))?;
     if decode {
         let media = ds.check_media(progress("decoding"));
         issues.extend(media);
@@ -31,7 +32,11 @@ pub fn validate(dir: &Path, decode: bool) -> Result<ExitCode, Failure> {
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("{}: {} problem(s)", ds.manifest_path.display(), issues.len());
+        eprintln!(
+            "{}: {} problem(s)",
+            ds.manifest_path.display(),
+            issues.len()
+        );
         Ok(ExitCode::from(1))
     }
 }
@@ -40,15 +45,33 @@ pub fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
     let ds = Dataset::load(dir)?;
     let s = evalverse_data::stats::compute(&ds);
     if json {
-        println!("{}", serde_json::to_string_pretty(&s).context("serialising stats")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).context("serialising stats")?
+        );
     } else {
         print!("{s}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn synth(out: &Path, clips: usize, seed: u64, width: u32, height: u32, fps: u32, raters: usize) -> Result<ExitCode, Failure> {
-    let cfg = SynthConfig { clips, seed, width, height, fps, raters };
+pub fn synth(
+    out: &Path,
+    clips: usize,
+    seed: u64,
+    width: u32,
+    height: u32,
+    fps: u32,
+    raters: usize,
+) -> Result<ExitCode, Failure> {
+    let cfg = SynthConfig {
+        clips,
+        seed,
+        width,
+        height,
+        fps,
+        raters,
+    };
     let summary = generate(out, &cfg, progress("rendering and encoding"))?;
     println!(
         "wrote {} clips in {} prompt groups to {} ({:.1} MB)",

@@ -105,7 +105,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Data(DataCommand::Validate(a)) => data::validate(&a.dir, !a.no_decode),
         Command::Data(DataCommand::Stats(a)) => data::stats(&a.dir, a.json),
-        Command::Data(DataCommand::Synth(a)) => data::synth(&a.out, a.clips, a.seed, a.width, a.height, a.fps, a.raters),
+        Command::Data(DataCommand::Synth(a)) => {
+            data::synth(&a.out, a.clips, a.seed, a.width, a.height, a.fps, a.raters)
+        }
     };
     match result {
         Ok(code) => code,

@@ -12,11 +12,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use evalverse_data::video::{patchify, preprocess_video, resize_rgb, sample_video, smart_resize, FrameSpec, PatchSpec};
+use evalverse_data::video::{
+    patchify, preprocess_video, resize_rgb, sample_video, smart_resize, FrameSpec, PatchSpec,
+};
 
 fn clips_in(dir: &Path) -> Vec<PathBuf> {
     let videos = dir.join("videos");
-    let dir = if videos.is_dir() { videos } else { dir.to_path_buf() };
+    let dir = if videos.is_dir() {
+        videos
+    } else {
+        dir.to_path_buf()
+    };
     let mut clips: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -33,7 +39,10 @@ fn main() {
     if let Some(n) = args.get(1) {
         clips.truncate(n.parse().expect("N must be a number of clips"));
     }
-    let passes: usize = args.get(2).map(|p| p.parse().expect("PASSES must be a number")).unwrap_or(1);
+    let passes: usize = args
+        .get(2)
+        .map(|p| p.parse().expect("PASSES must be a number"))
+        .unwrap_or(1);
     assert!(!clips.is_empty(), "no .mp4 clips under {}", dir.display());
     let spec = FrameSpec::default();
     let patch = PatchSpec::default();
@@ -63,16 +72,26 @@ fn main() {
     let n = clips.len() * passes;
 
     // Stage breakdown through the same public functions preprocess_video is made of.
-    let (mut t_decode, mut t_resize, mut t_patch) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut t_decode, mut t_resize, mut t_patch) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for _ in 0..passes {
         for clip in &clips {
             let t0 = Instant::now();
             let (decoded, _fps) = sample_video(clip, &spec).unwrap_or_else(|e| panic!("{e}"));
             let t1 = Instant::now();
-            let (rh, rw) =
-                smart_resize(decoded.height, decoded.width, patch.factor(), spec.min_pixels, spec.max_pixels).unwrap();
-            let resized: Vec<Vec<u8>> =
-                decoded.frames.iter().map(|(_, f)| resize_rgb(f, decoded.width, decoded.height, rw, rh)).collect();
+            let (rh, rw) = smart_resize(
+                decoded.height,
+                decoded.width,
+                patch.factor(),
+                spec.min_pixels,
+                spec.max_pixels,
+            )
+            .unwrap();
+            let resized: Vec<Vec<u8>> = decoded
+                .frames
+                .iter()
+                .map(|(_, f)| resize_rgb(f, decoded.width, decoded.height, rw, rh))
+                .collect();
             let t2 = Instant::now();
             let out = patchify(&resized, rw, rh, &patch);
             std::hint::black_box(&out);

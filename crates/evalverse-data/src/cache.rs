@@ -25,10 +25,13 @@ pub struct CachedClip {
     pub audio: Option<Vec<f32>>,
 }
 
+/// A file as (path, size, modification time): re-hashed only when one of them changes.
+type FileStamp = (PathBuf, u64, Option<SystemTime>);
+
 pub struct DecodeCache {
     dir: PathBuf,
     /// (path, size, mtime) -> content hash, so a file is hashed once per process.
-    hashes: Mutex<HashMap<(PathBuf, u64, Option<SystemTime>), String>>,
+    hashes: Mutex<HashMap<FileStamp, String>>,
 }
 
 /// Where a lookup was served from.
@@ -40,7 +43,10 @@ pub enum Lookup {
 
 impl DecodeCache {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DecodeCache { dir: dir.into(), hashes: Mutex::new(HashMap::new()) }
+        DecodeCache {
+            dir: dir.into(),
+            hashes: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -65,12 +71,21 @@ impl DecodeCache {
             hasher.update(&buf[..n]);
         }
         let hex = hex(&hasher.finalize());
-        self.hashes.lock().expect("hash memo poisoned").insert(key, hex.clone());
+        self.hashes
+            .lock()
+            .expect("hash memo poisoned")
+            .insert(key, hex.clone());
         Ok(hex)
     }
 
     /// Cache key of a clip under these settings.
-    pub fn key(&self, path: &Path, spec: &FrameSpec, patch: &PatchSpec, with_audio: bool) -> Result<String> {
+    pub fn key(
+        &self,
+        path: &Path,
+        spec: &FrameSpec,
+        patch: &PatchSpec,
+        with_audio: bool,
+    ) -> Result<String> {
         let content = self.content_hash(path)?;
         let settings = serde_json::json!({
             "version": CACHE_VERSION, "spec": spec, "patch": patch, "audio": with_audio,
@@ -101,7 +116,11 @@ impl DecodeCache {
             }
         }
         let vision = preprocess_video(path, spec, patch)?;
-        let audio = if with_audio { crate::media::decode_audio_mono_16k(path)? } else { None };
+        let audio = if with_audio {
+            crate::media::decode_audio_mono_16k(path)?
+        } else {
+            None
+        };
         let clip = CachedClip { vision, audio };
         write_atomic(&entry, &encode_entry(&clip)?)?;
         Ok((clip, Lookup::Miss))
@@ -124,19 +143,39 @@ fn encode_entry(clip: &CachedClip) -> Result<Vec<u8>> {
     let rows = v.pixel_values.len() / v.row_len.max(1);
     let pixels = f32_bytes(&v.pixel_values);
     let grid = i64_bytes(&v.grid_thw.map(|x| x as i64));
-    let idx = i64_bytes(&v.frame_indices.iter().map(|&x| x as i64).collect::<Vec<_>>());
+    let idx = i64_bytes(
+        &v.frame_indices
+            .iter()
+            .map(|&x| x as i64)
+            .collect::<Vec<_>>(),
+    );
     let audio = clip.audio.as_deref().map(f32_bytes);
     let bad = |e: safetensors::SafeTensorError| DataError::Invalid(format!("cache entry: {e}"));
     let mut tensors = vec![
-        ("pixel_values".to_string(), TensorView::new(Dtype::F32, vec![rows, v.row_len], &pixels).map_err(bad)?),
-        ("grid_thw".to_string(), TensorView::new(Dtype::I64, vec![3], &grid).map_err(bad)?),
-        ("frame_indices".to_string(), TensorView::new(Dtype::I64, vec![v.frame_indices.len()], &idx).map_err(bad)?),
+        (
+            "pixel_values".to_string(),
+            TensorView::new(Dtype::F32, vec![rows, v.row_len], &pixels).map_err(bad)?,
+        ),
+        (
+            "grid_thw".to_string(),
+            TensorView::new(Dtype::I64, vec![3], &grid).map_err(bad)?,
+        ),
+        (
+            "frame_indices".to_string(),
+            TensorView::new(Dtype::I64, vec![v.frame_indices.len()], &idx).map_err(bad)?,
+        ),
     ];
     if let (Some(a), Some(bytes)) = (&clip.audio, &audio) {
-        tensors.push(("audio".to_string(), TensorView::new(Dtype::F32, vec![a.len()], bytes).map_err(bad)?));
+        tensors.push((
+            "audio".to_string(),
+            TensorView::new(Dtype::F32, vec![a.len()], bytes).map_err(bad)?,
+        ));
     }
     let meta = HashMap::from([
-        ("second_per_grid".to_string(), format!("{:e}", v.second_per_grid)),
+        (
+            "second_per_grid".to_string(),
+            format!("{:e}", v.second_per_grid),
+        ),
         ("has_audio".to_string(), clip.audio.is_some().to_string()),
     ]);
     safetensors::serialize(tensors, &Some(meta)).map_err(bad)
@@ -147,13 +186,22 @@ fn decode_entry(bytes: &[u8]) -> Option<CachedClip> {
     let f32s = |name: &str| -> Option<(Vec<f32>, Vec<usize>)> {
         let t = st.tensor(name).ok()?;
         (t.dtype() == Dtype::F32).then_some(())?;
-        let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let v = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         Some((v, t.shape().to_vec()))
     };
     let i64s = |name: &str| -> Option<Vec<i64>> {
         let t = st.tensor(name).ok()?;
         (t.dtype() == Dtype::I64).then_some(())?;
-        Some(t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+        Some(
+            t.data()
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+        )
     };
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
     let meta = meta.metadata().as_ref()?;
@@ -162,13 +210,59 @@ fn decode_entry(bytes: &[u8]) -> Option<CachedClip> {
     let vision = VisionInput {
         pixel_values,
         row_len: *shape.get(1)?,
-        grid_thw: [grid.first().copied()? as usize, *grid.get(1)? as usize, *grid.get(2)? as usize],
+        grid_thw: [
+            grid.first().copied()? as usize,
+            *grid.get(1)? as usize,
+            *grid.get(2)? as usize,
+        ],
         second_per_grid: meta.get("second_per_grid")?.parse().ok()?,
-        frame_indices: i64s("frame_indices")?.into_iter().map(|x| x as usize).collect(),
+        frame_indices: i64s("frame_indices")?
+            .into_iter()
+            .map(|x| x as usize)
+            .collect(),
     };
     let audio = match meta.get("has_audio")?.as_str() {
         "true" => Some(f32s("audio")?.0),
         _ => None,
     };
     Some(CachedClip { vision, audio })
+}
+
+/// Clips preprocessed for a run, and the ones that could not be decoded.
+#[derive(Debug)]
+pub struct LoadedClips<'a> {
+    pub clips: Vec<(&'a crate::manifest::ClipRecord, CachedClip)>,
+    /// (clip id, error naming the file) for every clip that was skipped.
+    pub skipped: Vec<(String, String)>,
+    pub cache_hits: usize,
+}
+
+impl DecodeCache {
+    /// Preprocess `clips` of a dataset through the cache. A clip that fails to decode is skipped
+    /// and recorded (id and the error naming its file); the run goes on with the rest.
+    pub fn load_clips<'a>(
+        &self,
+        ds: &crate::dataset::Dataset,
+        clips: impl IntoIterator<Item = &'a crate::manifest::ClipRecord>,
+        spec: &FrameSpec,
+        patch: &PatchSpec,
+        with_audio: bool,
+    ) -> LoadedClips<'a> {
+        let mut out = LoadedClips {
+            clips: Vec::new(),
+            skipped: Vec::new(),
+            cache_hits: 0,
+        };
+        for clip in clips {
+            let path = ds.video_path(clip);
+            match self.get_or_decode(&path, spec, patch, with_audio && clip.audio.is_some()) {
+                Ok((c, lookup)) => {
+                    out.cache_hits += usize::from(lookup == Lookup::Hit);
+                    out.clips.push((clip, c));
+                }
+                Err(e) => out.skipped.push((clip.id.clone(), e.to_string())),
+            }
+        }
+        out
+    }
 }

@@ -111,14 +111,19 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> std::result::Result<PathBuf, S
                 }
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("path '{rel}' is absolute; paths are relative to the dataset root"))
+                return Err(format!(
+                    "path '{rel}' is absolute; paths are relative to the dataset root"
+                ))
             }
         }
     }
     let full = root.join(p);
     if let (Ok(real), Ok(real_root)) = (full.canonicalize(), root.canonicalize()) {
         if !real.starts_with(&real_root) {
-            return Err(format!("path '{rel}' resolves outside the dataset root (symlink to {})", real.display()));
+            return Err(format!(
+                "path '{rel}' resolves outside the dataset root (symlink to {})",
+                real.display()
+            ));
         }
     }
     Ok(full)
@@ -130,22 +135,36 @@ impl Dataset {
     pub fn open(root: &Path) -> Result<(Dataset, Vec<Issue>)> {
         let cfg_path = root.join(DATASET_FILE);
         let mut config = if cfg_path.exists() {
-            let text = std::fs::read_to_string(&cfg_path).map_err(|e| DataError::io(&cfg_path, e))?;
-            toml::from_str::<DatasetConfig>(&text).map_err(|e| DataError::config(&cfg_path, e.to_string()))?
+            let text =
+                std::fs::read_to_string(&cfg_path).map_err(|e| DataError::io(&cfg_path, e))?;
+            toml::from_str::<DatasetConfig>(&text)
+                .map_err(|e| DataError::config(&cfg_path, e.to_string()))?
         } else {
             DatasetConfig::default()
         };
-        config.splits.check().map_err(|m| DataError::config(&cfg_path, format!("[splits]: {m}")))?;
+        config
+            .splits
+            .check()
+            .map_err(|m| DataError::config(&cfg_path, format!("[splits]: {m}")))?;
         if config.name.is_empty() {
-            config.name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            config.name = root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
         }
         let taxonomy = Taxonomy::load(&config.taxonomy, root)?;
         let manifest_path = root.join(&config.manifest);
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| DataError::io(&manifest_path, e))?;
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| DataError::io(&manifest_path, e))?;
         let (records, line_errors) = parse_jsonl(&text);
         let mut issues: Vec<Issue> = line_errors
             .into_iter()
-            .map(|e| Issue { file: manifest_path.clone(), line: Some(e.line), record: None, message: e.message })
+            .map(|e| Issue {
+                file: manifest_path.clone(),
+                line: Some(e.line),
+                record: None,
+                message: e.message,
+            })
             .collect();
         let (mut clips, mut rankings, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
         for Located { line, record } in records {
@@ -155,8 +174,19 @@ impl Dataset {
                 Record::Pair(p) => pairs.push(Located { line, record: p }),
             }
         }
-        let splits = config.splits.assign(clips.iter().map(|c| c.record.prompt_group.as_str()));
-        let ds = Dataset { root: root.to_path_buf(), config, taxonomy, manifest_path, clips, rankings, pairs, splits };
+        let splits = config
+            .splits
+            .assign(clips.iter().map(|c| c.record.prompt_group.as_str()));
+        let ds = Dataset {
+            root: root.to_path_buf(),
+            config,
+            taxonomy,
+            manifest_path,
+            clips,
+            rankings,
+            pairs,
+            splits,
+        };
         issues.extend(ds.check_records());
         issues.sort_by_key(|i| i.line);
         Ok((ds, issues))
@@ -179,7 +209,12 @@ impl Dataset {
     }
 
     fn issue(&self, line: usize, record: impl Into<String>, message: impl Into<String>) -> Issue {
-        Issue { file: self.manifest_path.clone(), line: Some(line), record: Some(record.into()), message: message.into() }
+        Issue {
+            file: self.manifest_path.clone(),
+            line: Some(line),
+            record: Some(record.into()),
+            message: message.into(),
+        }
     }
 
     fn check_records(&self) -> Vec<Issue> {
@@ -197,7 +232,11 @@ impl Dataset {
                 first_line.insert(&c.id, *line);
                 group_of.insert(&c.id, &c.prompt_group);
             }
-            for (field, v) in [("prompt", &c.prompt), ("generator", &c.generator), ("prompt_group", &c.prompt_group)] {
+            for (field, v) in [
+                ("prompt", &c.prompt),
+                ("generator", &c.generator),
+                ("prompt_group", &c.prompt_group),
+            ] {
                 if v.trim().is_empty() {
                     bad(format!("empty {field}"));
                 }
@@ -210,16 +249,25 @@ impl Dataset {
             if let Some(r) = &c.reference {
                 match resolve_in_root(&self.root, &r.path) {
                     Err(m) => bad(format!("reference: {m}")),
-                    Ok(p) if !p.is_file() => bad(format!("reference file '{}' does not exist", r.path)),
+                    Ok(p) if !p.is_file() => {
+                        bad(format!("reference file '{}' does not exist", r.path))
+                    }
                     Ok(_) => {}
                 }
             }
             let mut prev_end = 0.0;
             for (i, s) in c.shots.iter().enumerate() {
-                if !(s.start.is_finite() && s.end.is_finite() && s.start >= 0.0 && s.end > s.start) {
-                    bad(format!("shot {i}: need 0 <= start < end, got [{}, {})", s.start, s.end));
+                if !(s.start.is_finite() && s.end.is_finite() && s.start >= 0.0 && s.end > s.start)
+                {
+                    bad(format!(
+                        "shot {i}: need 0 <= start < end, got [{}, {})",
+                        s.start, s.end
+                    ));
                 } else if s.start + 1e-9 < prev_end {
-                    bad(format!("shot {i} starts at {} before the previous shot ends at {prev_end}", s.start));
+                    bad(format!(
+                        "shot {i} starts at {} before the previous shot ends at {prev_end}",
+                        s.start
+                    ));
                 }
                 prev_end = s.end;
             }
@@ -227,14 +275,20 @@ impl Dataset {
             let mut seen = HashSet::new();
             for a in &c.annotations {
                 let Some(dim) = self.taxonomy.dimension(&a.dimension) else {
-                    bad(format!("rater '{}': unknown dimension '{}'", a.rater, a.dimension));
+                    bad(format!(
+                        "rater '{}': unknown dimension '{}'",
+                        a.rater, a.dimension
+                    ));
                     continue;
                 };
                 if a.rater.trim().is_empty() {
                     bad(format!("dimension '{}': empty rater id", a.dimension));
                 }
                 if !seen.insert((a.rater.as_str(), a.dimension.as_str())) {
-                    bad(format!("rater '{}' annotates dimension '{}' twice", a.rater, a.dimension));
+                    bad(format!(
+                        "rater '{}' annotates dimension '{}' twice",
+                        a.rater, a.dimension
+                    ));
                 }
                 let applies = dim.applicability.applies(&facts);
                 match a.score {
@@ -265,12 +319,16 @@ impl Dataset {
             }
         }
         for Located { line, record: r } in &self.rankings {
-            let who = format!("ranking of group '{}' on '{}' by '{}'", r.prompt_group, r.dimension, r.rater);
+            let who = format!(
+                "ranking of group '{}' on '{}' by '{}'",
+                r.prompt_group, r.dimension, r.rater
+            );
             let mut bad = |m: String| issues.push(self.issue(*line, who.clone(), m));
             if self.taxonomy.dimension(&r.dimension).is_none() {
                 bad(format!("unknown dimension '{}'", r.dimension));
             }
-            if r.order.iter().map(Vec::len).sum::<usize>() < 2 || r.order.iter().any(Vec::is_empty) {
+            if r.order.iter().map(Vec::len).sum::<usize>() < 2 || r.order.iter().any(Vec::is_empty)
+            {
                 bad("a ranking needs at least two clips and no empty tier".into());
             }
             let mut seen = HashSet::new();
@@ -280,13 +338,18 @@ impl Dataset {
                 }
                 match group_of.get(id.as_str()) {
                     None => bad(format!("names unknown clip '{id}'")),
-                    Some(g) if *g != r.prompt_group => bad(format!("clip '{id}' belongs to prompt group '{g}'")),
+                    Some(g) if *g != r.prompt_group => {
+                        bad(format!("clip '{id}' belongs to prompt group '{g}'"))
+                    }
                     _ => {}
                 }
             }
         }
         for Located { line, record: p } in &self.pairs {
-            let who = format!("pair in group '{}' on '{}' by '{}'", p.prompt_group, p.dimension, p.rater);
+            let who = format!(
+                "pair in group '{}' on '{}' by '{}'",
+                p.prompt_group, p.dimension, p.rater
+            );
             let mut bad = |m: String| issues.push(self.issue(*line, who.clone(), m));
             if self.taxonomy.dimension(&p.dimension).is_none() {
                 bad(format!("unknown dimension '{}'", p.dimension));
@@ -297,7 +360,9 @@ impl Dataset {
             for id in [&p.a, &p.b] {
                 match group_of.get(id.as_str()) {
                     None => bad(format!("names unknown clip '{id}'")),
-                    Some(g) if *g != p.prompt_group => bad(format!("clip '{id}' belongs to prompt group '{g}'")),
+                    Some(g) if *g != p.prompt_group => {
+                        bad(format!("clip '{id}' belongs to prompt group '{g}'"))
+                    }
                     _ => {}
                 }
             }
@@ -314,17 +379,27 @@ impl Dataset {
             if let Ok(path) = resolve_in_root(&self.root, &c.video) {
                 if path.is_file() {
                     match crate::media::probe(&path) {
-                        Err(e) => issues.push(self.issue(*line, who.clone(), format!("undecodable video: {e}"))),
+                        Err(e) => issues.push(self.issue(
+                            *line,
+                            who.clone(),
+                            format!("undecodable video: {e}"),
+                        )),
                         Ok(info) => match (info.audio_s.is_some(), c.audio.is_some()) {
                             (true, false) => issues.push(self.issue(
                                 *line,
                                 who.clone(),
-                                format!("'{}' has an audio track but the record has no \"audio\" field", c.video),
+                                format!(
+                                    "'{}' has an audio track but the record has no \"audio\" field",
+                                    c.video
+                                ),
                             )),
                             (false, true) => issues.push(self.issue(
                                 *line,
                                 who.clone(),
-                                format!("record declares audio but '{}' has no audio track", c.video),
+                                format!(
+                                    "record declares audio but '{}' has no audio track",
+                                    c.video
+                                ),
                             )),
                             _ => {}
                         },
@@ -335,7 +410,11 @@ impl Dataset {
                 if let Ok(path) = resolve_in_root(&self.root, &r.path) {
                     if path.is_file() {
                         if let Err(e) = crate::video::decode_frames(&path, |i| i == 0) {
-                            issues.push(self.issue(*line, who.clone(), format!("undecodable reference: {e}")));
+                            issues.push(self.issue(
+                                *line,
+                                who.clone(),
+                                format!("undecodable reference: {e}"),
+                            ));
                         }
                     }
                 }
@@ -346,11 +425,17 @@ impl Dataset {
     }
 
     pub fn split_of(&self, clip: &ClipRecord) -> Split {
-        self.splits.get(&clip.prompt_group).copied().unwrap_or(Split::Train)
+        self.splits
+            .get(&clip.prompt_group)
+            .copied()
+            .unwrap_or(Split::Train)
     }
 
     pub fn clips_in(&self, split: Split) -> impl Iterator<Item = &ClipRecord> {
-        self.clips.iter().map(|c| &c.record).filter(move |c| self.split_of(c) == split)
+        self.clips
+            .iter()
+            .map(|c| &c.record)
+            .filter(move |c| self.split_of(c) == split)
     }
 
     pub fn video_path(&self, clip: &ClipRecord) -> PathBuf {

@@ -23,16 +23,28 @@ pub enum DataError {
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        DataError::Config { path: path.into(), message: message.into() }
+        DataError::Config {
+            path: path.into(),
+            message: message.into(),
+        }
     }
     pub fn decode(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
-        DataError::Decode { path: path.into(), message: message.to_string() }
+        DataError::Decode {
+            path: path.into(),
+            message: message.to_string(),
+        }
     }
     pub fn encode(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
-        DataError::Encode { path: path.into(), message: message.to_string() }
+        DataError::Encode {
+            path: path.into(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -42,9 +54,15 @@ pub type Result<T, E = DataError> = std::result::Result<T, E>;
 /// A crash leaves either the old file or the new one, never half of one.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| {

@@ -72,7 +72,9 @@ impl<'de> Deserialize<'de> for Score {
         match Raw::deserialize(d)? {
             Raw::Num(v) => Ok(Score::Value(v)),
             Raw::Text(t) if t == "N/A" => Ok(Score::NotApplicable),
-            Raw::Text(t) => Err(serde::de::Error::custom(format!("score must be a number or \"N/A\", got \"{t}\""))),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "score must be a number or \"N/A\", got \"{t}\""
+            ))),
         }
     }
 }
@@ -217,15 +219,23 @@ pub fn parse_jsonl(text: &str) -> (Vec<Located<Record>>, Vec<LineError>) {
             continue;
         }
         match serde_json::from_str::<Record>(trimmed) {
-            Ok(record) => records.push(Located { line: i + 1, record }),
-            Err(e) => errors.push(LineError { line: i + 1, message: describe_json_error(trimmed, &e) }),
+            Ok(record) => records.push(Located {
+                line: i + 1,
+                record,
+            }),
+            Err(e) => errors.push(LineError {
+                line: i + 1,
+                message: describe_json_error(trimmed, &e),
+            }),
         }
     }
     (records, errors)
 }
 
 fn describe_json_error(line: &str, e: &serde_json::Error) -> String {
-    if e.classify() == serde_json::error::Category::Syntax || e.classify() == serde_json::error::Category::Eof {
+    if e.classify() == serde_json::error::Category::Syntax
+        || e.classify() == serde_json::error::Category::Eof
+    {
         return format!("malformed JSON: {e}");
     }
     // serde's message is good; add the record id when the line has one, for orientation.
@@ -266,10 +276,17 @@ mod tests {
     fn parse_continues_after_malformed_line() {
         let text = "{\"record\":\"pair\",\"prompt_group\":\"g\",\"dimension\":\"lens\",\"rater\":\"r\",\"a\":\"x\",\"b\":\"y\",\"preference\":\"tie\"}\n{oops\n\n{\"record\":\"ranking\",\"prompt_group\":\"g\",\"dimension\":\"lens\",\"rater\":\"r\",\"order\":[[\"x\"],[\"y\"]]}\n";
         let (records, errors) = parse_jsonl(text);
-        assert_eq!(records.iter().map(|r| r.line).collect::<Vec<_>>(), vec![1, 4]);
+        assert_eq!(
+            records.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 2);
-        assert!(errors[0].message.starts_with("malformed JSON"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.starts_with("malformed JSON"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
@@ -277,6 +294,10 @@ mod tests {
         let text = r#"{"record":"clip","id":"c1","task":"t2v","prompt":"p","video":"v.mp4","generator":"g","annotations":[]}"#;
         let (_, errors) = parse_jsonl(text);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].message.contains("c1") && errors[0].message.contains("prompt_group"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("c1") && errors[0].message.contains("prompt_group"),
+            "{}",
+            errors[0].message
+        );
     }
 }

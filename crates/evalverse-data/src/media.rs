@@ -44,7 +44,11 @@ pub fn probe(path: &Path) -> Result<MediaInfo> {
         height: decoded.height,
         fps: decoded.fps,
         frames: decoded.total_frames,
-        duration_s: if decoded.fps > 0.0 { decoded.total_frames as f64 / decoded.fps } else { 0.0 },
+        duration_s: if decoded.fps > 0.0 {
+            decoded.total_frames as f64 / decoded.fps
+        } else {
+            0.0
+        },
         audio_s: audio.map(|a| a.len() as f64 / AUDIO_RATE as f64),
     })
 }
@@ -58,7 +62,8 @@ pub fn decode_audio_mono_16k(path: &Path) -> Result<Option<Vec<f32>>> {
         return Ok(None);
     };
     let index = stream.index();
-    let ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).map_err(|e| err(e.to_string()))?;
+    let ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| err(e.to_string()))?;
     let mut decoder = ctx.decoder().audio().map_err(|e| err(e.to_string()))?;
     let mut resampler: Option<ffmpeg::software::resampling::Context> = None;
     let mut out = Vec::new();
@@ -86,7 +91,8 @@ pub fn decode_audio_mono_16k(path: &Path) -> Result<Option<Vec<f32>>> {
             }
             let rs = resampler.as_mut().expect("set above");
             let mut resampled = ffmpeg::frame::Audio::empty();
-            rs.run(&frame, &mut resampled).map_err(|e| err(e.to_string()))?;
+            rs.run(&frame, &mut resampled)
+                .map_err(|e| err(e.to_string()))?;
             append_mono(&resampled, out);
         }
         Ok(())
@@ -95,7 +101,9 @@ pub fn decode_audio_mono_16k(path: &Path) -> Result<Option<Vec<f32>>> {
         if s.index() != index {
             continue;
         }
-        decoder.send_packet(&packet).map_err(|e| err(e.to_string()))?;
+        decoder
+            .send_packet(&packet)
+            .map_err(|e| err(e.to_string()))?;
         pull(&mut decoder, &mut resampler, &mut out)?;
     }
     decoder.send_eof().map_err(|e| err(e.to_string()))?;
@@ -122,5 +130,9 @@ fn append_mono(frame: &ffmpeg::frame::Audio, out: &mut Vec<f32>) {
         return;
     }
     let bytes = &frame.data(0)[..n * 4];
-    out.extend(bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])));
+    out.extend(
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+    );
 }

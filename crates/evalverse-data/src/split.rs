@@ -59,7 +59,12 @@ pub struct SplitSpec {
 
 impl Default for SplitSpec {
     fn default() -> Self {
-        SplitSpec { seed: 0, train: 0.6, val: 0.1, test: 0.3 }
+        SplitSpec {
+            seed: 0,
+            train: 0.6,
+            val: 0.1,
+            test: 0.3,
+        }
     }
 }
 
@@ -70,7 +75,10 @@ impl SplitSpec {
             return Err("split fractions must be non-negative".into());
         }
         if ((parts.iter().sum::<f64>()) - 1.0).abs() > 1e-6 {
-            return Err(format!("split fractions train {} + val {} + test {} must sum to 1", self.train, self.val, self.test));
+            return Err(format!(
+                "split fractions train {} + val {} + test {} must sum to 1",
+                self.train, self.val, self.test
+            ));
         }
         Ok(())
     }
@@ -122,34 +130,63 @@ mod tests {
     #[test]
     fn splits_are_deterministic_from_seed() {
         let gs = groups(40);
-        let spec = SplitSpec { seed: 11, ..SplitSpec::default() };
+        let spec = SplitSpec {
+            seed: 11,
+            ..SplitSpec::default()
+        };
         let a = spec.assign(gs.iter().map(String::as_str));
         // Input order does not matter either.
         let b = spec.assign(gs.iter().rev().map(String::as_str));
         assert_eq!(a, b);
-        let other = SplitSpec { seed: 12, ..SplitSpec::default() }.assign(gs.iter().map(String::as_str));
+        let other = SplitSpec {
+            seed: 12,
+            ..SplitSpec::default()
+        }
+        .assign(gs.iter().map(String::as_str));
         assert_ne!(a, other, "a different seed should move some groups");
     }
 
     #[test]
     fn split_sizes_follow_fractions() {
         let gs = groups(40);
-        let a = SplitSpec { seed: 3, train: 0.6, val: 0.1, test: 0.3 }.assign(gs.iter().map(String::as_str));
+        let a = SplitSpec {
+            seed: 3,
+            train: 0.6,
+            val: 0.1,
+            test: 0.3,
+        }
+        .assign(gs.iter().map(String::as_str));
         let count = |s| a.values().filter(|&&v| v == s).count();
-        assert_eq!((count(Split::Train), count(Split::Val), count(Split::Test)), (24, 4, 12));
+        assert_eq!(
+            (count(Split::Train), count(Split::Val), count(Split::Test)),
+            (24, 4, 12)
+        );
     }
 
     #[test]
     fn small_dataset_still_gets_a_test_group() {
         let gs = groups(3);
-        let a = SplitSpec { seed: 0, train: 0.8, val: 0.1, test: 0.1 }.assign(gs.iter().map(String::as_str));
+        let a = SplitSpec {
+            seed: 0,
+            train: 0.8,
+            val: 0.1,
+            test: 0.1,
+        }
+        .assign(gs.iter().map(String::as_str));
         assert_eq!(a.values().filter(|&&v| v == Split::Test).count(), 1);
         assert_eq!(a.values().filter(|&&v| v == Split::Val).count(), 1);
     }
 
     #[test]
     fn fractions_must_sum_to_one() {
-        assert!(SplitSpec { seed: 0, train: 0.5, val: 0.1, test: 0.1 }.check().is_err());
+        assert!(SplitSpec {
+            seed: 0,
+            train: 0.5,
+            val: 0.1,
+            test: 0.1
+        }
+        .check()
+        .is_err());
         assert!(SplitSpec::default().check().is_ok());
     }
 }

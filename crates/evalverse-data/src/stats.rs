@@ -76,8 +76,10 @@ pub fn score_matrix<'a>(
 
 pub fn compute(ds: &Dataset) -> DatasetStats {
     let clips: Vec<_> = ds.clips.iter().map(|c| &c.record).collect();
-    let mut per_split: BTreeMap<String, SplitCount> =
-        Split::ALL.iter().map(|s| (s.to_string(), SplitCount::default())).collect();
+    let mut per_split: BTreeMap<String, SplitCount> = Split::ALL
+        .iter()
+        .map(|s| (s.to_string(), SplitCount::default()))
+        .collect();
     for (group, split) in &ds.splits {
         let entry = per_split.entry(split.to_string()).or_default();
         entry.prompt_groups += 1;
@@ -94,15 +96,22 @@ pub fn compute(ds: &Dataset) -> DatasetStats {
         .dimensions
         .iter()
         .map(|d| {
-            let anns: Vec<_> =
-                clips.iter().flat_map(|c| c.annotations.iter()).filter(|a| a.dimension == d.id).collect();
+            let anns: Vec<_> = clips
+                .iter()
+                .flat_map(|c| c.annotations.iter())
+                .filter(|a| a.dimension == d.id)
+                .collect();
             let values: Vec<f64> = anns.iter().filter_map(|a| a.score.value()).collect();
             let (raters, matrix) = score_matrix(clips.iter().copied(), &d.id);
             DimensionStats {
                 dimension: d.id.clone(),
                 annotations: anns.len(),
-                not_applicable: anns.iter().filter(|a| a.score == Score::NotApplicable).count(),
-                mean_score: (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64),
+                not_applicable: anns
+                    .iter()
+                    .filter(|a| a.score == Score::NotApplicable)
+                    .count(),
+                mean_score: (!values.is_empty())
+                    .then(|| values.iter().sum::<f64>() / values.len() as f64),
                 raters: raters.len(),
                 alpha_interval: krippendorff_alpha(&matrix, AlphaMetric::Interval),
                 alpha_ordinal: krippendorff_alpha(&matrix, AlphaMetric::Ordinal),

@@ -32,7 +32,9 @@ impl Scale {
     }
     /// The level values, lowest first.
     pub fn values(&self) -> Vec<f64> {
-        (0..self.levels()).map(|i| self.min + i as f64 * self.step).collect()
+        (0..self.levels())
+            .map(|i| self.min + i as f64 * self.step)
+            .collect()
     }
     /// Whether `score` is one of the levels (within 1e-9).
     pub fn contains(&self, score: f64) -> bool {
@@ -51,20 +53,33 @@ impl Scale {
             return Err("scale bounds must be finite".into());
         }
         if self.min >= self.max {
-            return Err(format!("scale min {} must be below max {}", self.min, self.max));
+            return Err(format!(
+                "scale min {} must be below max {}",
+                self.min, self.max
+            ));
         }
         if self.step <= 0.0 {
             return Err(format!("scale step {} must be positive", self.step));
         }
         let k = (self.max - self.min) / self.step;
         if (k - k.round()).abs() > 1e-9 {
-            return Err(format!("scale {}..{} is not a whole number of steps of {}", self.min, self.max, self.step));
+            return Err(format!(
+                "scale {}..{} is not a whole number of steps of {}",
+                self.min, self.max, self.step
+            ));
         }
         if k.round() as usize + 1 > 101 {
-            return Err(format!("scale has {} levels; at most 101 are supported", k.round() as usize + 1));
+            return Err(format!(
+                "scale has {} levels; at most 101 are supported",
+                k.round() as usize + 1
+            ));
         }
         if !self.labels.is_empty() && self.labels.len() != self.levels() {
-            return Err(format!("scale has {} levels but {} labels", self.levels(), self.labels.len()));
+            return Err(format!(
+                "scale has {} levels but {} labels",
+                self.levels(),
+                self.labels.len()
+            ));
         }
         Ok(())
     }
@@ -127,9 +142,16 @@ impl Applicability {
         match self {
             Applicability::Always { .. } => "applies to every clip".into(),
             Applicability::Context { note } => {
-                format!("may be N/A by content{}", note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default())
+                format!(
+                    "may be N/A by content{}",
+                    note.as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                )
             }
-            Applicability::MultiShot { min_shots, .. } => format!("applies only to clips with at least {min_shots} shots"),
+            Applicability::MultiShot { min_shots, .. } => {
+                format!("applies only to clips with at least {min_shots} shots")
+            }
             Applicability::Audio { .. } => "applies only to clips with an audio track".into(),
             Applicability::Speech { .. } => "applies only to clips with speech".into(),
         }
@@ -239,9 +261,12 @@ impl Taxonomy {
 
     /// Parse and validate; `origin` names the file in errors.
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self> {
-        let file: TaxonomyFile = toml::from_str(text).map_err(|e| DataError::config(origin, e.to_string()))?;
+        let file: TaxonomyFile =
+            toml::from_str(text).map_err(|e| DataError::config(origin, e.to_string()))?;
         let err = |m: String| DataError::config(origin, m);
-        file.default_scale.check().map_err(|m| err(format!("default_scale: {m}")))?;
+        file.default_scale
+            .check()
+            .map_err(|m| err(format!("default_scale: {m}")))?;
         let mut ids = HashSet::new();
         for s in &file.stages {
             check_id(&s.id).map_err(|m| err(format!("stage '{}': {m}", s.id)))?;
@@ -257,7 +282,10 @@ impl Taxonomy {
                 return Err(err(format!("duplicate id '{}'", a.id)));
             }
             if !stage_ids.contains(a.stage.as_str()) {
-                return Err(err(format!("aspect '{}' names unknown stage '{}'", a.id, a.stage)));
+                return Err(err(format!(
+                    "aspect '{}' names unknown stage '{}'",
+                    a.id, a.stage
+                )));
             }
             aspect_ids.insert(a.id.as_str());
         }
@@ -267,7 +295,11 @@ impl Taxonomy {
             .dimensions
             .into_iter()
             .map(|d| (d, DimensionKind::Cinematic))
-            .chain(file.rightness.into_iter().map(|d| (d, DimensionKind::Rightness)));
+            .chain(
+                file.rightness
+                    .into_iter()
+                    .map(|d| (d, DimensionKind::Rightness)),
+            );
         for (mut d, kind) in all {
             d.kind = kind;
             let at = |m: String| err(format!("dimension '{}': {m}", d.id));
@@ -276,7 +308,9 @@ impl Taxonomy {
                 return Err(err(format!("duplicate id '{}'", d.id)));
             }
             match (kind, &d.aspect) {
-                (DimensionKind::Cinematic, None) => return Err(at("cinematic dimensions need an aspect".into())),
+                (DimensionKind::Cinematic, None) => {
+                    return Err(at("cinematic dimensions need an aspect".into()))
+                }
                 (DimensionKind::Cinematic, Some(a)) if !aspect_ids.contains(a.as_str()) => {
                     return Err(at(format!("unknown aspect '{a}'")))
                 }
@@ -293,7 +327,9 @@ impl Taxonomy {
             }
             if let Applicability::MultiShot { min_shots, .. } = d.applicability {
                 if min_shots < 2 {
-                    return Err(at(format!("multi_shot min_shots must be at least 2, got {min_shots}")));
+                    return Err(at(format!(
+                        "multi_shot min_shots must be at least 2, got {min_shots}"
+                    )));
                 }
             }
             let mut sub_ids = HashSet::new();
@@ -310,7 +346,10 @@ impl Taxonomy {
             return Err(err("taxonomy has no dimensions".into()));
         }
         for a in &file.aspects {
-            if !dimensions.iter().any(|d| d.aspect.as_deref() == Some(a.id.as_str())) {
+            if !dimensions
+                .iter()
+                .any(|d| d.aspect.as_deref() == Some(a.id.as_str()))
+            {
                 return Err(err(format!("aspect '{}' has no dimensions", a.id)));
             }
         }
@@ -336,10 +375,15 @@ impl Taxonomy {
     }
     /// The stage id of a dimension (None for rightness dimensions).
     pub fn stage_of(&self, dim: &Dimension) -> Option<&str> {
-        dim.aspect.as_deref().and_then(|a| self.aspect(a)).map(|a| a.stage.as_str())
+        dim.aspect
+            .as_deref()
+            .and_then(|a| self.aspect(a))
+            .map(|a| a.stage.as_str())
     }
     pub fn cinematic(&self) -> impl Iterator<Item = &Dimension> {
-        self.dimensions.iter().filter(|d| d.kind == DimensionKind::Cinematic)
+        self.dimensions
+            .iter()
+            .filter(|d| d.kind == DimensionKind::Cinematic)
     }
     pub fn dimension_ids(&self) -> Vec<&str> {
         self.dimensions.iter().map(|d| d.id.as_str()).collect()
@@ -349,7 +393,9 @@ impl Taxonomy {
 fn check_id(id: &str) -> std::result::Result<(), String> {
     let ok = !id.is_empty()
         && id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -367,58 +413,109 @@ mod tests {
         assert_eq!(t.stages.len(), 3);
         assert_eq!(t.aspects.len(), 7);
         assert_eq!(t.cinematic().count(), 18);
-        let rightness: Vec<_> =
-            t.dimensions.iter().filter(|d| d.kind == DimensionKind::Rightness).map(|d| d.id.as_str()).collect();
-        assert_eq!(rightness, ["prompt_following", "temporal_consistency", "physical_plausibility"]);
+        let rightness: Vec<_> = t
+            .dimensions
+            .iter()
+            .filter(|d| d.kind == DimensionKind::Rightness)
+            .map(|d| d.id.as_str())
+            .collect();
+        assert_eq!(
+            rightness,
+            [
+                "prompt_following",
+                "temporal_consistency",
+                "physical_plausibility"
+            ]
+        );
         let subs: usize = t.cinematic().map(|d| d.sub_dimensions.len()).sum();
         assert_eq!(subs, 44, "the paper's text names 44 sub-dimensions");
-        assert_eq!(t.stage_of(t.dimension("rhythm").unwrap()), Some("post_production"));
+        assert_eq!(
+            t.stage_of(t.dimension("rhythm").unwrap()),
+            Some("post_production")
+        );
     }
 
     #[test]
     fn scale_contains_only_its_levels() {
-        let s = Scale { min: 1.0, max: 5.0, step: 1.0, labels: vec![] };
+        let s = Scale {
+            min: 1.0,
+            max: 5.0,
+            step: 1.0,
+            labels: vec![],
+        };
         assert!(s.contains(1.0) && s.contains(5.0) && s.contains(3.0));
         assert!(!s.contains(0.0) && !s.contains(6.0) && !s.contains(2.5) && !s.contains(f64::NAN));
-        let half = Scale { min: 0.0, max: 2.0, step: 0.5, labels: vec![] };
+        let half = Scale {
+            min: 0.0,
+            max: 2.0,
+            step: 0.5,
+            labels: vec![],
+        };
         assert_eq!(half.values(), vec![0.0, 0.5, 1.0, 1.5, 2.0]);
     }
 
     #[test]
     fn multi_shot_rule_applies_from_min_shots() {
-        let r = Applicability::MultiShot { min_shots: 2, note: None };
-        let f = |shots| ClipFacts { shots, has_audio: false, has_speech: false };
+        let r = Applicability::MultiShot {
+            min_shots: 2,
+            note: None,
+        };
+        let f = |shots| ClipFacts {
+            shots,
+            has_audio: false,
+            has_speech: false,
+        };
         assert_eq!(r.applies(&f(1)), Some(false));
         assert_eq!(r.applies(&f(3)), Some(true));
         assert_eq!(Applicability::Context { note: None }.applies(&f(1)), None);
     }
 
     fn with_builtin_replaced(from: &str, to: &str) -> Result<Taxonomy> {
-        assert!(BUILTIN_EVALVERSE.contains(from), "test edit target missing: {from}");
-        Taxonomy::from_toml_str(&BUILTIN_EVALVERSE.replacen(from, to, 1), Path::new("user.toml"))
+        assert!(
+            BUILTIN_EVALVERSE.contains(from),
+            "test edit target missing: {from}"
+        );
+        Taxonomy::from_toml_str(
+            &BUILTIN_EVALVERSE.replacen(from, to, 1),
+            Path::new("user.toml"),
+        )
     }
 
     #[test]
     fn taxonomy_rejects_duplicate_dimension_id() {
-        let e = with_builtin_replaced("id = \"scene\"", "id = \"character\"").unwrap_err().to_string();
-        assert!(e.contains("user.toml") && e.contains("duplicate id 'character'"), "{e}");
+        let e = with_builtin_replaced("id = \"scene\"", "id = \"character\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("user.toml") && e.contains("duplicate id 'character'"),
+            "{e}"
+        );
     }
 
     #[test]
     fn taxonomy_rejects_inverted_scale() {
-        let e = with_builtin_replaced("min = 1\nmax = 5", "min = 5\nmax = 1").unwrap_err().to_string();
-        assert!(e.contains("default_scale") && e.contains("below max"), "{e}");
+        let e = with_builtin_replaced("min = 1\nmax = 5", "min = 5\nmax = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("default_scale") && e.contains("below max"),
+            "{e}"
+        );
     }
 
     #[test]
     fn taxonomy_rejects_unknown_aspect() {
-        let e = with_builtin_replaced("aspect = \"acting\"", "aspect = \"dancing\"").unwrap_err().to_string();
+        let e = with_builtin_replaced("aspect = \"acting\"", "aspect = \"dancing\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown aspect 'dancing'"), "{e}");
     }
 
     #[test]
     fn taxonomy_rejects_unknown_applicability_rule() {
-        let e = with_builtin_replaced("{ when = \"speech\"", "{ when = \"smell\"").unwrap_err().to_string();
+        let e = with_builtin_replaced("{ when = \"speech\"", "{ when = \"smell\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("user.toml") && e.contains("smell"), "{e}");
     }
 

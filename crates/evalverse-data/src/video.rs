@@ -12,7 +12,7 @@ use crate::error::{DataError, Result};
 
 /// CLIP mean and std used by Qwen2/2.5-VL.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// How frames are sampled from a clip and resized, as a recipe states it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,7 +32,13 @@ pub struct FrameSpec {
 
 impl Default for FrameSpec {
     fn default() -> Self {
-        FrameSpec { fps: 2.0, min_frames: 4, max_frames: 768, min_pixels: 128 * 28 * 28, max_pixels: 768 * 28 * 28 }
+        FrameSpec {
+            fps: 2.0,
+            min_frames: 4,
+            max_frames: 768,
+            min_pixels: 128 * 28 * 28,
+            max_pixels: 768 * 28 * 28,
+        }
     }
 }
 
@@ -67,7 +73,11 @@ pub struct PatchSpec {
 
 impl Default for PatchSpec {
     fn default() -> Self {
-        PatchSpec { patch_size: 14, merge_size: 2, temporal_patch_size: 2 }
+        PatchSpec {
+            patch_size: 14,
+            merge_size: 2,
+            temporal_patch_size: 2,
+        }
     }
 }
 
@@ -91,7 +101,11 @@ fn ceil_by(x: f64, f: usize) -> usize {
 /// Number of frames to sample (qwen-vl-utils `smart_nframes`, FRAME_FACTOR = 2):
 /// `n = floor2(min(min(max(total/video_fps*fps, ceil2(min_frames)), floor2(min(max_frames, total))), total))`.
 /// Errors when the clip is too short to give two frames.
-pub fn sample_count(total_frames: usize, video_fps: f64, spec: &FrameSpec) -> std::result::Result<usize, String> {
+pub fn sample_count(
+    total_frames: usize,
+    video_fps: f64,
+    spec: &FrameSpec,
+) -> std::result::Result<usize, String> {
     if !(video_fps.is_finite() && video_fps > 0.0) {
         return Err(format!("video frame rate {video_fps} is not positive"));
     }
@@ -101,7 +115,9 @@ pub fn sample_count(total_frames: usize, video_fps: f64, spec: &FrameSpec) -> st
     let n = n.max(min_frames).min(max_frames).min(total_frames as f64);
     let n = floor_by(n, 2);
     if n < 2 || n > total_frames {
-        return Err(format!("cannot sample an even number of frames (>= 2) from {total_frames} frames"));
+        return Err(format!(
+            "cannot sample an even number of frames (>= 2) from {total_frames} frames"
+        ));
     }
     Ok(n)
 }
@@ -112,7 +128,9 @@ pub fn sample_indices(total_frames: usize, n: usize) -> Vec<usize> {
         return vec![0];
     }
     let last = (total_frames - 1) as f64;
-    (0..n).map(|i| (last * i as f64 / (n - 1) as f64).round_ties_even() as usize).collect()
+    (0..n)
+        .map(|i| (last * i as f64 / (n - 1) as f64).round_ties_even() as usize)
+        .collect()
 }
 
 /// transformers / Qwen2-VL `smart_resize`: both sides multiples of `factor`, pixel count within
@@ -169,7 +187,9 @@ fn resample_weights(in_len: usize, out_len: usize) -> Vec<(usize, Vec<f32>)> {
             let center = (i as f64 + 0.5) * scale;
             let xmin = ((center - support + 0.5).floor().max(0.0)) as usize;
             let xmax = ((center + support + 0.5).floor() as usize).min(in_len);
-            let mut w: Vec<f64> = (xmin..xmax).map(|j| cubic((j as f64 - center + 0.5) / fscale)).collect();
+            let mut w: Vec<f64> = (xmin..xmax)
+                .map(|j| cubic((j as f64 - center + 0.5) / fscale))
+                .collect();
             let total: f64 = w.iter().sum();
             if total != 0.0 {
                 w.iter_mut().for_each(|v| *v /= total);
@@ -187,7 +207,11 @@ fn to_u8(v: f32) -> u8 {
 /// Antialiased bicubic resize of packed RGB24, horizontal pass then vertical, each rounded to
 /// uint8 as PIL and torch's uint8 path do.
 pub fn resize_rgb(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
-    assert_eq!(src.len(), sw * sh * 3, "RGB buffer size does not match {sw}x{sh}");
+    assert_eq!(
+        src.len(),
+        sw * sh * 3,
+        "RGB buffer size does not match {sw}x{sh}"
+    );
     if sw == dw && sh == dh {
         return src.to_vec();
     }
@@ -263,10 +287,23 @@ impl VisionInput {
 /// Normalise resized RGB24 frames (all `w` x `h`) and lay them out as Qwen patch rows:
 /// `[gt, gh/m, gw/m, m, m, C, T, p, p]`. An odd frame count repeats the last frame; a single
 /// frame (a still image) is duplicated to fill the temporal patch.
-pub fn patchify(frames: &[Vec<u8>], w: usize, h: usize, patch: &PatchSpec) -> (Vec<f32>, [usize; 3]) {
-    let (p, m, tp) = (patch.patch_size, patch.merge_size, patch.temporal_patch_size);
+pub fn patchify(
+    frames: &[Vec<u8>],
+    w: usize,
+    h: usize,
+    patch: &PatchSpec,
+) -> (Vec<f32>, [usize; 3]) {
+    let (p, m, tp) = (
+        patch.patch_size,
+        patch.merge_size,
+        patch.temporal_patch_size,
+    );
     assert!(!frames.is_empty(), "patchify needs at least one frame");
-    assert!(h % (p * m) == 0 && w % (p * m) == 0, "{w}x{h} is not a multiple of {}", p * m);
+    assert!(
+        h.is_multiple_of(p * m) && w.is_multiple_of(p * m),
+        "{w}x{h} is not a multiple of {}",
+        p * m
+    );
     let t_padded = frames.len().div_ceil(tp) * tp;
     let (gt, gh, gw) = (t_padded / tp, h / p, w / p);
     // Fused rescale + normalise, as the fast processors do: (x - 255*mean) / (255*std).
@@ -340,7 +377,13 @@ pub fn decode_frames(path: &Path, mut keep: impl FnMut(usize) -> bool) -> Result
     if index == 0 {
         return Err(DataError::decode(path, "no decodable video frames"));
     }
-    Ok(DecodedFrames { width: w as usize, height: h as usize, fps, total_frames: index, frames })
+    Ok(DecodedFrames {
+        width: w as usize,
+        height: h as usize,
+        fps,
+        total_frames: index,
+        frames,
+    })
 }
 
 fn rgb_from_frame(frame: &video_rs::frame::RawFrame, w: usize, h: usize) -> Vec<u8> {
@@ -363,7 +406,11 @@ fn stream_header(path: &Path) -> Result<(usize, f64)> {
         .best(video_rs::ffmpeg::media::Type::Video)
         .ok_or_else(|| DataError::decode(path, "no video stream"))?;
     let rate = stream.rate();
-    let fps = if rate.denominator() > 0 { rate.numerator() as f64 / rate.denominator() as f64 } else { 0.0 };
+    let fps = if rate.denominator() > 0 {
+        rate.numerator() as f64 / rate.denominator() as f64
+    } else {
+        0.0
+    };
     Ok((stream.frames().max(0) as usize, fps))
 }
 
@@ -396,7 +443,10 @@ pub fn sample_video(path: &Path, spec: &FrameSpec) -> Result<(DecodedFrames, f64
         }
     };
     let by_index: std::collections::BTreeMap<usize, Vec<u8>> = decoded.frames.into_iter().collect();
-    let frames = wanted.iter().filter_map(|&i| by_index.get(&i).map(|f| (i, f.clone()))).collect();
+    let frames = wanted
+        .iter()
+        .filter_map(|&i| by_index.get(&i).map(|f| (i, f.clone())))
+        .collect();
     let sample_fps = wanted.len() as f64 / decoded.total_frames as f64 * decoded.fps;
     Ok((DecodedFrames { frames, ..decoded }, sample_fps))
 }
@@ -404,8 +454,14 @@ pub fn sample_video(path: &Path, spec: &FrameSpec) -> Result<(DecodedFrames, f64
 /// The whole Qwen2.5-VL video path: decode, sample, smart_resize, resize, normalise, patchify.
 pub fn preprocess_video(path: &Path, spec: &FrameSpec, patch: &PatchSpec) -> Result<VisionInput> {
     let (decoded, sample_fps) = sample_video(path, spec)?;
-    let (rh, rw) = smart_resize(decoded.height, decoded.width, patch.factor(), spec.min_pixels, spec.max_pixels)
-        .map_err(|m| DataError::decode(path, m))?;
+    let (rh, rw) = smart_resize(
+        decoded.height,
+        decoded.width,
+        patch.factor(),
+        spec.min_pixels,
+        spec.max_pixels,
+    )
+    .map_err(|m| DataError::decode(path, m))?;
     let resized: Vec<Vec<u8>> = decoded
         .frames
         .iter()
@@ -423,14 +479,35 @@ pub fn preprocess_video(path: &Path, spec: &FrameSpec, patch: &PatchSpec) -> Res
 
 /// A still image (reference for R2V), decoded by FFmpeg (PNG, JPEG, ...), duplicated to fill the
 /// temporal patch. `min_pixels`/`max_pixels` bound its size as for video frames.
-pub fn preprocess_image(path: &Path, min_pixels: usize, max_pixels: usize, patch: &PatchSpec) -> Result<VisionInput> {
+pub fn preprocess_image(
+    path: &Path,
+    min_pixels: usize,
+    max_pixels: usize,
+    patch: &PatchSpec,
+) -> Result<VisionInput> {
     let decoded = decode_frames(path, |i| i == 0)?;
-    let (_, rgb) = decoded.frames.into_iter().next().ok_or_else(|| DataError::decode(path, "no image"))?;
-    let (rh, rw) = smart_resize(decoded.height, decoded.width, patch.factor(), min_pixels, max_pixels)
-        .map_err(|m| DataError::decode(path, m))?;
+    let (_, rgb) = decoded
+        .frames
+        .into_iter()
+        .next()
+        .ok_or_else(|| DataError::decode(path, "no image"))?;
+    let (rh, rw) = smart_resize(
+        decoded.height,
+        decoded.width,
+        patch.factor(),
+        min_pixels,
+        max_pixels,
+    )
+    .map_err(|m| DataError::decode(path, m))?;
     let resized = resize_rgb(&rgb, decoded.width, decoded.height, rw, rh);
     let (pixel_values, grid_thw) = patchify(&[resized], rw, rh, patch);
-    Ok(VisionInput { pixel_values, row_len: patch.row_len(), grid_thw, second_per_grid: 0.0, frame_indices: vec![0] })
+    Ok(VisionInput {
+        pixel_values,
+        row_len: patch.row_len(),
+        grid_thw,
+        second_per_grid: 0.0,
+        frame_indices: vec![0],
+    })
 }
 
 #[cfg(test)]
@@ -448,16 +525,25 @@ mod tests {
     #[test]
     fn smart_resize_caps_max_pixels_by_flooring() {
         // 480x832 video frame with Qwen2.5-VL's per-frame cap for 10 frames (QWEN_VL.md table): 476x840.
-        assert_eq!(smart_resize(480, 832, 28, 128 * 784, 768 * 784).unwrap(), (476, 840));
+        assert_eq!(
+            smart_resize(480, 832, 28, 128 * 784, 768 * 784).unwrap(),
+            (476, 840)
+        );
         // 1000x1000 with max 256*28*28: beta = sqrt(1e6/200704) = 2.2321; floor(1000/2.2321/28)=16 -> 448.
-        assert_eq!(smart_resize(1000, 1000, 28, 3136, 256 * 784).unwrap(), (448, 448));
+        assert_eq!(
+            smart_resize(1000, 1000, 28, 3136, 256 * 784).unwrap(),
+            (448, 448)
+        );
     }
 
     #[test]
     fn smart_resize_raises_to_min_pixels_by_ceiling() {
         // 168x224 (37632 px) with min 128*28*28 = 100352: beta = sqrt(100352/37632) = 1.633;
         // ceil(168*1.633/28) = 10 -> 280, ceil(224*1.633/28) = 14 -> 392.
-        assert_eq!(smart_resize(168, 224, 28, 100_352, 602_112).unwrap(), (280, 392));
+        assert_eq!(
+            smart_resize(168, 224, 28, 100_352, 602_112).unwrap(),
+            (280, 392)
+        );
     }
 
     #[test]
@@ -474,7 +560,10 @@ mod tests {
         assert_eq!(sample_count(24, 12.0, &spec).unwrap(), 4);
         // 3 frames: floor2(min(768,3)) = 2 caps the min of 4.
         assert_eq!(sample_count(3, 30.0, &spec).unwrap(), 2);
-        let few = FrameSpec { max_frames: 6, ..FrameSpec::default() };
+        let few = FrameSpec {
+            max_frames: 6,
+            ..FrameSpec::default()
+        };
         assert_eq!(sample_count(300, 10.0, &few).unwrap(), 6);
         assert!(sample_count(1, 30.0, &spec).is_err());
     }
@@ -482,7 +571,10 @@ mod tests {
     #[test]
     fn sample_indices_are_rounded_linspace() {
         // linspace(0, 80, 10) = 0, 8.89, 17.78, 26.67, 35.56, 44.44, 53.33, 62.22, 71.11, 80
-        assert_eq!(sample_indices(81, 10), vec![0, 9, 18, 27, 36, 44, 53, 62, 71, 80]);
+        assert_eq!(
+            sample_indices(81, 10),
+            vec![0, 9, 18, 27, 36, 44, 53, 62, 71, 80]
+        );
         assert_eq!(sample_indices(36, 4), vec![0, 12, 23, 35]);
     }
 
@@ -497,7 +589,9 @@ mod tests {
     #[test]
     fn resize_weights_sum_to_one_and_widen_when_downsampling() {
         let down = resample_weights(100, 25);
-        assert!(down.iter().all(|(_, w)| (w.iter().sum::<f32>() - 1.0).abs() < 1e-5));
+        assert!(down
+            .iter()
+            .all(|(_, w)| (w.iter().sum::<f32>() - 1.0).abs() < 1e-5));
         // support 2*scale = 8 each side -> 16 taps (fewer at the borders).
         assert_eq!(down[10].1.len(), 16);
         let up = resample_weights(10, 20);
@@ -527,16 +621,26 @@ mod tests {
         assert_eq!(grid, [2, 2, 4]);
         let row_len = patch.row_len();
         assert_eq!(out.len(), 16 * row_len);
-        let unnorm = |v: f32, c: usize| (v * CLIP_STD[c] * 255.0 + CLIP_MEAN[c] * 255.0).round() as i32;
+        let unnorm =
+            |v: f32, c: usize| (v * CLIP_STD[c] * 255.0 + CLIP_MEAN[c] * 255.0).round() as i32;
         // Row order inside the first temporal patch: merge block (0,0) = patches (r0,c0),(r0,c1),(r1,c0),(r1,c1).
-        let expect = [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3), (1, 2), (1, 3)];
+        let expect = [
+            (0, 0),
+            (0, 1),
+            (1, 0),
+            (1, 1),
+            (0, 2),
+            (0, 3),
+            (1, 2),
+            (1, 3),
+        ];
         for (r, (pr, pc)) in expect.iter().enumerate() {
             let row = &out[r * row_len..(r + 1) * row_len];
-            assert_eq!(unnorm(row[0], 0), *pc as i32, "row {r} R");
+            assert_eq!(unnorm(row[0], 0), *pc, "row {r} R");
             // G channel starts after C=0's T*p*p values.
-            assert_eq!(unnorm(row[2 * 196], 1), *pr as i32, "row {r} G");
+            assert_eq!(unnorm(row[2 * 196], 1), *pr, "row {r} G");
             // second temporal slot of R is frame 1.
-            assert_eq!(unnorm(row[196], 0), 10 + *pc as i32, "row {r} R t=1");
+            assert_eq!(unnorm(row[196], 0), 10 + *pc, "row {r} R t=1");
         }
         // Second temporal patch: frames 2 and 2 (the odd frame repeated).
         let row = &out[8 * row_len..9 * row_len];

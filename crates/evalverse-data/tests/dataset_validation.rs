@@ -14,7 +14,11 @@ fn dataset_with(lines: &[String]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("videos")).unwrap();
     for id in ["pg000_aurora", "pg000_borealis"] {
-        std::fs::copy(sample_dir().join(format!("videos/{id}.mp4")), dir.path().join(format!("videos/{id}.mp4"))).unwrap();
+        std::fs::copy(
+            sample_dir().join(format!("videos/{id}.mp4")),
+            dir.path().join(format!("videos/{id}.mp4")),
+        )
+        .unwrap();
     }
     std::fs::write(dir.path().join("manifest.jsonl"), lines.join("\n")).unwrap();
     dir
@@ -46,10 +50,17 @@ fn issues_of(lines: &[String]) -> Vec<Issue> {
 
 fn assert_one_issue(lines: &[String], line: usize, needle: &str) {
     let issues = issues_of(lines);
-    assert_eq!(issues.len(), 1, "expected one issue containing '{needle}', got {issues:#?}");
+    assert_eq!(
+        issues.len(),
+        1,
+        "expected one issue containing '{needle}', got {issues:#?}"
+    );
     let text = issues[0].to_string();
     assert_eq!(issues[0].line, Some(line), "{text}");
-    assert!(text.contains("manifest.jsonl:") && text.contains(needle), "'{needle}' not in: {text}");
+    assert!(
+        text.contains("manifest.jsonl:") && text.contains(needle),
+        "'{needle}' not in: {text}"
+    );
 }
 
 #[test]
@@ -88,7 +99,11 @@ fn manifest_rejects_fractional_score_between_levels() {
 #[test]
 fn manifest_rejects_na_where_dimension_always_applies() {
     let mut lines = good_pair();
-    lines[0] = clip("a", "videos/pg000_aurora.mp4", &ann("r1", "lens", "\"N/A\""));
+    lines[0] = clip(
+        "a",
+        "videos/pg000_aurora.mp4",
+        &ann("r1", "lens", "\"N/A\""),
+    );
     assert_one_issue(&lines, 1, "answers N/A for 'lens'");
 }
 
@@ -150,8 +165,14 @@ fn manifest_rejects_undecodable_video() {
     let media = ds.check_media(|_, _| {});
     assert_eq!(media.len(), 1, "{media:#?}");
     let text = media[0].to_string();
-    assert!(text.contains(":2: clip 'b'") && text.contains("undecodable video"), "{text}");
-    assert!(text.contains("pg000_borealis.mp4"), "the message names the file: {text}");
+    assert!(
+        text.contains(":2: clip 'b'") && text.contains("undecodable video"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pg000_borealis.mp4"),
+        "the message names the file: {text}"
+    );
 }
 
 #[test]
@@ -174,7 +195,10 @@ fn load_refuses_dataset_with_issues_and_names_them() {
     lines[0] = clip("a", "videos/pg000_aurora.mp4", &ann("r1", "lens", "0"));
     let dir = dataset_with(&lines);
     let e = Dataset::load(dir.path()).unwrap_err().to_string();
-    assert!(e.contains("1 problem") && e.contains("manifest.jsonl:1"), "{e}");
+    assert!(
+        e.contains("1 problem") && e.contains("manifest.jsonl:1"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -184,7 +208,12 @@ fn sample_dataset_is_clean_and_splits_keep_groups_whole() {
     let mut split_of_group = std::collections::HashMap::new();
     for c in &ds.clips {
         let s = ds.split_of(&c.record);
-        assert_eq!(*split_of_group.entry(c.record.prompt_group.clone()).or_insert(s), s);
+        assert_eq!(
+            *split_of_group
+                .entry(c.record.prompt_group.clone())
+                .or_insert(s),
+            s
+        );
     }
     assert!(ds.clips_in(evalverse_data::split::Split::Test).count() > 0);
 }

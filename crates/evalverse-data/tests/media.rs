@@ -7,7 +7,9 @@ use evalverse_data::media;
 use evalverse_data::video::{preprocess_video, FrameSpec, PatchSpec};
 
 fn clip(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample/videos").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/sample/videos")
+        .join(name)
 }
 
 #[test]
@@ -23,7 +25,12 @@ fn decoding_a_synthetic_clip_gives_its_frames_and_audio() {
 
 #[test]
 fn preprocess_gives_qwen_grid_for_default_spec() {
-    let v = preprocess_video(&clip("pg000_aurora.mp4"), &FrameSpec::default(), &PatchSpec::default()).unwrap();
+    let v = preprocess_video(
+        &clip("pg000_aurora.mp4"),
+        &FrameSpec::default(),
+        &PatchSpec::default(),
+    )
+    .unwrap();
     // 36 frames at 12 fps, 2 fps -> 6 frames: indices round(linspace(0, 35, 6)) = 0,7,14,21,28,35.
     assert_eq!(v.frame_indices, vec![0, 7, 14, 21, 28, 35]);
     // 168x224 is below min_pixels 100352 -> 280x392 -> 20x28 patches; 6 frames -> 3 temporal patches.
@@ -39,7 +46,9 @@ fn corrupt_file_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("broken.mp4");
     std::fs::write(&bad, b"\x00\x00\x00\x18ftypmp42 this is not a video at all").unwrap();
-    let e = preprocess_video(&bad, &FrameSpec::default(), &PatchSpec::default()).unwrap_err().to_string();
+    let e = preprocess_video(&bad, &FrameSpec::default(), &PatchSpec::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("broken.mp4"), "{e}");
 }
 
@@ -57,18 +66,30 @@ fn truncated_file_is_an_error_naming_it() {
 fn decode_cache_hits_on_second_lookup_and_misses_on_new_settings() {
     let dir = tempfile::tempdir().unwrap();
     let cache = DecodeCache::new(dir.path());
-    let spec = FrameSpec { min_pixels: 3136, max_pixels: 12544, ..FrameSpec::default() };
+    let spec = FrameSpec {
+        min_pixels: 3136,
+        max_pixels: 12544,
+        ..FrameSpec::default()
+    };
     let patch = PatchSpec::default();
     let path = clip("pg001_borealis.mp4");
     let (first, l1) = cache.get_or_decode(&path, &spec, &patch, true).unwrap();
     let (second, l2) = cache.get_or_decode(&path, &spec, &patch, true).unwrap();
     assert_eq!((l1, l2), (Lookup::Miss, Lookup::Hit));
-    assert_eq!(first, second, "a cache hit returns exactly what was decoded");
+    assert_eq!(
+        first, second,
+        "a cache hit returns exactly what was decoded"
+    );
     assert!(first.audio.is_some());
     // A fresh cache object on the same folder (a new run) also hits.
-    let (_, l3) = DecodeCache::new(dir.path()).get_or_decode(&path, &spec, &patch, true).unwrap();
+    let (_, l3) = DecodeCache::new(dir.path())
+        .get_or_decode(&path, &spec, &patch, true)
+        .unwrap();
     assert_eq!(l3, Lookup::Hit);
-    let other = FrameSpec { fps: 4.0, ..spec.clone() };
+    let other = FrameSpec {
+        fps: 4.0,
+        ..spec.clone()
+    };
     let (_, l4) = cache.get_or_decode(&path, &other, &patch, true).unwrap();
     assert_eq!(l4, Lookup::Miss);
 }
@@ -77,14 +98,63 @@ fn decode_cache_hits_on_second_lookup_and_misses_on_new_settings() {
 fn corrupt_cache_entry_is_rewritten() {
     let dir = tempfile::tempdir().unwrap();
     let cache = DecodeCache::new(dir.path());
-    let spec = FrameSpec { min_pixels: 3136, max_pixels: 12544, ..FrameSpec::default() };
+    let spec = FrameSpec {
+        min_pixels: 3136,
+        max_pixels: 12544,
+        ..FrameSpec::default()
+    };
     let patch = PatchSpec::default();
     let path = clip("pg000_echo.mp4");
     let (good, _) = cache.get_or_decode(&path, &spec, &patch, false).unwrap();
     let key = cache.key(&path, &spec, &patch, false).unwrap();
-    let entry = dir.path().join(&key[..2]).join(format!("{key}.safetensors"));
+    let entry = dir
+        .path()
+        .join(&key[..2])
+        .join(format!("{key}.safetensors"));
     std::fs::write(&entry, b"garbage").unwrap();
     let (again, lookup) = cache.get_or_decode(&path, &spec, &patch, false).unwrap();
     assert_eq!(lookup, Lookup::Miss);
     assert_eq!(good, again);
+}
+
+#[test]
+fn loading_a_split_skips_a_corrupt_clip_and_counts_it() {
+    let data = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample");
+    std::fs::create_dir_all(data.path().join("videos")).unwrap();
+    let manifest = std::fs::read_to_string(sample.join("manifest.jsonl")).unwrap();
+    let lines: Vec<&str> = manifest
+        .lines()
+        .filter(|l| l.contains("\"prompt_group\":\"pg000\"") && l.contains("\"record\":\"clip\""))
+        .collect();
+    assert_eq!(lines.len(), 5);
+    std::fs::write(data.path().join("manifest.jsonl"), lines.join("\n")).unwrap();
+    for name in ["aurora", "borealis", "cinetic", "dreamloom", "echo"] {
+        let f = format!("videos/pg000_{name}.mp4");
+        std::fs::copy(sample.join(&f), data.path().join(&f)).unwrap();
+    }
+    std::fs::write(data.path().join("videos/pg000_cinetic.mp4"), b"not a video").unwrap();
+    let ds = evalverse_data::dataset::Dataset::load(data.path()).unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = DecodeCache::new(cache_dir.path());
+    let spec = FrameSpec {
+        min_pixels: 3136,
+        max_pixels: 12544,
+        ..FrameSpec::default()
+    };
+    let loaded = cache.load_clips(
+        &ds,
+        ds.clips.iter().map(|c| &c.record),
+        &spec,
+        &PatchSpec::default(),
+        false,
+    );
+    assert_eq!(loaded.clips.len(), 4);
+    assert_eq!(loaded.skipped.len(), 1);
+    assert_eq!(loaded.skipped[0].0, "pg000_cinetic");
+    assert!(
+        loaded.skipped[0].1.contains("pg000_cinetic.mp4"),
+        "{}",
+        loaded.skipped[0].1
+    );
 }

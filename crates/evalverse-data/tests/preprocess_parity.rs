@@ -18,7 +18,8 @@
 use std::path::{Path, PathBuf};
 
 use evalverse_data::video::{
-    decode_frames, patchify, preprocess_video, resize_rgb, smart_resize, FrameSpec, PatchSpec, CLIP_STD,
+    decode_frames, patchify, preprocess_video, resize_rgb, smart_resize, FrameSpec, PatchSpec,
+    CLIP_STD,
 };
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -57,8 +58,10 @@ struct Clip {
 fn load() -> (FrameSpec, PatchSpec, Vec<Clip>) {
     let dir = fixture_dir();
     let path = dir.join("preprocess.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let meta: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let meta: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
     let s = &meta["spec"];
     let spec = FrameSpec {
         fps: s["fps"].as_f64().unwrap(),
@@ -143,7 +146,8 @@ impl Diff {
     fn of(actual: &[f32], expected: &[f32], row_len: usize, patch: &PatchSpec) -> Diff {
         assert_eq!(actual.len(), expected.len(), "pixel_values lengths differ");
         let per_channel = patch.temporal_patch_size * patch.patch_size * patch.patch_size;
-        let (mut sum, mut max_abs, mut max_levels, mut one, mut over) = (0f64, 0f64, 0f64, 0usize, 0usize);
+        let (mut sum, mut max_abs, mut max_levels, mut one, mut over) =
+            (0f64, 0f64, 0f64, 0usize, 0usize);
         for (k, (&a, &e)) in actual.iter().zip(expected).enumerate() {
             let c = (k % row_len) / per_channel;
             let d = (a as f64 - e as f64).abs();
@@ -217,7 +221,8 @@ fn preprocess_video_matches_reference() {
     let (spec, patch, clips) = load();
     let mut failures = Vec::new();
     for clip in &clips {
-        let v = preprocess_video(&clip.video, &spec, &patch).unwrap_or_else(|e| panic!("{}: {e}", clip.name));
+        let v = preprocess_video(&clip.video, &spec, &patch)
+            .unwrap_or_else(|e| panic!("{}: {e}", clip.name));
         println!(
             "{}: indices rust {:?} ref {:?}; grid rust {:?} ref {:?}; second_per_grid rust {:.9} ref {:.9}",
             clip.name, v.frame_indices, clip.frame_indices, v.grid_thw, clip.grid_thw, v.second_per_grid,
@@ -255,20 +260,48 @@ fn pixels_match_reference_on_reference_frames() {
     for clip in &clips {
         let wanted = &clip.frame_indices;
         let decoded = decode_frames(&clip.video, |i| wanted.contains(&i)).unwrap();
-        assert_eq!((decoded.width, decoded.height), (clip.width, clip.height), "{}", clip.name);
-        assert_eq!(decoded.total_frames, clip.total_frames, "{}: decoded frame count", clip.name);
+        assert_eq!(
+            (decoded.width, decoded.height),
+            (clip.width, clip.height),
+            "{}",
+            clip.name
+        );
+        assert_eq!(
+            decoded.total_frames, clip.total_frames,
+            "{}: decoded frame count",
+            clip.name
+        );
         let frames: Vec<&Vec<u8>> = wanted
             .iter()
-            .map(|i| &decoded.frames.iter().find(|(j, _)| j == i).expect("sampled frame decoded").1)
+            .map(|i| {
+                &decoded
+                    .frames
+                    .iter()
+                    .find(|(j, _)| j == i)
+                    .expect("sampled frame decoded")
+                    .1
+            })
             .collect();
-        let (rh, rw) = smart_resize(decoded.height, decoded.width, patch.factor(), spec.min_pixels, spec.max_pixels)
-            .unwrap();
-        let resized: Vec<Vec<u8>> =
-            frames.iter().map(|f| resize_rgb(f, decoded.width, decoded.height, rw, rh)).collect();
+        let (rh, rw) = smart_resize(
+            decoded.height,
+            decoded.width,
+            patch.factor(),
+            spec.min_pixels,
+            spec.max_pixels,
+        )
+        .unwrap();
+        let resized: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| resize_rgb(f, decoded.width, decoded.height, rw, rh))
+            .collect();
         let (pixel_values, grid) = patchify(&resized, rw, rh, &patch);
         assert_eq!(grid, clip.grid_thw, "{}: grid", clip.name);
         let diff = Diff::of(&pixel_values, &clip.pixel_values, clip.row_len, &patch);
-        println!("{}: {}", clip.name, diff.report("decode+resize+patchify on reference indices"));
+        println!(
+            "{}: {}",
+            clip.name,
+            diff.report("decode+resize+patchify on reference indices")
+        );
         diff.check(&clip.name);
     }
 }
@@ -286,7 +319,12 @@ fn decode_and_resize_diagnostics() {
     for clip in &clips {
         let raw = std::fs::read(Path::new(&dir).join(format!("{}.rgb", clip.name))).unwrap();
         let frame_len = clip.width * clip.height * 3;
-        assert_eq!(raw.len(), clip.total_frames * frame_len, "{}: dump size", clip.name);
+        assert_eq!(
+            raw.len(),
+            clip.total_frames * frame_len,
+            "{}: dump size",
+            clip.name
+        );
         let py_frames: Vec<&[u8]> = raw.chunks_exact(frame_len).collect();
 
         // 1. Colour conversion: every decoded frame, FFmpeg swscale via video-rs vs PyAV rgb24.
@@ -308,8 +346,14 @@ fn decode_and_resize_diagnostics() {
         );
 
         // 2. Resampling alone: resize_rgb + patchify on PyAV's own frames vs the processor.
-        let (rh, rw) =
-            smart_resize(clip.height, clip.width, patch.factor(), spec.min_pixels, spec.max_pixels).unwrap();
+        let (rh, rw) = smart_resize(
+            clip.height,
+            clip.width,
+            patch.factor(),
+            spec.min_pixels,
+            spec.max_pixels,
+        )
+        .unwrap();
         let resized: Vec<Vec<u8>> = clip
             .frame_indices
             .iter()
@@ -317,29 +361,51 @@ fn decode_and_resize_diagnostics() {
             .collect();
         let (pixel_values, _) = patchify(&resized, rw, rh, &patch);
         let diff = Diff::of(&pixel_values, &clip.pixel_values, clip.row_len, &patch);
-        println!("{}: {}", clip.name, diff.report("resize_rgb+patchify on PyAV frames"));
+        println!(
+            "{}: {}",
+            clip.name,
+            diff.report("resize_rgb+patchify on PyAV frames")
+        );
 
         // 3. The default Qwen2.5-VL spec upsamples (168x224 -> 280x392): the kernel's other branch.
         let up_meta = Path::new(&dir).join(format!("{}.default.json", clip.name));
-        let Ok(text) = std::fs::read_to_string(&up_meta) else { continue };
+        let Ok(text) = std::fs::read_to_string(&up_meta) else {
+            continue;
+        };
         let up: Value = serde_json::from_str(&text).unwrap();
         let px = |k: &str| up[k].as_u64().unwrap() as usize;
-        let (uh, uw) =
-            smart_resize(clip.height, clip.width, patch.factor(), px("min_pixels"), px("max_pixels")).unwrap();
-        let expected: Vec<f32> = std::fs::read(Path::new(&dir).join(format!("{}.default.f32", clip.name)))
-            .unwrap()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let (uh, uw) = smart_resize(
+            clip.height,
+            clip.width,
+            patch.factor(),
+            px("min_pixels"),
+            px("max_pixels"),
+        )
+        .unwrap();
+        let expected: Vec<f32> =
+            std::fs::read(Path::new(&dir).join(format!("{}.default.f32", clip.name)))
+                .unwrap()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
         let resized: Vec<Vec<u8>> = clip
             .frame_indices
             .iter()
             .map(|&i| resize_rgb(py_frames[i], clip.width, clip.height, uw, uh))
             .collect();
         let (pixel_values, grid) = patchify(&resized, uw, uh, &patch);
-        let want: Vec<usize> = up["grid_thw"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let want: Vec<usize> = up["grid_thw"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(grid.to_vec(), want, "{}: default-spec grid", clip.name);
         let diff = Diff::of(&pixel_values, &expected, clip.row_len, &patch);
-        println!("{}: {}", clip.name, diff.report(&format!("upsampling to {uw}x{uh} on PyAV frames")));
+        println!(
+            "{}: {}",
+            clip.name,
+            diff.report(&format!("upsampling to {uw}x{uh} on PyAV frames"))
+        );
     }
 }

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use video_rs::ffmpeg::{
-    self, codec, encoder, format, software::scaling, util::frame, ChannelLayout, Dictionary, Packet, Rational,
+    self, codec, encoder, format, software::scaling, util::frame, ChannelLayout, Dictionary,
+    Packet, Rational,
 };
 
 use crate::error::{DataError, Result};
@@ -22,7 +23,10 @@ fn rgb_frame(rgb: &[u8], w: u32, h: u32) -> frame::Video {
 }
 
 fn tmp_name(path: &Path) -> std::path::PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.partial"))
 }
 
@@ -60,8 +64,14 @@ fn encode_mp4(
     let global = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
 
     let vcodec = encoder::find_by_name("libx264").ok_or("FFmpeg was built without libx264")?;
-    let v_index = octx.add_stream(vcodec).map_err(e("add video stream"))?.index();
-    let mut venc = codec::context::Context::new_with_codec(vcodec).encoder().video().map_err(e("video encoder"))?;
+    let v_index = octx
+        .add_stream(vcodec)
+        .map_err(e("add video stream"))?
+        .index();
+    let mut venc = codec::context::Context::new_with_codec(vcodec)
+        .encoder()
+        .video()
+        .map_err(e("video encoder"))?;
     venc.set_width(width);
     venc.set_height(height);
     venc.set_format(format::Pixel::YUV420P);
@@ -79,14 +89,21 @@ fn encode_mp4(
     opts.set("threads", "1");
     opts.set("x264-params", "no-asm=1");
     let mut venc = venc.open_with(opts).map_err(e("open libx264"))?;
-    octx.stream_mut(v_index).ok_or("video stream vanished")?.set_parameters(&venc);
+    octx.stream_mut(v_index)
+        .ok_or("video stream vanished")?
+        .set_parameters(&venc);
 
     let mut aenc_state = None;
     if let Some((samples, rate)) = audio {
         let acodec = encoder::find(codec::Id::AAC).ok_or("FFmpeg has no AAC encoder")?;
-        let a_index = octx.add_stream(acodec).map_err(e("add audio stream"))?.index();
-        let mut aenc =
-            codec::context::Context::new_with_codec(acodec).encoder().audio().map_err(e("audio encoder"))?;
+        let a_index = octx
+            .add_stream(acodec)
+            .map_err(e("add audio stream"))?
+            .index();
+        let mut aenc = codec::context::Context::new_with_codec(acodec)
+            .encoder()
+            .audio()
+            .map_err(e("audio encoder"))?;
         aenc.set_rate(rate as i32);
         aenc.set_channel_layout(ChannelLayout::MONO);
         aenc.set_format(format::Sample::F32(format::sample::Type::Planar));
@@ -96,11 +113,16 @@ fn encode_mp4(
             aenc.set_flags(codec::Flags::GLOBAL_HEADER);
         }
         let aenc = aenc.open().map_err(e("open AAC"))?;
-        octx.stream_mut(a_index).ok_or("audio stream vanished")?.set_parameters(&aenc);
+        octx.stream_mut(a_index)
+            .ok_or("audio stream vanished")?
+            .set_parameters(&aenc);
         aenc_state = Some((aenc, a_index, samples, rate, 0usize));
     }
     octx.write_header().map_err(e("write header"))?;
-    let v_tb = octx.stream(v_index).ok_or("video stream vanished")?.time_base();
+    let v_tb = octx
+        .stream(v_index)
+        .ok_or("video stream vanished")?
+        .time_base();
 
     let mut scaler = scaling::Context::get(
         format::Pixel::RGB24,
@@ -124,7 +146,8 @@ fn encode_mp4(
         while enc.receive_packet(&mut p).is_ok() {
             p.set_stream(index);
             p.rescale_ts(from, to);
-            p.write_interleaved(octx).map_err(|e| format!("write video packet: {e}"))?;
+            p.write_interleaved(octx)
+                .map_err(|e| format!("write video packet: {e}"))?;
         }
         Ok(())
     }
@@ -134,12 +157,16 @@ fn encode_mp4(
         index: usize,
         from: Rational,
     ) -> std::result::Result<(), String> {
-        let to = octx.stream(index).ok_or("audio stream vanished")?.time_base();
+        let to = octx
+            .stream(index)
+            .ok_or("audio stream vanished")?
+            .time_base();
         let mut p = Packet::empty();
         while enc.receive_packet(&mut p).is_ok() {
             p.set_stream(index);
             p.rescale_ts(from, to);
-            p.write_interleaved(octx).map_err(|e| format!("write audio packet: {e}"))?;
+            p.write_interleaved(octx)
+                .map_err(|e| format!("write audio packet: {e}"))?;
         }
         Ok(())
     }
@@ -179,8 +206,17 @@ fn encode_mp4(
     Ok(())
 }
 
-fn send_audio(enc: &mut encoder::Audio, chunk: &[f32], rate: u32, pts: usize) -> std::result::Result<(), String> {
-    let mut f = frame::Audio::new(format::Sample::F32(format::sample::Type::Planar), chunk.len(), ChannelLayout::MONO);
+fn send_audio(
+    enc: &mut encoder::Audio,
+    chunk: &[f32],
+    rate: u32,
+    pts: usize,
+) -> std::result::Result<(), String> {
+    let mut f = frame::Audio::new(
+        format::Sample::F32(format::sample::Type::Planar),
+        chunk.len(),
+        ChannelLayout::MONO,
+    );
     f.set_rate(rate);
     f.plane_mut::<f32>(0)[..chunk.len()].copy_from_slice(chunk);
     f.set_pts(Some(pts as i64));
@@ -192,13 +228,17 @@ pub fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<()>
     crate::media::init();
     let bytes = (|| -> std::result::Result<Vec<u8>, String> {
         let c = encoder::find(codec::Id::PNG).ok_or("FFmpeg has no PNG encoder")?;
-        let mut enc = codec::context::Context::new_with_codec(c).encoder().video().map_err(|e| e.to_string())?;
+        let mut enc = codec::context::Context::new_with_codec(c)
+            .encoder()
+            .video()
+            .map_err(|e| e.to_string())?;
         enc.set_width(width);
         enc.set_height(height);
         enc.set_format(format::Pixel::RGB24);
         enc.set_time_base(Rational(1, 1));
         let mut enc = enc.open().map_err(|e| e.to_string())?;
-        enc.send_frame(&rgb_frame(rgb, width, height)).map_err(|e| e.to_string())?;
+        enc.send_frame(&rgb_frame(rgb, width, height))
+            .map_err(|e| e.to_string())?;
         enc.send_eof().map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         let mut p = Packet::empty();

@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use crate::dataset::{DatasetConfig, DATASET_FILE};
 use crate::error::{DataError, Result};
-use crate::manifest::{AudioInfo, ClipRecord, RankingRecord, Record, Reference, ReferenceKind, Shot, Task};
+use crate::manifest::{
+    AudioInfo, ClipRecord, RankingRecord, Record, Reference, ReferenceKind, Shot, Task,
+};
 use crate::rng::Rng;
 use crate::split::SplitSpec;
 use crate::taxonomy::Taxonomy;
@@ -35,7 +37,14 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        SynthConfig { clips: 60, seed: 7, width: 224, height: 168, fps: 12, raters: 5 }
+        SynthConfig {
+            clips: 60,
+            seed: 7,
+            width: 224,
+            height: 168,
+            fps: 12,
+            raters: 5,
+        }
     }
 }
 
@@ -61,15 +70,36 @@ struct Truth<'a> {
 }
 
 /// Generate a dataset into `out` (created; must be empty or absent).
-pub fn generate(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, usize)) -> Result<SynthSummary> {
-    if cfg.width % 2 != 0 || cfg.height % 2 != 0 || cfg.width < 32 || cfg.height < 32 {
-        return Err(DataError::Invalid(format!("frame size {}x{} must be even and at least 32x32", cfg.width, cfg.height)));
+pub fn generate(
+    out: &Path,
+    cfg: &SynthConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<SynthSummary> {
+    if !cfg.width.is_multiple_of(2)
+        || !cfg.height.is_multiple_of(2)
+        || cfg.width < 32
+        || cfg.height < 32
+    {
+        return Err(DataError::Invalid(format!(
+            "frame size {}x{} must be even and at least 32x32",
+            cfg.width, cfg.height
+        )));
     }
     if cfg.clips == 0 || cfg.raters < 2 || cfg.fps == 0 {
-        return Err(DataError::Invalid("need at least 1 clip, 2 raters and fps > 0".into()));
+        return Err(DataError::Invalid(
+            "need at least 1 clip, 2 raters and fps > 0".into(),
+        ));
     }
-    if out.exists() && std::fs::read_dir(out).map_err(|e| DataError::io(out, e))?.next().is_some() {
-        return Err(DataError::Invalid(format!("{}: output folder is not empty", out.display())));
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map_err(|e| DataError::io(out, e))?
+            .next()
+            .is_some()
+    {
+        return Err(DataError::Invalid(format!(
+            "{}: output folder is not empty",
+            out.display()
+        )));
     }
     for sub in ["videos", "refs"] {
         std::fs::create_dir_all(out.join(sub)).map_err(|e| DataError::io(out.join(sub), e))?;
@@ -80,22 +110,33 @@ pub fn generate(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, u
     let panel = panel::raters(cfg.raters, &mut rng);
     let n_groups = cfg.clips.div_ceil(gens.len());
     let tasks = [Task::T2v, Task::Av, Task::Multishot, Task::R2v];
-    let groups: Vec<GroupSpec> =
-        (0..n_groups).map(|g| GroupSpec::sample(format!("pg{g:03}"), tasks[g % tasks.len()], &mut rng)).collect();
+    let groups: Vec<GroupSpec> = (0..n_groups)
+        .map(|g| GroupSpec::sample(format!("pg{g:03}"), tasks[g % tasks.len()], &mut rng))
+        .collect();
 
     let mut records = Vec::new();
     let mut truth_lines = String::new();
     let total = n_groups * gens.len();
     let mut done = 0;
     for group in &groups {
-        let mut perceived: std::collections::BTreeMap<(String, String), Vec<(String, f64)>> = Default::default();
+        let mut perceived: std::collections::BTreeMap<(String, String), Vec<(String, f64)>> =
+            Default::default();
         let reference_path = format!("refs/{}.png", group.id);
         let mut wrote_reference = false;
         for gen in &gens {
-            let id = format!("{}_{}", group.id, gen.name.split('-').next().unwrap_or(gen.name));
+            let id = format!(
+                "{}_{}",
+                group.id,
+                gen.name.split('-').next().unwrap_or(gen.name)
+            );
             let mut crng = Rng::derive(cfg.seed, &id);
             let defects = gen.sample(&mut crng);
-            let shots = spec::plan_shots(group.shots, group.duration_s, defects.cut_erratic, &mut crng);
+            let shots = spec::plan_shots(
+                group.shots,
+                group.duration_s,
+                defects.cut_erratic,
+                &mut crng,
+            );
             let event_s = crng.range(0.8, group.duration_s - 0.8);
             let sync_sign = if crng.chance(0.5) { 1.0 } else { -1.0 };
             let clip = ClipSpec {
@@ -105,10 +146,20 @@ pub fn generate(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, u
                 defects,
                 shots,
                 event_s,
-                sync_offset_s: if group.has_audio { sync_sign * 0.4 * defects.sync } else { 0.0 },
+                sync_offset_s: if group.has_audio {
+                    sync_sign * 0.4 * defects.sync
+                } else {
+                    0.0
+                },
                 seed: crng.next_u64(),
             };
-            let rendered = render::render(&clip, group, cfg.width as usize, cfg.height as usize, cfg.fps);
+            let rendered = render::render(
+                &clip,
+                group,
+                cfg.width as usize,
+                cfg.height as usize,
+                cfg.fps,
+            );
             let video_rel = format!("videos/{id}.mp4");
             encode::write_mp4(
                 &out.join(&video_rel),
@@ -124,16 +175,30 @@ pub fn generate(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, u
                     wrote_reference = true;
                 }
             }
-            let record_shots: Vec<Shot> = clip.shots.iter().map(|&(s, e)| Shot { start: round3(s), end: round3(e) }).collect();
+            let record_shots: Vec<Shot> = clip
+                .shots
+                .iter()
+                .map(|&(s, e)| Shot {
+                    start: round3(s),
+                    end: round3(e),
+                })
+                .collect();
             let mut record = ClipRecord {
                 id: id.clone(),
                 task: group.task,
                 prompt: group.prompt.clone(),
                 video: video_rel,
-                reference: (group.task == Task::R2v && group.character.is_some())
-                    .then(|| Reference { kind: ReferenceKind::Image, path: reference_path.clone() }),
+                reference: (group.task == Task::R2v && group.character.is_some()).then(|| {
+                    Reference {
+                        kind: ReferenceKind::Image,
+                        path: reference_path.clone(),
+                    }
+                }),
                 shots: record_shots,
-                audio: group.has_audio.then_some(AudioInfo { speech: group.speech, music: group.music }),
+                audio: group.has_audio.then_some(AudioInfo {
+                    speech: group.speech,
+                    music: group.music,
+                }),
                 generator: gen.name.to_string(),
                 prompt_group: group.id.clone(),
                 annotations: Vec::new(),
@@ -144,7 +209,10 @@ pub fn generate(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, u
                 for rater in &panel {
                     let (p, ann) = panel::rate(rater, dim, &clip, group, &facts, &mut arng);
                     if let Some(p) = p {
-                        perceived.entry((dim.id.clone(), rater.id.clone())).or_default().push((id.clone(), p));
+                        perceived
+                            .entry((dim.id.clone(), rater.id.clone()))
+                            .or_default()
+                            .push((id.clone(), p));
                     }
                     record.annotations.push(ann);
                 }
@@ -153,7 +221,12 @@ pub fn generate(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, u
                 .dimensions
                 .iter()
                 .filter(|d| panel::applies(d, &facts, group))
-                .map(|d| (d.id.as_str(), round3(panel::true_score(&d.id, &clip.defects))))
+                .map(|d| {
+                    (
+                        d.id.as_str(),
+                        round3(panel::true_score(&d.id, &clip.defects)),
+                    )
+                })
                 .collect();
             let truth = Truth {
                 id: &id,
@@ -185,13 +258,22 @@ pub fn generate(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, u
     if !groups.iter().any(|g| g.task == Task::R2v) {
         let _ = std::fs::remove_dir(out.join("refs"));
     }
-    crate::error::write_atomic(&out.join("manifest.jsonl"), crate::manifest::to_jsonl(&records).as_bytes())?;
+    crate::error::write_atomic(
+        &out.join("manifest.jsonl"),
+        crate::manifest::to_jsonl(&records).as_bytes(),
+    )?;
     crate::error::write_atomic(&out.join("truth.jsonl"), truth_lines.as_bytes())?;
     let config = DatasetConfig {
-        name: out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        name: out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         manifest: "manifest.jsonl".into(),
         taxonomy: "evalverse".into(),
-        splits: SplitSpec { seed: cfg.seed, ..SplitSpec::default() },
+        splits: SplitSpec {
+            seed: cfg.seed,
+            ..SplitSpec::default()
+        },
         provenance: Some(format!(
             "evalverse data synth --out {} --clips {} --seed {} (size {}x{}, {} fps, {} raters)",
             out.display(),
@@ -203,12 +285,18 @@ pub fn generate(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, u
             cfg.raters
         )),
     };
-    let toml_text = toml::to_string_pretty(&config).map_err(|e| DataError::Invalid(e.to_string()))?;
+    let toml_text =
+        toml::to_string_pretty(&config).map_err(|e| DataError::Invalid(e.to_string()))?;
     crate::error::write_atomic(
         &out.join(DATASET_FILE),
-        format!("# Made by the evalverse synthetic generator; see docs/SYNTH.md.\n{toml_text}").as_bytes(),
+        format!("# Made by the evalverse synthetic generator; see docs/SYNTH.md.\n{toml_text}")
+            .as_bytes(),
     )?;
-    Ok(SynthSummary { clips: total, prompt_groups: n_groups, bytes: dir_size(out) })
+    Ok(SynthSummary {
+        clips: total,
+        prompt_groups: n_groups,
+        bytes: dir_size(out),
+    })
 }
 
 fn round3(x: f64) -> f64 {

@@ -176,25 +176,49 @@ pub fn evidence(dim: &str, clip: &ClipSpec, group: &GroupSpec) -> String {
 }
 
 /// One rater's perceived value (continuous) and answer on one dimension.
-pub fn rate(rater: &Rater, dim: &Dimension, clip: &ClipSpec, group: &GroupSpec, facts: &ClipFacts, rng: &mut Rng) -> (Option<f64>, Annotation) {
+pub fn rate(
+    rater: &Rater,
+    dim: &Dimension,
+    clip: &ClipSpec,
+    group: &GroupSpec,
+    facts: &ClipFacts,
+    rng: &mut Rng,
+) -> (Option<f64>, Annotation) {
     if !applies(dim, facts, group) {
         let reason = match &dim.applicability {
-            Applicability::MultiShot { .. } => "Single continuous shot, so there is no cutting to judge.",
+            Applicability::MultiShot { .. } => {
+                "Single continuous shot, so there is no cutting to judge."
+            }
             Applicability::Speech { .. } => "There is no speech in this clip.",
             Applicability::Audio { .. } => "The clip is silent.",
             _ => "No character appears on screen.",
         };
         return (
             None,
-            Annotation { rater: rater.id.clone(), dimension: dim.id.clone(), score: Score::NotApplicable, rationale: Some(format!("{reason} Not applicable.")) },
+            Annotation {
+                rater: rater.id.clone(),
+                dimension: dim.id.clone(),
+                score: Score::NotApplicable,
+                rationale: Some(format!("{reason} Not applicable.")),
+            },
         );
     }
     let perceived = true_score(&dim.id, &clip.defects) + rater.bias + rater.noise * rng.normal();
     let score = perceived.round().clamp(1.0, 5.0);
-    let rationale = format!("{} Overall {}, so I give {}.", evidence(&dim.id, clip, group), verdict(score), score as i64);
+    let rationale = format!(
+        "{} Overall {}, so I give {}.",
+        evidence(&dim.id, clip, group),
+        verdict(score),
+        score as i64
+    );
     (
         Some(perceived),
-        Annotation { rater: rater.id.clone(), dimension: dim.id.clone(), score: Score::Value(score), rationale: Some(rationale) },
+        Annotation {
+            rater: rater.id.clone(),
+            dimension: dim.id.clone(),
+            score: Score::Value(score),
+            rationale: Some(rationale),
+        },
     )
 }
 
@@ -217,17 +241,33 @@ mod tests {
 
     #[test]
     fn rank_orders_best_first_and_ties_close_values() {
-        let r = rank(vec![("a".into(), 2.0), ("b".into(), 4.0), ("c".into(), 2.01)], 0.05);
-        assert_eq!(r, vec![vec!["b".to_string()], vec!["c".to_string(), "a".to_string()]]);
+        let r = rank(
+            vec![("a".into(), 2.0), ("b".into(), 4.0), ("c".into(), 2.01)],
+            0.05,
+        );
+        assert_eq!(
+            r,
+            vec![
+                vec!["b".to_string()],
+                vec!["c".to_string(), "a".to_string()]
+            ]
+        );
     }
 
     #[test]
     fn defect_free_clip_scores_five_and_defects_lower_it() {
         let clean = Defects::default();
         assert_eq!(true_score("lens", &clean), 5.0);
-        let blurry = Defects { blur: 1.0, exposure: 1.0, ..Defects::default() };
+        let blurry = Defects {
+            blur: 1.0,
+            exposure: 1.0,
+            ..Defects::default()
+        };
         assert_eq!(true_score("lens", &blurry), 1.0);
-        let half = Defects { shake: 0.5, ..Defects::default() };
+        let half = Defects {
+            shake: 0.5,
+            ..Defects::default()
+        };
         assert!((true_score("pacing", &half) - 3.0).abs() < 1e-12);
     }
 }

@@ -27,12 +27,18 @@ fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
 }
 
 fn mix(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
-    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
+    [
+        a[0] + (b[0] - a[0]) * t,
+        a[1] + (b[1] - a[1]) * t,
+        a[2] + (b[2] - a[2]) * t,
+    ]
 }
 
 /// Hash-based value noise in [0, 1), stable for a given seed.
 fn hash2(x: i32, y: i32, seed: u32) -> f32 {
-    let mut h = (x as u32).wrapping_mul(0x27d4_eb2d) ^ (y as u32).wrapping_mul(0x1656_67b1) ^ seed.wrapping_mul(0x9e37_79b9);
+    let mut h = (x as u32).wrapping_mul(0x27d4_eb2d)
+        ^ (y as u32).wrapping_mul(0x1656_67b1)
+        ^ seed.wrapping_mul(0x9e37_79b9);
     h ^= h >> 15;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;
@@ -95,13 +101,22 @@ pub fn render(clip: &ClipSpec, group: &GroupSpec, w: usize, h: usize, fps: u32) 
     };
     let base = group.mood.palette();
     let other = opposite.palette();
-    let pal: Vec<[f32; 3]> = (0..3).map(|i| mix(base[i], other[i], d.mood_mismatch as f32)).collect();
+    let pal: Vec<[f32; 3]> = (0..3)
+        .map(|i| mix(base[i], other[i], d.mood_mismatch as f32))
+        .collect();
     let cast_hue = rng.range(0.0, 360.0) as f32;
     let cast = hsv(cast_hue, 1.0, 1.0);
     let tex_seed = (clip.seed & 0xffff_ffff) as u32;
     // Midground silhouettes (trees / buildings) at world positions, with parallax.
-    let shapes: Vec<(f32, f32, f32)> =
-        (0..6).map(|_| (rng.range(-0.3, 1.5) as f32, rng.range(0.03, 0.09) as f32, rng.range(0.1, 0.3) as f32)).collect();
+    let shapes: Vec<(f32, f32, f32)> = (0..6)
+        .map(|_| {
+            (
+                rng.range(-0.3, 1.5) as f32,
+                rng.range(0.03, 0.09) as f32,
+                rng.range(0.1, 0.3) as f32,
+            )
+        })
+        .collect();
     let looks: Vec<ShotLook> = clip
         .shots
         .iter()
@@ -113,9 +128,21 @@ pub fn render(clip: &ClipSpec, group: &GroupSpec, w: usize, h: usize, fps: u32) 
             ShotLook {
                 zoom: zooms[k % 3],
                 cam_x: 0.08 * kf,
-                hue_shift: if broke { (d.continuity as f32) * 120.0 * kf } else { 0.0 },
-                palette_shift: if broke { d.continuity as f32 * 0.5 } else { 0.0 },
-                facing: if broke && d.continuity > 0.5 && k % 2 == 1 { -1.0 } else { 1.0 },
+                hue_shift: if broke {
+                    (d.continuity as f32) * 120.0 * kf
+                } else {
+                    0.0
+                },
+                palette_shift: if broke {
+                    d.continuity as f32 * 0.5
+                } else {
+                    0.0
+                },
+                facing: if broke && d.continuity > 0.5 && k % 2 == 1 {
+                    -1.0
+                } else {
+                    1.0
+                },
             }
         })
         .collect();
@@ -134,20 +161,36 @@ pub fn render(clip: &ClipSpec, group: &GroupSpec, w: usize, h: usize, fps: u32) 
         }
         v
     };
-    let shake_px: Vec<(f32, f32)> =
-        (0..n_frames).map(|_| ((rng.normal() * 0.035 * d.shake) as f32, (rng.normal() * 0.025 * d.shake) as f32)).collect();
-    let flicker: Vec<f32> = (0..n_frames).map(|_| (1.0 + 0.22 * d.flicker * rng.normal()) as f32).collect();
+    let shake_px: Vec<(f32, f32)> = (0..n_frames)
+        .map(|_| {
+            (
+                (rng.normal() * 0.035 * d.shake) as f32,
+                (rng.normal() * 0.025 * d.shake) as f32,
+            )
+        })
+        .collect();
+    let flicker: Vec<f32> = (0..n_frames)
+        .map(|_| (1.0 + 0.22 * d.flicker * rng.normal()) as f32)
+        .collect();
     let exposure_gain = 2f32.powf((d.exposure * d.exposure_sign * 1.6) as f32);
     let blur_radius = (d.blur * 4.0).round() as usize;
-    let expr_phase = rng.range(0.0, 6.28) as f32;
+    let expr_phase = rng.range(0.0, std::f64::consts::TAU) as f32;
 
     let draw = |t: f64, fi: usize, look: ShotLook, canonical: bool| -> Vec<u8> {
         let tf = t as f32;
-        let prog = if canonical { 0.5 } else { (t / group.duration_s) as f32 * (1.0 - d.prog_flat as f32) };
+        let prog = if canonical {
+            0.5
+        } else {
+            (t / group.duration_s) as f32 * (1.0 - d.prog_flat as f32)
+        };
         let (sx, sy) = if canonical { (0.0, 0.0) } else { shake_px[fi] };
         let pan = 0.04 * tf + look.cam_x;
         let hue_now = group.costume_hue
-            + if canonical { 0.0 } else { look.hue_shift + (d.drift as f32) * 110.0 * tf / group.duration_s as f32 };
+            + if canonical {
+                0.0
+            } else {
+                look.hue_shift + (d.drift as f32) * 110.0 * tf / group.duration_s as f32
+            };
         let costume = hsv(hue_now, 0.75, 0.85);
         let skin = [0.87f32, 0.68, 0.55];
         let pal_sky_top = mix(pal[0], pal[2], look.palette_shift);
@@ -157,11 +200,15 @@ pub fn render(clip: &ClipSpec, group: &GroupSpec, w: usize, h: usize, fps: u32) 
         // Subject motion: gentle sway, stutters on jerk frames.
         let mut sway = 0.05 * (1.3 * tf).sin();
         if !canonical && jerks[fi] {
-            sway += 0.08 * if fi % 2 == 0 { 1.0 } else { -1.0 };
+            sway += 0.08 * if fi.is_multiple_of(2) { 1.0 } else { -1.0 };
         }
         let zoom = if canonical { 1.0 } else { look.zoom };
         let sh = subject_h * zoom;
-        let cx = if canonical { 0.5 } else { base_x + sway - 0.3 * pan + sx };
+        let cx = if canonical {
+            0.5
+        } else {
+            base_x + sway - 0.3 * pan + sx
+        };
         let ground_v = horizon_v + 0.25 * zoom.min(1.3);
         let head_r = 0.13 * sh;
         let body_ry = 0.33 * sh;
@@ -173,7 +220,11 @@ pub fn render(clip: &ClipSpec, group: &GroupSpec, w: usize, h: usize, fps: u32) 
         } else {
             0.4 + 0.4 * (1.0 - d.expr_static as f32) * (2.1 * tf + expr_phase).sin()
         };
-        let light_dir = if canonical { 1.0 } else { (std::f32::consts::PI * d.light_flip as f32 * tf / group.duration_s as f32).cos() };
+        let light_dir = if canonical {
+            1.0
+        } else {
+            (std::f32::consts::PI * d.light_flip as f32 * tf / group.duration_s as f32).cos()
+        };
         let contrast = 0.5 * (1.0 - d.flat_light as f32);
         let lamp_on = !canonical && (t - clip.event_s).abs() < 0.5 / fps as f64 + 1e-9;
         let boil_seed = tex_seed.wrapping_add(fi as u32 * 7919);
@@ -193,7 +244,8 @@ pub fn render(clip: &ClipSpec, group: &GroupSpec, w: usize, h: usize, fps: u32) 
                     // Textured ground: static value noise, re-drawn per frame by `boil`.
                     let n_static = value_noise(wu * 28.0, wv * 28.0, tex_seed);
                     let n_boil = value_noise(wu * 28.0, wv * 28.0, boil_seed);
-                    let n = n_static + (n_boil - n_static) * if canonical { 0.0 } else { d.boil as f32 };
+                    let n = n_static
+                        + (n_boil - n_static) * if canonical { 0.0 } else { d.boil as f32 };
                     let g = mix(pal[2], pal[1], scene_swap);
                     let k = 0.75 + 0.5 * n;
                     [g[0] * k, g[1] * k, g[2] * k]
@@ -209,11 +261,11 @@ pub fn render(clip: &ClipSpec, group: &GroupSpec, w: usize, h: usize, fps: u32) 
                     let ay = (wv - body_cy) / body_ry;
                     let hx = (u - cx) / (head_r * h as f32 / w as f32);
                     let hy = (wv - head_cy) / head_r;
-                    let shade = 1.0 + contrast * light_dir * ax.clamp(-1.0, 1.0) * -1.0;
+                    let shade = 1.0 + -(contrast * light_dir * ax.clamp(-1.0, 1.0));
                     if ax * ax + ay * ay < 1.0 {
                         c = [costume[0] * shade, costume[1] * shade, costume[2] * shade];
                     } else if hx * hx + hy * hy < 1.0 {
-                        let hs = 1.0 + contrast * light_dir * hx.clamp(-1.0, 1.0) * -1.0;
+                        let hs = 1.0 + -(contrast * light_dir * hx.clamp(-1.0, 1.0));
                         c = [skin[0] * hs, skin[1] * hs, skin[2] * hs];
                         let fx = hx - 0.25 * look.facing;
                         let eye = |ex: f32| ((fx - ex).powi(2) + (hy + 0.25).powi(2)) < 0.03;
@@ -237,9 +289,21 @@ pub fn render(clip: &ClipSpec, group: &GroupSpec, w: usize, h: usize, fps: u32) 
                 // Progression: saturation and contrast build over the clip.
                 let mean = (c[0] + c[1] + c[2]) / 3.0;
                 let sat = 0.75 + 0.6 * prog;
-                c = [mean + (c[0] - mean) * sat, mean + (c[1] - mean) * sat, mean + (c[2] - mean) * sat];
+                c = [
+                    mean + (c[0] - mean) * sat,
+                    mean + (c[1] - mean) * sat,
+                    mean + (c[2] - mean) * sat,
+                ];
                 if !canonical {
-                    c = mix(c, [c[0] * cast[0] * 1.6, c[1] * cast[1] * 1.6, c[2] * cast[2] * 1.6], 0.45 * d.cast as f32);
+                    c = mix(
+                        c,
+                        [
+                            c[0] * cast[0] * 1.6,
+                            c[1] * cast[1] * 1.6,
+                            c[2] * cast[2] * 1.6,
+                        ],
+                        0.45 * d.cast as f32,
+                    );
                     let g = exposure_gain * flicker[fi];
                     c = [c[0] * g, c[1] * g, c[2] * g];
                 }
@@ -254,20 +318,32 @@ pub fn render(clip: &ClipSpec, group: &GroupSpec, w: usize, h: usize, fps: u32) 
             box_blur(&mut img, w, h, blur_radius);
             box_blur(&mut img, w, h, blur_radius);
         }
-        img.iter().map(|&x| (x.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
+        img.iter()
+            .map(|&x| (x.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect()
     };
 
     let frames: Vec<Vec<u8>> = (0..n_frames)
         .map(|fi| {
             let t = fi as f64 / fps as f64;
-            let k = clip.shots.iter().position(|&(s, e)| t >= s && t < e).unwrap_or(clip.shots.len() - 1);
+            let k = clip
+                .shots
+                .iter()
+                .position(|&(s, e)| t >= s && t < e)
+                .unwrap_or(clip.shots.len() - 1);
             draw(t, fi, looks[k], false)
         })
         .collect();
     let reference = group.character.map(|_| draw(0.0, 0, looks[0], true));
-    let audio = group.has_audio.then(|| synth_audio(clip, group, &syllables, &mut rng));
+    let audio = group
+        .has_audio
+        .then(|| synth_audio(clip, group, &syllables, &mut rng));
     let _ = MOODS;
-    Rendered { frames, audio, reference }
+    Rendered {
+        frames,
+        audio,
+        reference,
+    }
 }
 
 /// Separable box blur in place, radius r (two passes approximate a Gaussian).
@@ -311,14 +387,22 @@ fn synth_audio(clip: &ClipSpec, group: &GroupSpec, syllables: &[f64], rng: &mut 
                 if env > 0.0 {
                     let f0 = 140.0 + 12.0 * (2.0 * std::f64::consts::PI * 3.0 * ts).sin();
                     let ph = 2.0 * std::f64::consts::PI * f0 * ts;
-                    let voice: f64 = (1..=8).map(|k| (k as f64 * ph).sin() / k as f64 * if k == 3 || k == 4 { 1.8 } else { 1.0 }).sum();
+                    let voice: f64 = (1..=8)
+                        .map(|k| {
+                            (k as f64 * ph).sin() / k as f64
+                                * if k == 3 || k == 4 { 1.8 } else { 1.0 }
+                        })
+                        .sum();
                     s += 0.22 * env * voice;
                 }
             }
             brown = 0.995 * brown + 0.02 * rng.normal();
             s += 0.12 * brown;
             if group.music {
-                s += chord.iter().map(|f| 0.025 * (2.0 * std::f64::consts::PI * f * t).sin()).sum::<f64>();
+                s += chord
+                    .iter()
+                    .map(|f| 0.025 * (2.0 * std::f64::consts::PI * f * t).sin())
+                    .sum::<f64>();
             }
             let since = ts - clip.event_s;
             if (0.0..0.04).contains(&since) {

@@ -8,8 +8,20 @@ use serde::Serialize;
 use crate::manifest::Task;
 use crate::rng::Rng;
 
-pub const SETTINGS: [&str; 5] = ["forest clearing", "rain-soaked city street", "desert canyon", "candle-lit interior", "seaside cliff"];
-pub const CHARACTERS: [&str; 5] = ["a detective in a long coat", "a young dancer", "an old fisherman", "a knight in armour", "a street musician"];
+pub const SETTINGS: [&str; 5] = [
+    "forest clearing",
+    "rain-soaked city street",
+    "desert canyon",
+    "candle-lit interior",
+    "seaside cliff",
+];
+pub const CHARACTERS: [&str; 5] = [
+    "a detective in a long coat",
+    "a young dancer",
+    "an old fisherman",
+    "a knight in armour",
+    "a street musician",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,9 +85,11 @@ impl GroupSpec {
         let shots = if task == Task::Multishot { 3 } else { 1 };
         let has_audio = task == Task::Av || (task == Task::Multishot && rng.chance(0.5));
         let speech = task == Task::Av && character.is_some() && rng.chance(0.75);
-        let music = has_audio && !speech || (has_audio && rng.chance(0.3));
+        let music = has_audio && (!speech || rng.chance(0.3));
         let duration_s = if task == Task::Multishot { 4.0 } else { 3.0 };
-        let subject = character.map(|c| CHARACTERS[c]).unwrap_or("the empty landscape");
+        let subject = character
+            .map(|c| CHARACTERS[c])
+            .unwrap_or("the empty landscape");
         let mut prompt = format!(
             "A {} scene: {} in a {}. The camera drifts slowly; the {} mood builds toward the end.",
             mood.word(),
@@ -84,10 +98,13 @@ impl GroupSpec {
             mood.word()
         );
         if shots > 1 {
-            prompt.push_str(&format!(" Told in {shots} shots: wide, medium, close, keeping screen direction."));
+            prompt.push_str(&format!(
+                " Told in {shots} shots: wide, medium, close, keeping screen direction."
+            ));
         }
         if speech {
-            prompt.push_str(" The character speaks a short line; a lamp flashes with a sharp click.");
+            prompt
+                .push_str(" The character speaks a short line; a lamp flashes with a sharp click.");
         } else if has_audio {
             prompt.push_str(" Ambient sound and a soft score; a lamp flashes with a sharp click.");
         }
@@ -175,19 +192,34 @@ pub fn generators() -> Vec<Generator> {
         Generator {
             name: "aurora-2",
             description: "strong all-rounder; slight softness",
-            mean: Defects { blur: 0.25, ..profile(0.08) },
+            mean: Defects {
+                blur: 0.25,
+                ..profile(0.08)
+            },
             spread: 0.12,
         },
         Generator {
             name: "borealis-1.5",
             description: "good framing and sound; colour cast and flicker",
-            mean: Defects { cast: 0.65, flicker: 0.55, mood_mismatch: 0.45, ..profile(0.15) },
+            mean: Defects {
+                cast: 0.65,
+                flicker: 0.55,
+                mood_mismatch: 0.45,
+                ..profile(0.15)
+            },
             spread: 0.15,
         },
         Generator {
             name: "cinetic-v3",
             description: "clean image; shaky camera, erratic cutting, poor composition",
-            mean: Defects { shake: 0.7, cut_erratic: 0.75, placement: 0.6, size: 0.5, jerk: 0.45, ..profile(0.12) },
+            mean: Defects {
+                shake: 0.7,
+                cut_erratic: 0.75,
+                placement: 0.6,
+                size: 0.5,
+                jerk: 0.45,
+                ..profile(0.12)
+            },
             spread: 0.15,
         },
         Generator {
@@ -255,7 +287,12 @@ impl Generator {
 /// This table is the property-to-score mapping of docs/SYNTH.md.
 pub fn quality(dimension: &str, d: &Defects) -> f64 {
     let terms: &[(f64, f64)] = &match dimension {
-        "character" => vec![(0.6, d.size), (0.3, d.placement), (0.3, d.drift), (0.2, d.cast)],
+        "character" => vec![
+            (0.6, d.size),
+            (0.3, d.placement),
+            (0.3, d.drift),
+            (0.2, d.cast),
+        ],
         "scene" => vec![(0.9, d.scene), (0.25, d.boil)],
         "consistency" => vec![(1.0, d.drift), (0.4, d.continuity)],
         "action" => vec![(0.8, d.jerk), (0.2, d.expr_static)],
@@ -312,7 +349,11 @@ pub fn plan_shots(n: usize, duration: f64, erratic: f64, rng: &mut Rng) -> Vec<(
     let mut shots = Vec::new();
     for i in 0..n {
         let frac = (1.0 - erratic) * even[i] + erratic * wild[i];
-        let end = if i + 1 == n { duration } else { t + frac * duration };
+        let end = if i + 1 == n {
+            duration
+        } else {
+            t + frac * duration
+        };
         shots.push((t, end));
         t = end;
     }
