@@ -1,0 +1,225 @@
+//! Qwen2.5-VL for conditional generation: the vision tower's tokens replace the image/video
+//! placeholder embeddings, multimodal position ids come from `position::rope_index`, the text
+//! decoder runs with a causal + padding mask, and the output head (tied or untied) gives logits.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Int, Tensor, TensorData};
+
+use crate::config::QwenVlConfig;
+use crate::error::{ModelError, Result};
+use crate::nn::Linear;
+use crate::position::{rope_index, MediaGrid};
+use crate::text::{KvCache, TextModel};
+use crate::vision::VisionTower;
+use crate::weights::{ModelSource, Weights};
+
+#[derive(Module, Debug)]
+pub struct QwenVl<B: Backend> {
+    pub visual: VisionTower<B>,
+    pub model: TextModel<B>,
+    /// None when the embeddings are tied.
+    pub lm_head: Option<Linear<B>>,
+    #[module(skip)]
+    pub cfg: QwenVlConfig,
+}
+
+/// One batch of prompts: equal-length token rows (padding marked in `mask`), the patch rows of all
+/// media in order (sequence by sequence), and each sequence's media.
+#[derive(Debug, Clone)]
+pub struct Batch<B: Backend> {
+    pub ids: Vec<Vec<u32>>,
+    pub mask: Vec<Vec<bool>>,
+    pub pixel_values: Option<Tensor<B, 2>>,
+    pub media: Vec<Vec<MediaGrid>>,
+}
+
+/// What a forward pass returns.
+pub struct Output<B: Backend> {
+    /// [batch, len, vocab], f32.
+    pub logits: Tensor<B, 3>,
+    /// Embedding output, then each layer's raw output (when asked for).
+    pub hidden_states: Vec<Tensor<B, 3>>,
+    /// Final normed hidden state [batch, len, hidden] (what the head reads).
+    pub last_hidden: Tensor<B, 3>,
+    /// Per sequence: max position + 1 - len (continues M-RoPE during generation).
+    pub rope_deltas: Vec<i64>,
+    /// [3][batch][len]
+    pub position_ids: [Vec<Vec<i64>>; 3],
+}
+
+impl<B: Backend> QwenVl<B> {
+    /// Load from a local folder or `hf:ORG/NAME[@REV]`, weights converted to `dtype`.
+    pub fn from_source(source: &str, dtype: DType, device: &B::Device) -> Result<Self> {
+        let files = ModelSource::parse(source)?.resolve()?;
+        Self::load_files(&files.config, &files.weights, dtype, device)
+    }
+
+    pub fn load_files(
+        config: &Path,
+        weights: &[std::path::PathBuf],
+        dtype: DType,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let cfg = QwenVlConfig::from_file(config)?;
+        let mut w = Weights::open(weights, dtype)?;
+        let visual = VisionTower::load(&mut w, &cfg.vision, device)?;
+        let model = TextModel::load(&mut w, &cfg.text, device)?;
+        let lm_head = if cfg.text.tie_word_embeddings {
+            w.skip("lm_head.weight");
+            None
+        } else {
+            Some(Linear::load(
+                &mut w,
+                "lm_head",
+                cfg.text.hidden_size,
+                cfg.text.vocab_size,
+                false,
+                device,
+            )?)
+        };
+        w.finish()?;
+        Ok(QwenVl {
+            visual,
+            model,
+            lm_head,
+            cfg,
+        })
+    }
+
+    pub fn device(&self) -> B::Device {
+        self.model.embed_tokens.val().device()
+    }
+
+    /// Logits from final hidden states [batch, len, hidden] -> [batch, len, vocab] in f32.
+    pub fn head(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
+        let logits = match &self.lm_head {
+            Some(l) => l.forward(h),
+            None => h.matmul(self.model.embed_tokens.val().transpose().unsqueeze_dim(0)),
+        };
+        logits.cast(DType::F32)
+    }
+
+    /// Input embeddings with the media tokens in place of their placeholders.
+    pub fn embed_batch(&self, batch: &Batch<B>) -> Result<Tensor<B, 3>> {
+        let device = self.device();
+        let (b, l) = (
+            batch.ids.len(),
+            batch.ids.first().map(Vec::len).unwrap_or(0),
+        );
+        let flat: Vec<i64> = batch.ids.iter().flatten().map(|&t| t as i64).collect();
+        if flat.len() != b * l {
+            return Err(ModelError::Invalid(
+                "token rows of a batch must have equal length".into(),
+            ));
+        }
+        if let Some(&bad) = flat
+            .iter()
+            .find(|&&t| t as usize >= self.cfg.text.vocab_size)
+        {
+            return Err(ModelError::Invalid(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.cfg.text.vocab_size
+            )));
+        }
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(flat.clone(), [b, l]), &device);
+        let text = self.model.embed(ids);
+        let grids: Vec<[usize; 3]> = batch.media.iter().flatten().map(|m| m.grid_thw).collect();
+        let Some(pixels) = batch.pixel_values.clone().filter(|_| !grids.is_empty()) else {
+            return Ok(text);
+        };
+        let vis = self.visual.forward(pixels, &grids).cast(text.dtype()); // [n_tokens, hidden]
+        let n_vis = vis.dims()[0];
+        let is_ph =
+            |t: i64| t == self.cfg.image_token_id as i64 || t == self.cfg.video_token_id as i64;
+        let mut next = 0usize;
+        let index: Vec<i64> = flat
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                if is_ph(t) && batch.mask[i / l][i % l] {
+                    next += 1;
+                    (b * l + next - 1) as i64
+                } else {
+                    i as i64
+                }
+            })
+            .collect();
+        if next != n_vis {
+            return Err(ModelError::Invalid(format!(
+                "the prompts hold {next} vision placeholder tokens but the media give {n_vis} tokens"
+            )));
+        }
+        let d = self.cfg.text.hidden_size;
+        let all = Tensor::cat(vec![text.reshape([b * l, d]), vis], 0);
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [b * l]), &device);
+        Ok(all.select(0, idx).reshape([b, l, d]))
+    }
+
+    /// Position ids [3][batch][len] and rope deltas for a batch.
+    pub fn positions(&self, batch: &Batch<B>) -> Result<([Vec<Vec<i64>>; 3], Vec<i64>)> {
+        let mut pos: [Vec<Vec<i64>>; 3] = [vec![], vec![], vec![]];
+        let mut deltas = Vec::new();
+        for (i, ids) in batch.ids.iter().enumerate() {
+            let (p, d) = rope_index(ids, &batch.mask[i], &batch.media[i], &self.cfg)
+                .map_err(|m| ModelError::Invalid(format!("sequence {i}: {m}")))?;
+            for (a, axis) in p.into_iter().enumerate() {
+                pos[a].push(axis);
+            }
+            deltas.push(d);
+        }
+        Ok((pos, deltas))
+    }
+
+    /// Full forward pass (prefill) over a batch.
+    pub fn forward(
+        &self,
+        batch: &Batch<B>,
+        all_hidden: bool,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Result<Output<B>> {
+        let device = self.device();
+        let h = self.embed_batch(batch)?;
+        let (position_ids, rope_deltas) = self.positions(batch)?;
+        let (cos, sin) = self.model.mrope(&position_ids, &device);
+        let mask = causal_mask::<B>(&batch.mask, 0, &device);
+        let (h, hidden_states) = self
+            .model
+            .forward(h, &cos, &sin, Some(mask), cache, all_hidden);
+        Ok(Output {
+            logits: self.head(h.clone()),
+            hidden_states,
+            last_hidden: h,
+            rope_deltas,
+            position_ids,
+        })
+    }
+}
+
+/// Additive mask [batch, 1, len, past+len]: key j visible to query i iff j <= past + i and key j
+/// is not padding. Masked entries get f32::MIN (as transformers), so a fully masked row (a
+/// padding query) softmaxes to uniform weights rather than NaN.
+pub fn causal_mask<B: Backend>(
+    key_mask: &[Vec<bool>],
+    past: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let b = key_mask.len();
+    let total = key_mask.first().map(Vec::len).unwrap_or(0);
+    let l = total - past;
+    let mut v = Vec::with_capacity(b * l * total);
+    for km in key_mask {
+        for i in 0..l {
+            for (j, &visible) in km.iter().enumerate() {
+                v.push(if j <= past + i && visible {
+                    0.0
+                } else {
+                    f32::MIN
+                });
+            }
+        }
+    }
+    Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, l, total]), (device, DType::F32))
+}

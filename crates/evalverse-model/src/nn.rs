@@ -1,0 +1,148 @@
+//! Building blocks with Hugging Face parameter names: Linear (weight held as [in, out], loaded
+//! from HF's [out, in] by transposing once), RMSNorm (computed in f32, eps from config), the
+//! rotate_half rotary form, and softmax attention with an additive mask. Norms, softmax and RoPE
+//! run in f32 whatever the weights' dtype (../shared/BURN_NOTES.md point 1).
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor};
+
+use crate::error::Result;
+use crate::weights::Weights;
+
+#[derive(Module, Debug)]
+pub struct Linear<B: Backend> {
+    /// [in, out]
+    pub weight: Param<Tensor<B, 2>>,
+    /// [out]
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Linear<B> {
+    /// Load `{prefix}.weight` ([out, in] on disk) and optionally `{prefix}.bias`.
+    pub fn load(
+        w: &mut Weights,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let weight = w.take(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let weight = Tensor::<B, 2>::from_data(weight, device).transpose();
+        let bias = if bias {
+            let b = w.take(&format!("{prefix}.bias"), &[d_out])?;
+            Some(Param::from_tensor(Tensor::<B, 1>::from_data(b, device)).set_require_grad(false))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight).set_require_grad(false),
+            bias,
+        })
+    }
+
+    /// A linear from an HF-layout ([out, in]) weight matrix already in memory.
+    pub fn from_hf(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Self {
+        Linear {
+            weight: Param::from_tensor(weight.transpose()).set_require_grad(false),
+            bias: bias.map(|b| Param::from_tensor(b).set_require_grad(false)),
+        }
+    }
+
+    pub fn d_in(&self) -> usize {
+        self.weight.val().dims()[0]
+    }
+    pub fn d_out(&self) -> usize {
+        self.weight.val().dims()[1]
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        burn::tensor::module::linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    pub fn load(
+        w: &mut Weights,
+        prefix: &str,
+        dim: usize,
+        eps: f64,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let weight =
+            Tensor::<B, 1>::from_data(w.take(&format!("{prefix}.weight"), &[dim])?, device);
+        Ok(RmsNorm {
+            weight: Param::from_tensor(weight).set_require_grad(false),
+            eps,
+        })
+    }
+
+    /// x * rsqrt(mean(x^2) + eps) in f32, cast back, then scaled by the weight (HF Qwen2RMSNorm).
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dtype = x.dtype();
+        let xf = x.cast(DType::F32);
+        let var = xf.clone().powi_scalar(2).mean_dim(D - 1);
+        let normed = (xf * (var + self.eps).sqrt().recip()).cast(dtype);
+        let shape: [usize; D] = std::array::from_fn(|i| {
+            if i == D - 1 {
+                self.weight.val().dims()[0]
+            } else {
+                1
+            }
+        });
+        normed * self.weight.val().reshape(shape)
+    }
+}
+
+/// x * cos + rotate_half(x) * sin, in f32, cast back to x's dtype.
+pub fn apply_rotary<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    cos: Tensor<B, D>,
+    sin: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let dtype = x.dtype();
+    let xf = x.cast(DType::F32);
+    let last = xf.dims()[D - 1];
+    let x1 = xf.clone().narrow(D - 1, 0, last / 2);
+    let x2 = xf.clone().narrow(D - 1, last / 2, last / 2);
+    let rot = Tensor::cat(vec![x2.neg(), x1], D - 1);
+    (xf * cos + rot * sin).cast(dtype)
+}
+
+/// softmax(q k^T * scale + mask) v over [batch, heads, len, head_dim]; softmax in f32.
+/// `mask` is additive ([batch or 1, 1, len_q, len_k]; -inf where not allowed).
+pub fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4>>,
+    scale: f64,
+) -> Tensor<B, 4> {
+    let dtype = q.dtype();
+    let scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32) * scale;
+    let scores = match mask {
+        Some(m) => scores + m,
+        None => scores,
+    };
+    softmax(scores, 3).cast(dtype).matmul(v)
+}
+
+/// Repeat KV heads for grouped-query attention: [b, kv, l, d] -> [b, kv*n_rep, l, d], each KV head
+/// repeated n_rep times in a row (k0,k0,k1,k1), as transformers' repeat_kv.
+pub fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [b, kv, l, d] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kv, n_rep, l, d])
+        .reshape([b, kv * n_rep, l, d])
+}

@@ -1,0 +1,197 @@
+//! Parity with transformers 4.57.1: tiny random Qwen2.5-VL checkpoints made by
+//! scripts/make_fixtures.py (sharded original layout with untied head; single-file new layout,
+//! nested config, tied head), a batch of two left-padded prompts with one video each (3 temporal
+//! patches, window attention with padded windows, full-attention blocks, second_per_grid 1 and 2).
+//! Position ids must match exactly; vision output, hidden states and logits to f32 tolerance.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{DType, Tensor, TensorData};
+use evalverse_model::position::MediaGrid;
+use evalverse_model::{Batch, Cpu, QwenVl};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+struct Case(HashMap<String, (Vec<f64>, Vec<usize>)>);
+
+impl Case {
+    fn load(name: &str) -> Case {
+        let bytes = std::fs::read(fixtures().join(name)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut m = HashMap::new();
+        for (k, v) in st.tensors() {
+            let vals: Vec<f64> = match v.dtype() {
+                safetensors::Dtype::F32 => v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                safetensors::Dtype::I64 => v
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                d => panic!("unexpected dtype {d:?} for {k}"),
+            };
+            m.insert(k, (vals, v.shape().to_vec()));
+        }
+        Case(m)
+    }
+    fn get(&self, k: &str) -> &(Vec<f64>, Vec<usize>) {
+        self.0
+            .get(k)
+            .unwrap_or_else(|| panic!("fixture tensor {k} missing"))
+    }
+    fn ints(&self, k: &str) -> Vec<i64> {
+        self.get(k).0.iter().map(|&x| x as i64).collect()
+    }
+}
+
+fn batch(case: &Case, device: &burn::tensor::Device<Cpu>) -> Batch<Cpu> {
+    let (ids, shape) = case.get("input_ids");
+    let (b, l) = (shape[0], shape[1]);
+    let mask = case.ints("attention_mask");
+    let ids: Vec<Vec<u32>> = (0..b)
+        .map(|i| ids[i * l..(i + 1) * l].iter().map(|&x| x as u32).collect())
+        .collect();
+    let mask: Vec<Vec<bool>> = (0..b)
+        .map(|i| mask[i * l..(i + 1) * l].iter().map(|&x| x == 1).collect())
+        .collect();
+    let (pixel_values, media) = if case.0.contains_key("pixel_values_videos") {
+        let (pv, ps) = case.get("pixel_values_videos");
+        let pv = Tensor::<Cpu, 2>::from_data(
+            TensorData::new(
+                pv.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+                [ps[0], ps[1]],
+            ),
+            device,
+        );
+        let grids = case.ints("video_grid_thw");
+        let spg = &case.get("second_per_grid_ts").0;
+        let media = (0..b)
+            .map(|i| {
+                vec![MediaGrid {
+                    is_video: true,
+                    grid_thw: [
+                        grids[3 * i] as usize,
+                        grids[3 * i + 1] as usize,
+                        grids[3 * i + 2] as usize,
+                    ],
+                    second_per_grid: spg[i],
+                }]
+            })
+            .collect();
+        (Some(pv), media)
+    } else {
+        (None, vec![vec![]; b])
+    };
+    Batch {
+        ids,
+        mask,
+        pixel_values,
+        media,
+    }
+}
+
+/// Max |a - b| and max |b| over positions where `keep` is true (per row of `width` values).
+fn diff(a: &Tensor<Cpu, 3>, want: &[f64], keep: &[bool], width: usize) -> (f64, f64) {
+    let got: Vec<f32> = a.to_data().convert::<f32>().to_vec().unwrap();
+    assert_eq!(got.len(), want.len());
+    let (mut max_d, mut max_ref) = (0f64, 0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if keep[i / width] {
+            max_d = max_d.max((g as f64 - w).abs());
+            max_ref = max_ref.max(w.abs());
+        }
+    }
+    (max_d, max_ref)
+}
+
+fn check_case(model_dir: &str, case_name: &str) {
+    let device = Default::default();
+    let model = QwenVl::<Cpu>::from_source(
+        fixtures().join(model_dir).to_str().unwrap(),
+        DType::F32,
+        &device,
+    )
+    .unwrap();
+    let mut case = Case::load(case_name);
+    if case.0.contains_key("video_grid_thw") && !case.0.contains_key("pixel_values_videos") {
+        // case_video_b shares case_video_a's pixels (stored once to keep the fixtures small).
+        let a = Case::load("case_video_a.safetensors");
+        case.0.insert(
+            "pixel_values_videos".into(),
+            a.get("pixel_values_videos").clone(),
+        );
+    }
+    let batch = batch(&case, &device);
+    let out = model.forward(&batch, true, None).unwrap();
+    // Position ids: exact, on real tokens (transformers fills padding with 1, as we do).
+    let want_pos = case.ints("position_ids");
+    let got_pos: Vec<i64> = out
+        .position_ids
+        .iter()
+        .flat_map(|a| a.iter().flatten().copied())
+        .collect();
+    assert_eq!(got_pos, want_pos, "{case_name}: position ids");
+    let want_deltas = case.ints("rope_deltas");
+    assert_eq!(out.rope_deltas, want_deltas, "{case_name}: rope deltas");
+    let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
+    let d = model.cfg.text.hidden_size;
+    let v = model.cfg.text.vocab_size;
+    let mut report = vec![];
+    if case.0.contains_key("video_embeds") {
+        let grids: Vec<[usize; 3]> = batch.media.iter().flatten().map(|m| m.grid_thw).collect();
+        let vis = model
+            .visual
+            .forward(batch.pixel_values.clone().unwrap(), &grids)
+            .unsqueeze_dim::<3>(0);
+        let (want, _) = case.get("video_embeds");
+        let (md, mr) = diff(&vis, want, &vec![true; want.len() / d], d);
+        report.push(format!("video_embeds max|d| {md:.2e} (max|ref| {mr:.2})"));
+        assert!(
+            md / mr < 1e-4,
+            "{case_name}: vision output rel err {}",
+            md / mr
+        );
+    }
+    for (k, name) in ["hidden_embed", "hidden_layer_0", "hidden_layer_1"]
+        .iter()
+        .enumerate()
+    {
+        let (md, mr) = diff(&out.hidden_states[k], &case.get(name).0, &keep, d);
+        report.push(format!("{name} max|d| {md:.2e}"));
+        assert!(md / mr < 1e-4, "{case_name}: {name} rel err {}", md / mr);
+    }
+    let (md, mr) = diff(&out.last_hidden, &case.get("hidden_final_norm").0, &keep, d);
+    assert!(
+        md / mr < 1e-4,
+        "{case_name}: final norm rel err {}",
+        md / mr
+    );
+    let (md, mr) = diff(&out.logits, &case.get("logits").0, &keep, v);
+    report.push(format!(
+        "logits max|d| {md:.2e} (max|ref| {mr:.2}, rel {:.2e})",
+        md / mr
+    ));
+    println!("{case_name} on {model_dir}: {}", report.join("; "));
+    assert!(md / mr < 1e-4, "{case_name}: logits rel err {}", md / mr);
+}
+
+#[test]
+fn video_batch_matches_transformers_on_sharded_untied_checkpoint() {
+    check_case("tiny_a", "case_video_a.safetensors");
+}
+
+#[test]
+fn video_batch_matches_transformers_on_tied_new_layout_nested_config() {
+    check_case("tiny_b", "case_video_b.safetensors");
+}
+
+#[test]
+fn text_only_batch_matches_transformers() {
+    check_case("tiny_a", "case_text_a.safetensors");
+}
