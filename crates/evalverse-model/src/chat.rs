@@ -1,8 +1,9 @@
 //! The Qwen chat format (Qwen2-VL / Qwen2.5-VL Instruct template) over the real tokenizer.json:
 //! a default system prompt when none is given, `<|im_start|>role\n...<|im_end|>\n` turns, vision
 //! placeholders `<|vision_start|><|video_pad|>*N<|vision_end|>` expanded to the number of merged
-//! patches, the generation prompt, and assistant-only label masks for training (the answer and
-//! its `<|im_end|>`, as TRL's assistant_only_loss and LLaMA-Factory mark them).
+//! patches, the generation prompt, and assistant-only label masks for training (the answer, its
+//! `<|im_end|>` and the newline after it, as LLaMA-Factory's qwen2_vl template and TRL's
+//! assistant_only_loss mark them).
 
 use std::path::{Path, PathBuf};
 
@@ -145,7 +146,7 @@ impl ChatTokenizer {
     }
 
     /// The template text, with vision placeholders expanded. Returns the text and the byte spans
-    /// of assistant answers (content + `<|im_end|>`).
+    /// of assistant answers (content + `<|im_end|>\n`).
     pub fn render(
         &self,
         messages: &[Message],
@@ -176,11 +177,10 @@ impl ChatTokenizer {
                     }
                 }
             }
-            s.push_str("<|im_end|>");
+            s.push_str("<|im_end|>\n");
             if m.role == Role::Assistant {
                 spans.push((start, s.len()));
             }
-            s.push('\n');
         }
         if add_generation_prompt {
             s.push_str("<|im_start|>assistant\n");
