@@ -23,8 +23,14 @@ rust_out=$(cargo run --release -q -p evalverse-data --example bench_preprocess -
 echo "$rust_out"
 
 echo "== python"
+# Library warnings go to a file, shown only if the reference fails.
+py_err=$(mktemp)
+trap 'rm -f "$py_err"' EXIT
 # shellcheck disable=SC2086
-py_out=$("$PYTHON" scripts/bench_preprocess.py "$DIR" "$NARG" "$PASSES" ${PY_ARGS:-} 2>/dev/null)
+if ! py_out=$("$PYTHON" scripts/bench_preprocess.py "$DIR" "$NARG" "$PASSES" ${PY_ARGS:-} 2>"$py_err"); then
+  cat "$py_err" >&2
+  exit 1
+fi
 echo "$py_out"
 
 field() { # field NAME TEXT -> value of NAME= on the RESULT line

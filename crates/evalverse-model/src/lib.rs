@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod model;
 pub mod nn;
 pub mod position;

@@ -11,8 +11,13 @@ fn tokenizer_path() -> PathBuf {
     if let Ok(p) = std::env::var("EVALVERSE_QWEN_TOKENIZER") {
         return PathBuf::from(p);
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-assets/qwen-tokenizer.json");
-    assert!(p.is_file(), "{} is missing: run scripts/fetch_test_assets.sh (scripts/test.sh does)", p.display());
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-assets/qwen-tokenizer.json");
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/fetch_test_assets.sh (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -22,7 +27,11 @@ fn fixture() -> Value {
 }
 
 fn messages(case: &Value) -> Vec<Message> {
-    let mut videos = case["num_video_tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize);
+    let mut videos = case["num_video_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize);
     case["messages"]
         .as_array()
         .unwrap()
@@ -40,7 +49,9 @@ fn messages(case: &Value) -> Vec<Message> {
                     .iter()
                     .map(|p| match p["type"].as_str().unwrap() {
                         "text" => Content::Text(p["text"].as_str().unwrap().to_string()),
-                        "video" => Content::Video { tokens: videos.next().unwrap() },
+                        "video" => Content::Video {
+                            tokens: videos.next().unwrap(),
+                        },
                         t => panic!("content type {t}"),
                     })
                     .collect(),
@@ -57,13 +68,26 @@ fn chat_template_encodes_to_transformers_ids_and_label_masks() {
     let fx = fixture();
     for case in fx["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let enc = tok.encode_chat(&messages(case), case["add_generation_prompt"].as_bool().unwrap()).unwrap();
+        let enc = tok
+            .encode_chat(
+                &messages(case),
+                case["add_generation_prompt"].as_bool().unwrap(),
+            )
+            .unwrap();
         assert_eq!(enc.text, case["text"].as_str().unwrap(), "{name}: text");
-        let want: Vec<u32> = case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = case["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(enc.ids, want, "{name}: ids");
         // Prompts without an answer have no mask in the fixture: nothing is trained on.
         let mask: Vec<bool> = match case["assistant_mask"].as_array() {
-            Some(m) => m.iter().map(|v| v.as_u64() == Some(1) || v.as_bool() == Some(true)).collect(),
+            Some(m) => m
+                .iter()
+                .map(|v| v.as_u64() == Some(1) || v.as_bool() == Some(true))
+                .collect(),
             None => vec![false; want.len()],
         };
         assert_eq!(enc.labels, mask, "{name}: assistant label mask");

@@ -4,97 +4,11 @@
 //! patches, window attention with padded windows, full-attention blocks, second_per_grid 1 and 2).
 //! Position ids must match exactly; vision output, hidden states and logits to f32 tolerance.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
-use burn::tensor::{DType, Tensor, TensorData};
-use evalverse_model::position::MediaGrid;
-use evalverse_model::{Batch, Cpu, QwenVl};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-struct Case(HashMap<String, (Vec<f64>, Vec<usize>)>);
-
-impl Case {
-    fn load(name: &str) -> Case {
-        let bytes = std::fs::read(fixtures().join(name)).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let mut m = HashMap::new();
-        for (k, v) in st.tensors() {
-            let vals: Vec<f64> = match v.dtype() {
-                safetensors::Dtype::F32 => v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                safetensors::Dtype::I64 => v
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                d => panic!("unexpected dtype {d:?} for {k}"),
-            };
-            m.insert(k, (vals, v.shape().to_vec()));
-        }
-        Case(m)
-    }
-    fn get(&self, k: &str) -> &(Vec<f64>, Vec<usize>) {
-        self.0
-            .get(k)
-            .unwrap_or_else(|| panic!("fixture tensor {k} missing"))
-    }
-    fn ints(&self, k: &str) -> Vec<i64> {
-        self.get(k).0.iter().map(|&x| x as i64).collect()
-    }
-}
-
-fn batch(case: &Case, device: &burn::tensor::Device<Cpu>) -> Batch<Cpu> {
-    let (ids, shape) = case.get("input_ids");
-    let (b, l) = (shape[0], shape[1]);
-    let mask = case.ints("attention_mask");
-    let ids: Vec<Vec<u32>> = (0..b)
-        .map(|i| ids[i * l..(i + 1) * l].iter().map(|&x| x as u32).collect())
-        .collect();
-    let mask: Vec<Vec<bool>> = (0..b)
-        .map(|i| mask[i * l..(i + 1) * l].iter().map(|&x| x == 1).collect())
-        .collect();
-    let (pixel_values, media) = if case.0.contains_key("pixel_values_videos") {
-        let (pv, ps) = case.get("pixel_values_videos");
-        let pv = Tensor::<Cpu, 2>::from_data(
-            TensorData::new(
-                pv.iter().map(|&x| x as f32).collect::<Vec<_>>(),
-                [ps[0], ps[1]],
-            ),
-            device,
-        );
-        let grids = case.ints("video_grid_thw");
-        let spg = &case.get("second_per_grid_ts").0;
-        let media = (0..b)
-            .map(|i| {
-                vec![MediaGrid {
-                    is_video: true,
-                    grid_thw: [
-                        grids[3 * i] as usize,
-                        grids[3 * i + 1] as usize,
-                        grids[3 * i + 2] as usize,
-                    ],
-                    second_per_grid: spg[i],
-                }]
-            })
-            .collect();
-        (Some(pv), media)
-    } else {
-        (None, vec![vec![]; b])
-    };
-    Batch {
-        ids,
-        mask,
-        pixel_values,
-        media,
-    }
-}
+use burn::tensor::{DType, Tensor};
+use common::{batch, fixtures, load_case};
+use evalverse_model::{Cpu, QwenVl};
 
 /// Max |a - b| and max |b| over positions where `keep` is true (per row of `width` values).
 fn diff(a: &Tensor<Cpu, 3>, want: &[f64], keep: &[bool], width: usize) -> (f64, f64) {
@@ -118,15 +32,7 @@ fn check_case(model_dir: &str, case_name: &str) {
         &device,
     )
     .unwrap();
-    let mut case = Case::load(case_name);
-    if case.0.contains_key("video_grid_thw") && !case.0.contains_key("pixel_values_videos") {
-        // case_video_b shares case_video_a's pixels (stored once to keep the fixtures small).
-        let a = Case::load("case_video_a.safetensors");
-        case.0.insert(
-            "pixel_values_videos".into(),
-            a.get("pixel_values_videos").clone(),
-        );
-    }
+    let case = load_case(case_name);
     let batch = batch(&case, &device);
     let out = model.forward(&batch, true, None).unwrap();
     // Position ids: exact, on real tokens (transformers fills padding with 1, as we do).
