@@ -1,0 +1,2 @@
+//! evalverse-eval: how far a judge agrees with held-out experts (EvalVerse §7), per dimension,
+//! aspect and stage, at sample and system level, with bootstrap confidence intervals.
