@@ -163,49 +163,80 @@ pub fn smart_resize(
     Ok((hb as usize, wb as usize))
 }
 
-/// Cubic convolution kernel with a = -0.5 (PIL `bicubic_filter`, torch's antialiased bicubic).
+/// Cubic convolution kernel with a = -0.5, written as torch's `cubic_convolution1/2` (the same
+/// polynomial as PIL's `bicubic_filter`; the evaluation order matters for bit-exact weights).
 fn cubic(x: f64) -> f64 {
     const A: f64 = -0.5;
     let x = x.abs();
     if x < 1.0 {
         ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
     } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+        ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
     } else {
         0.0
     }
 }
 
-/// Per output position: first input index and normalised weights. When downsampling the kernel is
-/// stretched by the scale (antialiasing), as PIL's `precompute_coeffs` and torch's `_upsample_*_aa`.
-fn resample_weights(in_len: usize, out_len: usize) -> Vec<(usize, Vec<f32>)> {
+/// Per output position: first input index and fixed-point weights, and their fraction bits.
+/// This is torch's uint8 antialiased path (`_compute_index_ranges_int16_weights` in
+/// aten/src/ATen/native/cpu/UpSampleKernel.cpp; PIL's `ImagingResample` design): f64 weights,
+/// normalised, then scaled by the largest power of two that keeps them in i16 and rounded half
+/// away from zero. When downsampling the kernel is stretched by the scale (antialiasing).
+fn resample_weights(in_len: usize, out_len: usize) -> (Vec<(usize, Vec<i32>)>, u32) {
     let scale = in_len as f64 / out_len as f64;
-    let fscale = scale.max(1.0);
-    let support = 2.0 * fscale;
-    (0..out_len)
+    let (support, invscale) = if scale >= 1.0 {
+        (2.0 * scale, 1.0 / scale)
+    } else {
+        (2.0, 1.0)
+    };
+    let mut wt_max = 0f64;
+    let rows: Vec<(usize, Vec<f64>)> = (0..out_len)
         .map(|i| {
-            let center = (i as f64 + 0.5) * scale;
-            let xmin = ((center - support + 0.5).floor().max(0.0)) as usize;
-            let xmax = ((center + support + 0.5).floor() as usize).min(in_len);
+            let center = scale * (i as f64 + 0.5);
+            // C++ casts truncate toward zero; with max(0) that equals floor here.
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_len as i64) as usize;
             let mut w: Vec<f64> = (xmin..xmax)
-                .map(|j| cubic((j as f64 - center + 0.5) / fscale))
+                .map(|j| cubic((j as f64 - center + 0.5) * invscale))
                 .collect();
             let total: f64 = w.iter().sum();
             if total != 0.0 {
                 w.iter_mut().for_each(|v| *v /= total);
             }
-            (xmin, w.into_iter().map(|v| v as f32).collect())
+            w.iter().for_each(|&v| wt_max = wt_max.max(v));
+            (xmin, w)
         })
-        .collect()
+        .collect();
+    let mut bits = 0u32;
+    while bits < 22 && ((0.5 + wt_max * (1u64 << (bits + 1)) as f64) as i64) < (1 << 15) {
+        bits += 1;
+    }
+    let bits = bits.max(1);
+    let one = (1u64 << bits) as f64;
+    let rows = rows
+        .into_iter()
+        .map(|(x0, w)| {
+            let q = w
+                .into_iter()
+                .map(|v| {
+                    let v = v * one;
+                    (if v < 0.0 { v - 0.5 } else { v + 0.5 }) as i32 as i16 as i32
+                })
+                .collect();
+            (x0, q)
+        })
+        .collect();
+    (rows, bits)
 }
 
 #[inline]
-fn to_u8(v: f32) -> u8 {
-    v.round().clamp(0.0, 255.0) as u8
+fn fixed_to_u8(acc: i32, bits: u32) -> u8 {
+    (acc >> bits).clamp(0, 255) as u8
 }
 
 /// Antialiased bicubic resize of packed RGB24, horizontal pass then vertical, each rounded to
-/// uint8 as PIL and torch's uint8 path do.
+/// uint8, in the fixed-point arithmetic of torch's uint8 kernel: bit-exact with
+/// `torchvision.transforms.v2.functional.resize(uint8, BICUBIC, antialias=True)` on CPU.
 pub fn resize_rgb(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
     assert_eq!(
         src.len(),
@@ -218,22 +249,21 @@ pub fn resize_rgb(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec
     let horizontal = if sw == dw {
         src.to_vec()
     } else {
-        let wx = resample_weights(sw, dw);
+        let (wx, bits) = resample_weights(sw, dw);
+        let half = 1i32 << (bits - 1);
         let mut out = vec![0u8; dw * sh * 3];
-        for y in 0..sh {
-            let row = &src[y * sw * 3..(y + 1) * sw * 3];
-            let orow = &mut out[y * dw * 3..(y + 1) * dw * 3];
-            for (x, (x0, w)) in wx.iter().enumerate() {
-                let mut acc = [0f32; 3];
-                for (k, &wk) in w.iter().enumerate() {
-                    let p = &row[(x0 + k) * 3..(x0 + k) * 3 + 3];
-                    acc[0] += wk * p[0] as f32;
-                    acc[1] += wk * p[1] as f32;
-                    acc[2] += wk * p[2] as f32;
+        for (row, orow) in src.chunks_exact(sw * 3).zip(out.chunks_exact_mut(dw * 3)) {
+            for ((x0, w), o) in wx.iter().zip(orow.chunks_exact_mut(3)) {
+                let taps = &row[x0 * 3..(x0 + w.len()) * 3];
+                let mut acc = [half; 3];
+                for (&wk, p) in w.iter().zip(taps.chunks_exact(3)) {
+                    acc[0] += wk * p[0] as i32;
+                    acc[1] += wk * p[1] as i32;
+                    acc[2] += wk * p[2] as i32;
                 }
-                orow[x * 3] = to_u8(acc[0]);
-                orow[x * 3 + 1] = to_u8(acc[1]);
-                orow[x * 3 + 2] = to_u8(acc[2]);
+                o[0] = fixed_to_u8(acc[0], bits);
+                o[1] = fixed_to_u8(acc[1], bits);
+                o[2] = fixed_to_u8(acc[2], bits);
             }
         }
         out
@@ -241,20 +271,21 @@ pub fn resize_rgb(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec
     if sh == dh {
         return horizontal;
     }
-    let wy = resample_weights(sh, dh);
+    let (wy, bits) = resample_weights(sh, dh);
+    let half = 1i32 << (bits - 1);
     let stride = dw * 3;
     let mut out = vec![0u8; dw * dh * 3];
-    let mut acc = vec![0f32; stride];
-    for (y, (y0, w)) in wy.iter().enumerate() {
-        acc.iter_mut().for_each(|a| *a = 0.0);
+    let mut acc = vec![0i32; stride];
+    for ((y0, w), orow) in wy.iter().zip(out.chunks_exact_mut(stride)) {
+        acc.iter_mut().for_each(|a| *a = half);
         for (k, &wk) in w.iter().enumerate() {
             let row = &horizontal[(y0 + k) * stride..(y0 + k + 1) * stride];
             for (a, &p) in acc.iter_mut().zip(row) {
-                *a += wk * p as f32;
+                *a += wk * p as i32;
             }
         }
-        for (o, &a) in out[y * stride..(y + 1) * stride].iter_mut().zip(&acc) {
-            *o = to_u8(a);
+        for (o, &a) in orow.iter_mut().zip(&acc) {
+            *o = fixed_to_u8(a, bits);
         }
     }
     out
@@ -359,7 +390,8 @@ pub fn decode_frames(path: &Path, mut keep: impl FnMut(usize) -> bool) -> Result
     crate::media::init();
     let mut decoder = video_rs::Decoder::new(path).map_err(|e| DataError::decode(path, e))?;
     let (w, h) = decoder.size_out();
-    let fps = decoder.frame_rate() as f64;
+    // Not decoder.frame_rate(): video-rs returns r_frame_rate there (see stream_header).
+    let fps = stream_header(path)?.1;
     let mut frames = Vec::new();
     let mut index = 0usize;
     loop {
@@ -405,11 +437,20 @@ fn stream_header(path: &Path) -> Result<(usize, f64)> {
         .streams()
         .best(video_rs::ffmpeg::media::Type::Video)
         .ok_or_else(|| DataError::decode(path, "no video stream"))?;
-    let rate = stream.rate();
-    let fps = if rate.denominator() > 0 {
-        rate.numerator() as f64 / rate.denominator() as f64
-    } else {
-        0.0
+    // qwen-vl-utils' readers (torchvision read_video, decord, torchcodec) all take the stream's
+    // *average* rate (avg_frame_rate = frames / stream duration), not r_frame_rate; they differ
+    // whenever the muxer's durations are not exactly 1/fps per frame (VFR, a last frame without
+    // duration). Fall back to r_frame_rate when the average is unknown.
+    let q = |r: video_rs::ffmpeg::Rational| {
+        if r.numerator() > 0 && r.denominator() > 0 {
+            r.numerator() as f64 / r.denominator() as f64
+        } else {
+            0.0
+        }
+    };
+    let fps = match q(stream.avg_frame_rate()) {
+        f if f > 0.0 => f,
+        _ => q(stream.rate()),
     };
     Ok((stream.frames().max(0) as usize, fps))
 }
@@ -588,13 +629,15 @@ mod tests {
 
     #[test]
     fn resize_weights_sum_to_one_and_widen_when_downsampling() {
-        let down = resample_weights(100, 25);
+        let (down, bits) = resample_weights(100, 25);
+        // Fixed-point weights sum to one within the rounding of each tap.
+        let one = 1i32 << bits;
         assert!(down
             .iter()
-            .all(|(_, w)| (w.iter().sum::<f32>() - 1.0).abs() < 1e-5));
+            .all(|(_, w)| (w.iter().sum::<i32>() - one).abs() <= w.len() as i32));
         // support 2*scale = 8 each side -> 16 taps (fewer at the borders).
         assert_eq!(down[10].1.len(), 16);
-        let up = resample_weights(10, 20);
+        let (up, _) = resample_weights(10, 20);
         assert_eq!(up[10].1.len(), 4);
     }
 

@@ -145,6 +145,10 @@ fn encode_mp4(
         let mut p = Packet::empty();
         while enc.receive_packet(&mut p).is_ok() {
             p.set_stream(index);
+            // One frame per packet. Without a duration the MP4 muxer gives the last sample none:
+            // the stream then lasts (n-1)/fps and avg_frame_rate reads n*fps/(n-1) (432/35 for
+            // 36 frames at 12), which is the rate qwen-vl-utils' readers sample by.
+            p.set_duration(1);
             p.rescale_ts(from, to);
             p.write_interleaved(octx)
                 .map_err(|e| format!("write video packet: {e}"))?;
