@@ -89,6 +89,59 @@ impl<B: Backend> QwenVl<B> {
         })
     }
 
+    /// Visit every linear layer with its Hugging Face module path (original layout).
+    pub fn for_each_linear(&mut self, mut f: impl FnMut(&str, &mut Linear<B>)) {
+        f("visual.patch_embed.proj", &mut self.visual.patch_embed);
+        for (i, blk) in self.visual.blocks.iter_mut().enumerate() {
+            f(&format!("visual.blocks.{i}.attn.qkv"), &mut blk.attn.qkv);
+            f(&format!("visual.blocks.{i}.attn.proj"), &mut blk.attn.proj);
+            f(
+                &format!("visual.blocks.{i}.mlp.gate_proj"),
+                &mut blk.mlp.gate_proj,
+            );
+            f(
+                &format!("visual.blocks.{i}.mlp.up_proj"),
+                &mut blk.mlp.up_proj,
+            );
+            f(
+                &format!("visual.blocks.{i}.mlp.down_proj"),
+                &mut blk.mlp.down_proj,
+            );
+        }
+        f("visual.merger.mlp.0", &mut self.visual.merger.mlp_0);
+        f("visual.merger.mlp.2", &mut self.visual.merger.mlp_2);
+        for (i, l) in self.model.layers.iter_mut().enumerate() {
+            f(
+                &format!("model.layers.{i}.self_attn.q_proj"),
+                &mut l.self_attn.q_proj,
+            );
+            f(
+                &format!("model.layers.{i}.self_attn.k_proj"),
+                &mut l.self_attn.k_proj,
+            );
+            f(
+                &format!("model.layers.{i}.self_attn.v_proj"),
+                &mut l.self_attn.v_proj,
+            );
+            f(
+                &format!("model.layers.{i}.self_attn.o_proj"),
+                &mut l.self_attn.o_proj,
+            );
+            f(
+                &format!("model.layers.{i}.mlp.gate_proj"),
+                &mut l.mlp.gate_proj,
+            );
+            f(&format!("model.layers.{i}.mlp.up_proj"), &mut l.mlp.up_proj);
+            f(
+                &format!("model.layers.{i}.mlp.down_proj"),
+                &mut l.mlp.down_proj,
+            );
+        }
+        if let Some(h) = self.lm_head.as_mut() {
+            f("lm_head", h);
+        }
+    }
+
     pub fn device(&self) -> B::Device {
         self.model.embed_tokens.val().device()
     }

@@ -17,6 +17,25 @@ pub struct Linear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     /// [out]
     pub bias: Option<Param<Tensor<B, 1>>>,
+    /// Low-rank adapter, when this module is a LoRA target.
+    pub lora: Option<LoraAdapter<B>>,
+}
+
+/// LoRA (Hu et al. 2021): y = W x + s * B(A(dropout(x))), s = alpha / r (rsLoRA, Kalajdzievski
+/// 2023: alpha / sqrt(r)). Held as A [in, r] and B [r, out] (PEFT stores lora_A [r, in] and
+/// lora_B [out, r]); computed as two small matmuls, never by forming W + BA, unless merged.
+#[derive(Module, Debug)]
+pub struct LoraAdapter<B: Backend> {
+    /// [in, r]
+    pub lora_a: Param<Tensor<B, 2>>,
+    /// [r, out]
+    pub lora_b: Param<Tensor<B, 2>>,
+    pub scale: f64,
+    pub dropout: f64,
+    /// Dropout is applied only while training.
+    pub training: bool,
+    /// True after `merge`: W already holds s * A B and the adapter path is skipped.
+    pub merged: bool,
 }
 
 impl<B: Backend> Linear<B> {
@@ -40,6 +59,7 @@ impl<B: Backend> Linear<B> {
         Ok(Linear {
             weight: Param::from_tensor(weight).set_require_grad(false),
             bias,
+            lora: None,
         })
     }
 
@@ -48,6 +68,7 @@ impl<B: Backend> Linear<B> {
         Linear {
             weight: Param::from_tensor(weight.transpose()).set_require_grad(false),
             bias: bias.map(|b| Param::from_tensor(b).set_require_grad(false)),
+            lora: None,
         }
     }
 
@@ -59,7 +80,81 @@ impl<B: Backend> Linear<B> {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        burn::tensor::module::linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        let y = burn::tensor::module::linear(
+            x.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        );
+        match &self.lora {
+            Some(l) if !l.merged => {
+                let x = if l.training && l.dropout > 0.0 {
+                    // Inverted dropout; the backend RNG is seeded per training step, so a resumed
+                    // run draws the same masks.
+                    let keep = Tensor::<B, D>::random(
+                        x.shape(),
+                        burn::tensor::Distribution::Bernoulli(1.0 - l.dropout),
+                        &x.device(),
+                    );
+                    x * keep / (1.0 - l.dropout)
+                } else {
+                    x
+                };
+                let a = l.lora_a.val();
+                // LoRA weights may be f32 while the base is bf16: compute the branch in A's dtype.
+                let dtype = y.dtype();
+                let h = burn::tensor::module::linear(x.cast(a.dtype()), a, None);
+                y + (burn::tensor::module::linear(h, l.lora_b.val(), None) * l.scale).cast(dtype)
+            }
+            _ => y,
+        }
+    }
+
+    /// Attach a fresh adapter: A kaiming-uniform (a = sqrt(5), PEFT's default init), B zero, so the
+    /// adapted model starts equal to the base. `seed` makes A reproducible.
+    pub fn add_lora(&mut self, rank: usize, scale: f64, dropout: f64, seed: u64) {
+        let (d_in, d_out) = (self.d_in(), self.d_out());
+        let device = self.weight.val().device();
+        // kaiming_uniform_(a=sqrt(5)) on lora_A [r, in]: bound = sqrt(6 / ((1 + a^2) * fan_in)) = 1/sqrt(in).
+        let bound = 1.0 / (d_in as f64).sqrt();
+        let mut rng = evalverse_data::rng::Rng::new(seed);
+        let a: Vec<f32> = (0..d_in * rank)
+            .map(|_| rng.range(-bound, bound) as f32)
+            .collect();
+        let a = Tensor::<B, 2>::from_data(
+            burn::tensor::TensorData::new(a, [d_in, rank]),
+            (&device, DType::F32),
+        );
+        let b = Tensor::<B, 2>::zeros([rank, d_out], (&device, DType::F32));
+        self.lora = Some(LoraAdapter {
+            lora_a: Param::from_tensor(a.require_grad()),
+            lora_b: Param::from_tensor(b.require_grad()),
+            scale,
+            dropout,
+            training: false,
+            merged: false,
+        });
+    }
+
+    /// Fold s * A B into W (for export or fast inference). No-op without an adapter or if merged.
+    pub fn merge(&mut self) {
+        self.fold(1.0);
+    }
+
+    /// Take s * A B back out of W.
+    pub fn unmerge(&mut self) {
+        self.fold(-1.0);
+    }
+
+    fn fold(&mut self, sign: f64) {
+        let Some(l) = self.lora.as_mut() else { return };
+        if l.merged == (sign > 0.0) {
+            return;
+        }
+        let w = self.weight.val();
+        let delta = l.lora_a.val().matmul(l.lora_b.val()) * (l.scale * sign);
+        let merged = (w.clone().cast(DType::F32) + delta.detach()).cast(w.dtype());
+        self.weight = Param::from_tensor(merged.detach()).set_require_grad(false);
+        l.merged = sign > 0.0;
     }
 }
 
