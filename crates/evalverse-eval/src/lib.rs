@@ -1,2 +1,9 @@
 //! evalverse-eval: how far a judge agrees with held-out experts (EvalVerse §7), per dimension,
 //! aspect and stage, at sample and system level, with bootstrap confidence intervals.
+
+pub mod bootstrap;
+pub mod error;
+pub mod metrics;
+pub mod stats;
+
+pub use error::MetricError;
