@@ -10,6 +10,7 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod init;
 pub mod lora;
 pub mod model;
 pub mod nn;

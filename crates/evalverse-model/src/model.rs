@@ -233,6 +233,32 @@ impl<B: Backend> QwenVl<B> {
         all_hidden: bool,
         cache: Option<&mut KvCache<B>>,
     ) -> Result<Output<B>> {
+        let (h, hidden_states, position_ids, rope_deltas) =
+            self.forward_hidden(batch, all_hidden, cache)?;
+        Ok(Output {
+            logits: self.head(h.clone()),
+            hidden_states,
+            last_hidden: h,
+            rope_deltas,
+            position_ids,
+        })
+    }
+
+    /// The decoder's final normed hidden states [batch, len, hidden], without the output head
+    /// (training computes logits only where a loss needs them: the head over a 152k vocabulary
+    /// dominates the cost of every other position).
+    #[allow(clippy::type_complexity)]
+    pub fn forward_hidden(
+        &self,
+        batch: &Batch<B>,
+        all_hidden: bool,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Result<(
+        Tensor<B, 3>,
+        Vec<Tensor<B, 3>>,
+        [Vec<Vec<i64>>; 3],
+        Vec<i64>,
+    )> {
         let device = self.device();
         let h = self.embed_batch(batch)?;
         let (position_ids, rope_deltas) = self.positions(batch)?;
@@ -241,13 +267,23 @@ impl<B: Backend> QwenVl<B> {
         let (h, hidden_states) = self
             .model
             .forward(h, &cos, &sin, Some(mask), cache, all_hidden);
-        Ok(Output {
-            logits: self.head(h.clone()),
-            hidden_states,
-            last_hidden: h,
-            rope_deltas,
-            position_ids,
-        })
+        Ok((h, hidden_states, position_ids, rope_deltas))
+    }
+
+    /// Logits [n, vocab] at the flattened positions `rows` (index b * len + t) of hidden states.
+    pub fn head_at(&self, h: Tensor<B, 3>, rows: &[usize]) -> Tensor<B, 2> {
+        let [b, l, d] = h.dims();
+        let idx = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(
+                rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                [rows.len()],
+            ),
+            &h.device(),
+        );
+        let picked = h.reshape([b * l, d]).select(0, idx).unsqueeze_dim::<3>(0);
+        let logits = self.head(picked);
+        let [_, n, v] = logits.dims();
+        logits.reshape([n, v])
     }
 }
 

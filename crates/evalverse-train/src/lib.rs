@@ -2,4 +2,11 @@
 //! and preference calibration), as flat programs over small libraries: losses (pure functions),
 //! optimizer and schedule, checkpoints with exact resume, metric loggers, recipes.
 
+pub mod checkpoint;
+pub mod examples;
+pub mod log;
 pub mod losses;
+pub mod optim;
+pub mod recipe;
+pub mod runtime;
+pub mod sft;

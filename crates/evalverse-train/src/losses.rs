@@ -1,6 +1,8 @@
 //! Training losses as pure functions over log-probability tensors. Each cites its equation; each
 //! has a test with numbers worked out by hand, and the DPO family is checked against TRL's
-//! `DPOTrainer.dpo_loss` on fixed log-probs (tests/trl_parity.rs).
+//! `DPOTrainer._compute_loss` (trl 1.16) on fixed log-probs (tests/trl_parity.rs). One deliberate
+//! difference: our sigmoid loss applies label smoothing (cDPO, Mitchell 2023, as TRL <= 0.19 did);
+//! TRL 1.x ignores it there.
 
 use burn::tensor::activation::{log_sigmoid, log_softmax, relu};
 use burn::tensor::backend::Backend;
@@ -9,7 +11,11 @@ use burn::tensor::{Bool, Int, Tensor};
 /// Next-token cross-entropy on the positions `labels_mask` marks (assistant tokens), averaged
 /// over those tokens: L = -(1/N) sum_t m_{t+1} log p(x_{t+1} | x_<=t). Logits [b, l, v] at
 /// position t predict token t+1. Returns (loss, N). With N = 0 the loss is 0 (not NaN).
-pub fn sft_loss<B: Backend>(logits: Tensor<B, 3>, ids: Tensor<B, 2, Int>, labels_mask: Tensor<B, 2, Bool>) -> (Tensor<B, 1>, usize) {
+pub fn sft_loss<B: Backend>(
+    logits: Tensor<B, 3>,
+    ids: Tensor<B, 2, Int>,
+    labels_mask: Tensor<B, 2, Bool>,
+) -> (Tensor<B, 1>, usize) {
     let [b, l, v] = logits.dims();
     let lp = log_softmax(logits.narrow(1, 0, l - 1), 2); // [b, l-1, v]
     let target = ids.narrow(1, 1, l - 1); // [b, l-1]
@@ -23,12 +29,48 @@ pub fn sft_loss<B: Backend>(logits: Tensor<B, 3>, ids: Tensor<B, 2, Int>, labels
 
 use burn::tensor::ElementConversion;
 
+/// Mean negative log-likelihood of `targets` under `logits` rows [n, v]: the SFT loss when the
+/// rows are the positions before assistant tokens (same value as `sft_loss`, computed only where
+/// it is needed). n = 0 gives 0.
+pub fn token_nll<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    let [n, _] = logits.dims();
+    if n == 0 {
+        return Tensor::zeros([1], &logits.device());
+    }
+    let lp = log_softmax(logits, 1);
+    lp.gather(1, targets.reshape([n, 1])).mean().neg()
+}
+
+/// Rows (b * len + t) whose next token t+1 is a label, and those next tokens: the inputs of
+/// `token_nll` from padded token rows and label masks.
+pub fn label_rows(ids: &[Vec<u32>], labels: &[Vec<bool>]) -> (Vec<usize>, Vec<i64>) {
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for (b, (row, lab)) in ids.iter().zip(labels).enumerate() {
+        let l = row.len();
+        for t in 0..l.saturating_sub(1) {
+            if lab[t + 1] {
+                rows.push(b * l + t);
+                targets.push(row[t + 1] as i64);
+            }
+        }
+    }
+    (rows, targets)
+}
+
 /// Sum (or mean, when `average`) of log p(x_{t+1} | x_<=t) over masked positions, per sequence:
 /// the sequence log-likelihood log pi(y | x) of DPO. Returns [b].
-pub fn sequence_logps<B: Backend>(logits: Tensor<B, 3>, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Bool>, average: bool) -> Tensor<B, 1> {
+pub fn sequence_logps<B: Backend>(
+    logits: Tensor<B, 3>,
+    ids: Tensor<B, 2, Int>,
+    mask: Tensor<B, 2, Bool>,
+    average: bool,
+) -> Tensor<B, 1> {
     let [b, l, _] = logits.dims();
     let lp = log_softmax(logits.narrow(1, 0, l - 1), 2);
-    let picked = lp.gather(2, ids.narrow(1, 1, l - 1).unsqueeze_dim(2)).reshape([b, l - 1]);
+    let picked = lp
+        .gather(2, ids.narrow(1, 1, l - 1).unsqueeze_dim(2))
+        .reshape([b, l - 1]);
     let m = mask.narrow(1, 1, l - 1).float();
     let s = (picked * m.clone()).sum_dim(1).reshape([b]);
     if average {
@@ -79,15 +121,22 @@ pub fn dpo_loss<B: Backend>(
     let eps = label_smoothing;
     let losses = match kind {
         DpoKind::Sigmoid => {
-            log_sigmoid(h.clone() * beta).neg() * (1.0 - eps) - log_sigmoid(h.clone().neg() * beta) * eps
+            log_sigmoid(h.clone() * beta).neg() * (1.0 - eps)
+                - log_sigmoid(h.clone().neg() * beta) * eps
         }
         DpoKind::Ipo => (h.clone() - 1.0 / (2.0 * beta)).powi_scalar(2),
         DpoKind::Hinge => relu((h.clone() * beta).neg() + 1.0),
         DpoKind::Robust => {
-            (log_sigmoid(h.clone() * beta).neg() * (1.0 - eps) + log_sigmoid(h.clone().neg() * beta) * eps) / (1.0 - 2.0 * eps)
+            (log_sigmoid(h.clone() * beta).neg() * (1.0 - eps)
+                + log_sigmoid(h.clone().neg() * beta) * eps)
+                / (1.0 - 2.0 * eps)
         }
     };
-    DpoOutput { losses, chosen_rewards: chosen.detach() * beta, rejected_rewards: rejected.detach() * beta }
+    DpoOutput {
+        losses,
+        chosen_rewards: chosen.detach() * beta,
+        rejected_rewards: rejected.detach() * beta,
+    }
 }
 
 /// How Bradley-Terry treats ties.
@@ -107,7 +156,12 @@ pub enum BtTies {
 /// Bradley-Terry negative log-likelihood per pair (EvalVerse §6.2 stage 1:
 /// L = -log sigma(M(V_w) - M(V_l))), with ties per `ties`. `tie` marks tied pairs (then w/l is
 /// an arbitrary order). Returns [n].
-pub fn bt_loss<B: Backend>(s_w: Tensor<B, 1>, s_l: Tensor<B, 1>, tie: Tensor<B, 1, Bool>, ties: BtTies) -> Tensor<B, 1> {
+pub fn bt_loss<B: Backend>(
+    s_w: Tensor<B, 1>,
+    s_l: Tensor<B, 1>,
+    tie: Tensor<B, 1, Bool>,
+    ties: BtTies,
+) -> Tensor<B, 1> {
     let d = s_w - s_l;
     let t = tie.float();
     let win = t.clone().neg() + 1.0;
@@ -117,7 +171,9 @@ pub fn bt_loss<B: Backend>(s_w: Tensor<B, 1>, s_l: Tensor<B, 1>, tie: Tensor<B, 
             let lt = theta.ln();
             // log P(w > l) and log P(tie) = log(1 - sigma(d - lt) - sigma(-d - lt)).
             let p_win = log_sigmoid(d.clone() - lt);
-            let p_tie = (burn::tensor::activation::sigmoid(d.clone() - lt).neg() - burn::tensor::activation::sigmoid(d.neg() - lt) + 1.0)
+            let p_tie = (burn::tensor::activation::sigmoid(d.clone() - lt).neg()
+                - burn::tensor::activation::sigmoid(d.neg() - lt)
+                + 1.0)
                 .clamp_min(1e-12)
                 .log();
             (p_win * win + p_tie * t).neg()
@@ -135,7 +191,10 @@ pub fn bt_loss<B: Backend>(s_w: Tensor<B, 1>, s_l: Tensor<B, 1>, tie: Tensor<B, 
 
 /// KL(p || q) between the raters' score histogram p and the model's distribution over the score
 /// tokens q = softmax(score_logits), per example: sum_k p_k (log p_k - log q_k). Rows [n, K].
-pub fn distribution_kl<B: Backend>(score_logits: Tensor<B, 2>, target: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn distribution_kl<B: Backend>(
+    score_logits: Tensor<B, 2>,
+    target: Tensor<B, 2>,
+) -> Tensor<B, 1> {
     let [n, _] = target.dims();
     let log_q = log_softmax(score_logits, 1);
     let log_p = target.clone().clamp_min(1e-12).log();
@@ -145,7 +204,10 @@ pub fn distribution_kl<B: Backend>(score_logits: Tensor<B, 2>, target: Tensor<B,
 }
 
 /// Expected score under softmax(score_logits) with level values `values`: the soft score.
-pub fn expected_score<B: Backend>(score_logits: Tensor<B, 2>, values: Tensor<B, 1>) -> Tensor<B, 1> {
+pub fn expected_score<B: Backend>(
+    score_logits: Tensor<B, 2>,
+    values: Tensor<B, 1>,
+) -> Tensor<B, 1> {
     let [n, k] = score_logits.dims();
     let p = burn::tensor::activation::softmax(score_logits, 1);
     (p * values.reshape([1, k])).sum_dim(1).reshape([n])
@@ -174,22 +236,55 @@ mod tests {
     fn sft_loss_averages_masked_next_token_nll() {
         // One sequence of 3 tokens, vocab 2. Logits at t=0: [0, ln 3] -> p(1) = 3/4; t=1: [0, 0] -> p(0) = 1/2.
         // ids = [x, 1, 0]; only position 2 is an assistant token: loss = -ln(1/2) = 0.693147.
-        let logits = Tensor::<Bk, 3>::from_data(TensorData::new(vec![0.0f32, 3f32.ln(), 0.0, 0.0, 5.0, 5.0], [1, 3, 2]), &Default::default());
-        let ids = Tensor::<Bk, 2, Int>::from_data(TensorData::new(vec![0i64, 1, 0], [1, 3]), &Default::default());
-        let mask = Tensor::<Bk, 2, Bool>::from_data(TensorData::new(vec![false, false, true], [1, 3]), &Default::default());
+        let logits = Tensor::<Bk, 3>::from_data(
+            TensorData::new(vec![0.0f32, 3f32.ln(), 0.0, 0.0, 5.0, 5.0], [1, 3, 2]),
+            &Default::default(),
+        );
+        let ids = Tensor::<Bk, 2, Int>::from_data(
+            TensorData::new(vec![0i64, 1, 0], [1, 3]),
+            &Default::default(),
+        );
+        let mask = Tensor::<Bk, 2, Bool>::from_data(
+            TensorData::new(vec![false, false, true], [1, 3]),
+            &Default::default(),
+        );
         let (loss, n) = sft_loss(logits.clone(), ids.clone(), mask);
         assert_eq!(n, 1);
         close(&vals(loss), &[std::f64::consts::LN_2]);
         // Both targets: (-ln 3/4 - ln 1/2) / 2 = (0.287682 + 0.693147) / 2 = 0.490415.
-        let both = Tensor::<Bk, 2, Bool>::from_data(TensorData::new(vec![false, true, true], [1, 3]), &Default::default());
+        let both = Tensor::<Bk, 2, Bool>::from_data(
+            TensorData::new(vec![false, true, true], [1, 3]),
+            &Default::default(),
+        );
         close(&vals(sft_loss(logits, ids, both).0), &[0.490415]);
+    }
+
+    #[test]
+    fn token_nll_at_label_rows_equals_sft_loss() {
+        let logits = Tensor::<Bk, 3>::from_data(
+            TensorData::new(vec![0.0f32, 3f32.ln(), 0.0, 0.0, 5.0, 5.0], [1, 3, 2]),
+            &Default::default(),
+        );
+        let (rows, targets) = label_rows(&[vec![0, 1, 0]], &[vec![false, true, true]]);
+        assert_eq!((rows.clone(), targets.clone()), (vec![0, 1], vec![1, 0]));
+        let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let picked = logits.reshape([3, 2]).select(
+            0,
+            Tensor::from_data(TensorData::new(idx, [2]), &Default::default()),
+        );
+        let t = Tensor::<Bk, 1, Int>::from_data(TensorData::new(targets, [2]), &Default::default());
+        // (-ln 3/4 - ln 1/2) / 2, as sft_loss_averages_masked_next_token_nll.
+        close(&vals(token_nll(picked, t)), &[0.490415]);
     }
 
     #[test]
     fn sft_loss_with_no_target_tokens_is_zero_not_nan() {
         let logits = Tensor::<Bk, 3>::zeros([1, 2, 3], &Default::default());
         let ids = Tensor::<Bk, 2, Int>::zeros([1, 2], &Default::default());
-        let mask = Tensor::<Bk, 2, Bool>::from_data(TensorData::new(vec![false, false], [1, 2]), &Default::default());
+        let mask = Tensor::<Bk, 2, Bool>::from_data(
+            TensorData::new(vec![false, false], [1, 2]),
+            &Default::default(),
+        );
         let (loss, n) = sft_loss(logits, ids, mask);
         assert_eq!((n, vals(loss)), (0, vec![0.0]));
     }
@@ -197,18 +292,47 @@ mod tests {
     #[test]
     fn dpo_sigmoid_matches_hand_computation() {
         // h = (-1 - -2) - (-3 - -2.5) = 1 + 0.5 = 1.5; beta 0.1: sigma(0.15) = 0.537430 -> 0.620957.
-        let out = dpo_loss(t1(&[-1.0]), t1(&[-3.0]), t1(&[-2.0]), t1(&[-2.5]), DpoKind::Sigmoid, 0.1, 0.0);
+        let out = dpo_loss(
+            t1(&[-1.0]),
+            t1(&[-3.0]),
+            t1(&[-2.0]),
+            t1(&[-2.5]),
+            DpoKind::Sigmoid,
+            0.1,
+            0.0,
+        );
         close(&vals(out.losses), &[0.620957]);
         close(&vals(out.chosen_rewards), &[0.1]);
         close(&vals(out.rejected_rewards), &[-0.05]);
         // Label smoothing 0.1: 0.9 * 0.620957 + 0.1 * (-log sigma(-0.15) = 0.770957) = 0.635957.
-        let s = dpo_loss(t1(&[-1.0]), t1(&[-3.0]), t1(&[-2.0]), t1(&[-2.5]), DpoKind::Sigmoid, 0.1, 0.1);
+        let s = dpo_loss(
+            t1(&[-1.0]),
+            t1(&[-3.0]),
+            t1(&[-2.0]),
+            t1(&[-2.5]),
+            DpoKind::Sigmoid,
+            0.1,
+            0.1,
+        );
         close(&vals(s.losses), &[0.635957]);
     }
 
     #[test]
     fn dpo_ipo_hinge_robust_match_hand_computation() {
-        let run = |k, eps| vals(dpo_loss(t1(&[-1.0]), t1(&[-3.0]), t1(&[-2.0]), t1(&[-2.5]), k, 0.5, eps).losses);
+        let run = |k, eps| {
+            vals(
+                dpo_loss(
+                    t1(&[-1.0]),
+                    t1(&[-3.0]),
+                    t1(&[-2.0]),
+                    t1(&[-2.5]),
+                    k,
+                    0.5,
+                    eps,
+                )
+                .losses,
+            )
+        };
         // IPO: (1.5 - 1/(2*0.5))^2 = 0.25.
         close(&run(DpoKind::Ipo, 0.0), &[0.25]);
         // Hinge: max(0, 1 - 0.75) = 0.25.
@@ -220,21 +344,45 @@ mod tests {
 
     #[test]
     fn bradley_terry_and_tie_models_match_hand_computation() {
-        let no_tie = Tensor::<Bk, 1, Bool>::from_data(TensorData::new(vec![false], [1]), &Default::default());
-        let tie = Tensor::<Bk, 1, Bool>::from_data(TensorData::new(vec![true], [1]), &Default::default());
+        let no_tie = Tensor::<Bk, 1, Bool>::from_data(
+            TensorData::new(vec![false], [1]),
+            &Default::default(),
+        );
+        let tie =
+            Tensor::<Bk, 1, Bool>::from_data(TensorData::new(vec![true], [1]), &Default::default());
         // d = 1: -log sigma(1) = 0.313262.
-        close(&vals(bt_loss(t1(&[2.0]), t1(&[1.0]), no_tie.clone(), BtTies::Ignore)), &[0.313262]);
+        close(
+            &vals(bt_loss(
+                t1(&[2.0]),
+                t1(&[1.0]),
+                no_tie.clone(),
+                BtTies::Ignore,
+            )),
+            &[0.313262],
+        );
         // Ignored ties contribute 0.
-        close(&vals(bt_loss(t1(&[2.0]), t1(&[1.0]), tie.clone(), BtTies::Ignore)), &[0.0]);
+        close(
+            &vals(bt_loss(t1(&[2.0]), t1(&[1.0]), tie.clone(), BtTies::Ignore)),
+            &[0.0],
+        );
         // Rao-Kupper theta = 2, d = 1: P(win) = sigma(1 - ln 2) = sigma(0.306853) = 0.576117 -> 0.551445.
         // P(tie) = 1 - 0.576117 - sigma(-1.693147) = 1 - 0.576117 - 0.155362 = 0.268521 -> 1.314827.
         let rk = BtTies::RaoKupper { theta: 2.0 };
-        close(&vals(bt_loss(t1(&[2.0]), t1(&[1.0]), no_tie.clone(), rk)), &[0.551445]);
-        close(&vals(bt_loss(t1(&[2.0]), t1(&[1.0]), tie.clone(), rk)), &[1.314827]);
+        close(
+            &vals(bt_loss(t1(&[2.0]), t1(&[1.0]), no_tie.clone(), rk)),
+            &[0.551445],
+        );
+        close(
+            &vals(bt_loss(t1(&[2.0]), t1(&[1.0]), tie.clone(), rk)),
+            &[1.314827],
+        );
         // Davidson nu = 1, d = 1: Z = e + 1 + e^0.5 = 5.367003; P(win) = e/Z = 0.506481 -> 0.680270;
         // P(tie) = e^0.5/Z = 0.307196 -> 1.180270.
         let dv = BtTies::Davidson { nu: 1.0 };
-        close(&vals(bt_loss(t1(&[2.0]), t1(&[1.0]), no_tie, dv)), &[0.680270]);
+        close(
+            &vals(bt_loss(t1(&[2.0]), t1(&[1.0]), no_tie, dv)),
+            &[0.680270],
+        );
         close(&vals(bt_loss(t1(&[2.0]), t1(&[1.0]), tie, dv)), &[1.180270]);
     }
 
@@ -242,14 +390,23 @@ mod tests {
     fn distribution_kl_matches_hand_computation() {
         // q = softmax([0, 0]) = [1/2, 1/2]; p = [1, 0]: KL = ln 2. p = [1/2, 1/2]: 0.
         let logits = Tensor::<Bk, 2>::zeros([2, 2], &Default::default());
-        let p = Tensor::<Bk, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.5, 0.5], [2, 2]), &Default::default());
-        close(&vals(distribution_kl(logits, p)), &[std::f64::consts::LN_2, 0.0]);
+        let p = Tensor::<Bk, 2>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 0.5, 0.5], [2, 2]),
+            &Default::default(),
+        );
+        close(
+            &vals(distribution_kl(logits, p)),
+            &[std::f64::consts::LN_2, 0.0],
+        );
     }
 
     #[test]
     fn expected_score_weights_levels_by_probability() {
         // softmax([0, ln 3]) = [1/4, 3/4] over levels [1, 5]: 0.25 + 3.75 = 4.
-        let logits = Tensor::<Bk, 2>::from_data(TensorData::new(vec![0.0f32, 3f32.ln()], [1, 2]), &Default::default());
+        let logits = Tensor::<Bk, 2>::from_data(
+            TensorData::new(vec![0.0f32, 3f32.ln()], [1, 2]),
+            &Default::default(),
+        );
         close(&vals(expected_score(logits, t1(&[1.0, 5.0]))), &[4.0]);
     }
 }

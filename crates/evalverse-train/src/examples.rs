@@ -1,0 +1,165 @@
+//! Judge examples from an annotated dataset: for each clip and dimension, the question put to
+//! the judge (the dimension's definition, sub-dimensions and expert questions, and the generation
+//! prompt) and the expert-agreeing answer: the consensus rationale, then `Score: N` (the rounded
+//! mean of the raters) or `Score: N/A` (when most raters said N/A). Also the raters' score
+//! histogram, for distribution matching and calibration.
+
+use std::path::PathBuf;
+
+use evalverse_data::dataset::Dataset;
+use evalverse_data::manifest::{ClipRecord, Score};
+use evalverse_data::split::Split;
+use evalverse_data::taxonomy::{Dimension, Taxonomy};
+
+pub const SYSTEM_PROMPT: &str = "You are an expert film critic who evaluates AI-generated video the way professional filmmakers do.";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeExample {
+    pub clip_id: String,
+    pub prompt_group: String,
+    pub generator: String,
+    pub video: PathBuf,
+    pub has_audio: bool,
+    pub dimension: String,
+    /// The user's text after the video.
+    pub question: String,
+    /// The consensus answer (rationale + score line).
+    pub answer: String,
+    /// Rationale alone.
+    pub rationale: String,
+    /// Consensus score (rounded mean), None when the experts say N/A.
+    pub score: Option<f64>,
+    /// Mean of the raters' scores (None if all said N/A).
+    pub mean: Option<f64>,
+    /// Share of raters per scale level (sums to 1 over the raters who scored).
+    pub histogram: Vec<f64>,
+}
+
+/// The question for one dimension.
+pub fn judge_question(tax: &Taxonomy, dim: &Dimension, clip_prompt: &str) -> String {
+    let scale = tax.scale(dim);
+    let subs: Vec<&str> = dim.sub_dimensions.iter().map(|s| s.name.as_str()).collect();
+    let mut q = format!(
+        "Evaluate the {} of this clip. {}\nSub-dimensions: {}.\n",
+        dim.name,
+        dim.description,
+        if subs.is_empty() {
+            "none".to_string()
+        } else {
+            subs.join(", ")
+        }
+    );
+    for (i, question) in dim.questions.iter().enumerate() {
+        q.push_str(&format!("{}. {}\n", i + 1, question));
+    }
+    q.push_str(&format!(
+        "The clip was generated from the prompt: \"{}\"\nReason about what you see, then end with 'Score: N' where N is from {} to {}, or 'Score: N/A' if the dimension {}.",
+        clip_prompt,
+        scale.min,
+        scale.max,
+        match dim.applicability.applies(&evalverse_data::taxonomy::ClipFacts { shots: 1, has_audio: false, has_speech: false }) {
+            Some(true) => "cannot be judged".to_string(),
+            _ => format!("does not apply ({})", dim.applicability.describe()),
+        }
+    ));
+    q
+}
+
+pub fn score_line(score: Option<f64>) -> String {
+    match score {
+        Some(s) => format!("Score: {}", s.round() as i64),
+        None => "Score: N/A".into(),
+    }
+}
+
+/// The expert-agreeing example of one clip on one dimension, if any rater annotated it.
+pub fn example_for(
+    tax: &Taxonomy,
+    ds: &Dataset,
+    clip: &ClipRecord,
+    dim: &Dimension,
+) -> Option<JudgeExample> {
+    let anns: Vec<_> = clip
+        .annotations
+        .iter()
+        .filter(|a| a.dimension == dim.id)
+        .collect();
+    if anns.is_empty() {
+        return None;
+    }
+    let scale = tax.scale(dim);
+    let scores: Vec<f64> = anns.iter().filter_map(|a| a.score.value()).collect();
+    let na = anns
+        .iter()
+        .filter(|a| a.score == Score::NotApplicable)
+        .count();
+    let mean = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
+    let consensus = if na * 2 > anns.len() {
+        None
+    } else {
+        mean.map(|m| scale.values()[scale.level_index(m)])
+    };
+    // The rationale of the rater closest to the consensus (first in manifest order on ties).
+    let pick = anns
+        .iter()
+        .filter(|a| a.rationale.is_some())
+        .min_by(|a, b| {
+            let d = |x: &Score| match (x.value(), consensus) {
+                (Some(v), Some(c)) => (v - c).abs(),
+                (None, None) => 0.0,
+                _ => f64::INFINITY,
+            };
+            d(&a.score).total_cmp(&d(&b.score))
+        });
+    let rationale = pick.and_then(|a| a.rationale.clone()).unwrap_or_default();
+    let mut histogram = vec![0.0; scale.levels()];
+    for s in &scores {
+        histogram[scale.level_index(*s)] += 1.0 / scores.len() as f64;
+    }
+    Some(JudgeExample {
+        clip_id: clip.id.clone(),
+        prompt_group: clip.prompt_group.clone(),
+        generator: clip.generator.clone(),
+        video: ds.video_path(clip),
+        has_audio: clip.audio.is_some(),
+        dimension: dim.id.clone(),
+        question: judge_question(tax, dim, &clip.prompt),
+        answer: format!("{}\n{}", rationale.trim(), score_line(consensus)),
+        rationale,
+        score: consensus,
+        mean,
+        histogram,
+    })
+}
+
+/// Examples of a split for the given dimensions (all when empty), in manifest order.
+pub fn build(
+    ds: &Dataset,
+    split: Split,
+    dimensions: &[String],
+) -> Result<Vec<JudgeExample>, String> {
+    let tax = &ds.taxonomy;
+    for d in dimensions {
+        if tax.dimension(d).is_none() {
+            return Err(format!(
+                "dimension '{d}' is not in taxonomy '{}' (known: {})",
+                tax.name,
+                tax.dimension_ids().join(", ")
+            ));
+        }
+    }
+    let dims: Vec<&Dimension> = if dimensions.is_empty() {
+        tax.dimensions.iter().collect()
+    } else {
+        dimensions.iter().filter_map(|d| tax.dimension(d)).collect()
+    };
+    let mut out = Vec::new();
+    for clip in ds.clips_in(split) {
+        for dim in &dims {
+            if let Some(e) = example_for(tax, ds, clip, dim) {
+                out.push(e);
+            }
+        }
+    }
+    Ok(out)
+}

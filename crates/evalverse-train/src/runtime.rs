@@ -1,0 +1,311 @@
+//! What both training stages need, kept out of their loops: loading the base model, tokenizer and
+//! adapter; decoding the clips once through the cache (skipping and counting unreadable ones);
+//! encoding judge conversations; padding a micro-batch; and moving LoRA weights and gradients
+//! between the model and the optimizer by name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{DType, Tensor, TensorData};
+use evalverse_data::cache::{CachedClip, DecodeCache};
+use evalverse_data::dataset::Dataset;
+use evalverse_data::video::PatchSpec;
+use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
+use evalverse_model::position::MediaGrid;
+use evalverse_model::{Batch, QwenVl};
+
+use crate::examples::{JudgeExample, SYSTEM_PROMPT};
+use crate::recipe::{Dtype, Recipe};
+
+/// Errors of a training run; the CLI maps `Config` to exit code 2 and the rest to 1.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Runtime(String),
+    #[error(
+        "step {step}: the loss is {value}; stopping. The last good checkpoint is {last_checkpoint}"
+    )]
+    NonFiniteLoss {
+        step: usize,
+        value: f64,
+        last_checkpoint: String,
+    },
+    #[error("interrupted at step {step}; checkpoint saved to {checkpoint}")]
+    Interrupted { step: usize, checkpoint: PathBuf },
+}
+
+pub fn runtime(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Runtime(e.to_string())
+}
+
+pub fn dtype(d: Dtype) -> DType {
+    match d {
+        Dtype::F32 => DType::F32,
+        Dtype::Bf16 => DType::BF16,
+        Dtype::F16 => DType::F16,
+    }
+}
+
+/// The base model (with the recipe's adapter or a fresh one) and the tokenizer.
+pub fn load_model<B: Backend>(
+    recipe: &Recipe,
+    device: &B::Device,
+) -> Result<(QwenVl<B>, ChatTokenizer), TrainError> {
+    let files = evalverse_model::weights::ModelSource::parse(&recipe.model.source)
+        .and_then(|s| s.resolve())
+        .map_err(|e| TrainError::Config(format!("model.source: {e}")))?;
+    let tok_path = recipe
+        .model
+        .tokenizer
+        .clone()
+        .or(files.tokenizer.clone())
+        .ok_or_else(|| {
+            TrainError::Config(format!(
+                "model.tokenizer: {} has no tokenizer.json; name one in the recipe",
+                recipe.model.source
+            ))
+        })?;
+    let tok = ChatTokenizer::from_file(&tok_path).map_err(|e| TrainError::Config(e.to_string()))?;
+    let mut model = QwenVl::<B>::load_files(
+        &files.config,
+        &files.weights,
+        dtype(recipe.model.dtype),
+        device,
+    )
+    .map_err(runtime)?;
+    tok.check_model(&model.cfg)
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    match &recipe.model.adapter {
+        Some(dir) => {
+            evalverse_model::lora::load_peft(&mut model, dir)
+                .map_err(|e| TrainError::Config(format!("model.adapter: {e}")))?;
+        }
+        None => {
+            let lora = evalverse_model::lora::LoraConfig {
+                seed: recipe.run.seed,
+                ..recipe.lora.clone()
+            };
+            evalverse_model::lora::apply_lora(&mut model, &lora)
+                .map_err(|e| TrainError::Config(e.to_string()))?;
+        }
+    }
+    Ok((model, tok))
+}
+
+/// Decoded clips by video path; `skipped` lists clip ids whose file could not be decoded.
+pub struct Clips {
+    pub by_video: BTreeMap<PathBuf, CachedClip>,
+    pub skipped: Vec<(String, String)>,
+    pub cache_hits: usize,
+}
+
+pub fn decode_clips(recipe: &Recipe, ds: &Dataset, examples: &[JudgeExample]) -> Clips {
+    let cache = DecodeCache::new(
+        recipe
+            .data
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| recipe.run.output_dir.join("cache")),
+    );
+    let mut ids: Vec<&str> = examples.iter().map(|e| e.clip_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let clips: Vec<_> = ds
+        .clips
+        .iter()
+        .map(|c| &c.record)
+        .filter(|c| ids.binary_search(&c.id.as_str()).is_ok())
+        .collect();
+    let loaded = cache.load_clips(ds, clips, &recipe.data.frames, &PatchSpec::default(), false);
+    Clips {
+        by_video: loaded
+            .clips
+            .into_iter()
+            .map(|(c, v)| (ds.video_path(c), v))
+            .collect(),
+        skipped: loaded.skipped,
+        cache_hits: loaded.cache_hits,
+    }
+}
+
+/// Merged vision tokens of a decoded clip (t * h * w / merge^2).
+pub fn vision_tokens(clip: &CachedClip) -> usize {
+    clip.vision.grid_thw.iter().product::<usize>() / 4
+}
+
+/// The conversation of an example: system, user (video + question), and the answer when given.
+pub fn conversation(e: &JudgeExample, video_tokens: usize, answer: Option<&str>) -> Vec<Message> {
+    let mut m = vec![
+        Message::text(Role::System, SYSTEM_PROMPT),
+        Message {
+            role: Role::User,
+            content: vec![
+                Content::Video {
+                    tokens: video_tokens,
+                },
+                Content::Text(e.question.clone()),
+            ],
+        },
+    ];
+    if let Some(a) = answer {
+        m.push(Message::text(Role::Assistant, a));
+    }
+    m
+}
+
+/// A tokenised sequence with its clip.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub labels: Vec<bool>,
+    pub video: PathBuf,
+}
+
+/// Left-pad sequences into a batch with their media.
+pub fn make_batch<B: Backend>(
+    seqs: &[&Encoded],
+    clips: &Clips,
+    pad: u32,
+    device: &B::Device,
+) -> (Batch<B>, Vec<Vec<bool>>) {
+    let len = seqs.iter().map(|s| s.ids.len()).max().unwrap_or(0);
+    let mut ids = Vec::new();
+    let mut mask = Vec::new();
+    let mut labels = Vec::new();
+    let mut media = Vec::new();
+    let mut rows: Vec<f32> = Vec::new();
+    let mut n_rows = 0;
+    for s in seqs {
+        let pad_n = len - s.ids.len();
+        ids.push(
+            std::iter::repeat_n(pad, pad_n)
+                .chain(s.ids.iter().copied())
+                .collect(),
+        );
+        mask.push(
+            std::iter::repeat_n(false, pad_n)
+                .chain(std::iter::repeat_n(true, s.ids.len()))
+                .collect(),
+        );
+        labels.push(
+            std::iter::repeat_n(false, pad_n)
+                .chain(s.labels.iter().copied())
+                .collect(),
+        );
+        let clip = &clips.by_video[&s.video];
+        rows.extend_from_slice(&clip.vision.pixel_values);
+        n_rows += clip.vision.grid_thw.iter().product::<usize>();
+        media.push(vec![MediaGrid {
+            is_video: true,
+            grid_thw: clip.vision.grid_thw,
+            second_per_grid: clip.vision.second_per_grid,
+        }]);
+    }
+    let row_len = rows.len() / n_rows.max(1);
+    let pixel_values = Some(Tensor::<B, 2>::from_data(
+        TensorData::new(rows, [n_rows, row_len]),
+        device,
+    ));
+    (
+        Batch {
+            ids,
+            mask,
+            pixel_values,
+            media,
+        },
+        labels,
+    )
+}
+
+/// LoRA weights by name (`<module>.lora_A` [in, r], `<module>.lora_B` [r, out]) with their shapes.
+pub fn lora_params<B: Backend>(
+    model: &mut QwenVl<B>,
+) -> (BTreeMap<String, Vec<f32>>, BTreeMap<String, [usize; 2]>) {
+    let mut vals = BTreeMap::new();
+    let mut shapes = BTreeMap::new();
+    model.for_each_linear(|path, lin| {
+        if let Some(l) = &lin.lora {
+            for (suffix, t) in [("lora_A", l.lora_a.val()), ("lora_B", l.lora_b.val())] {
+                let name = format!("{path}.{suffix}");
+                shapes.insert(name.clone(), t.dims());
+                vals.insert(
+                    name,
+                    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32"),
+                );
+            }
+        }
+    });
+    (vals, shapes)
+}
+
+/// Write LoRA weights back into the model as fresh trainable leaves.
+pub fn set_lora_params<B: Backend>(
+    model: &mut QwenVl<B>,
+    vals: &BTreeMap<String, Vec<f32>>,
+    shapes: &BTreeMap<String, [usize; 2]>,
+) {
+    model.for_each_linear(|path, lin| {
+        if let Some(l) = lin.lora.as_mut() {
+            let device = l.lora_a.val().device();
+            let mk = |name: String| {
+                let t = Tensor::<B, 2>::from_data(
+                    TensorData::new(vals[&name].clone(), shapes[&name]),
+                    (&device, DType::F32),
+                );
+                Param::from_tensor(t.require_grad())
+            };
+            l.lora_a = mk(format!("{path}.lora_A"));
+            l.lora_b = mk(format!("{path}.lora_B"));
+        }
+    });
+}
+
+/// Add the LoRA gradients of a backward pass, times `scale`, into `acc`.
+pub fn accumulate_grads<B: AutodiffBackend>(
+    model: &mut QwenVl<B>,
+    grads: &B::Gradients,
+    scale: f32,
+    acc: &mut BTreeMap<String, Vec<f32>>,
+) {
+    model.for_each_linear(|path, lin| {
+        if let Some(l) = &lin.lora {
+            for (suffix, p) in [("lora_A", &l.lora_a), ("lora_B", &l.lora_b)] {
+                let Some(g) = p.val().grad(grads) else {
+                    continue;
+                };
+                let g: Vec<f32> = g.into_data().convert::<f32>().to_vec().expect("f32");
+                let slot = acc
+                    .entry(format!("{path}.{suffix}"))
+                    .or_insert_with(|| vec![0.0; g.len()]);
+                for (a, b) in slot.iter_mut().zip(g) {
+                    *a += b * scale;
+                }
+            }
+        }
+    });
+}
+
+/// The run's deterministic permutation of `n` examples for `epoch`.
+pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    evalverse_data::rng::Rng::derive(seed, &format!("epoch-{epoch}")).shuffle(&mut order);
+    order
+}
+
+/// Example indices of micro-batch `k` (consecutive slices of the epoch permutations).
+pub fn micro_batch(seed: u64, n: usize, batch: usize, k: usize) -> Vec<usize> {
+    (k * batch..(k + 1) * batch)
+        .map(|i| {
+            let (epoch, pos) = (i / n, i % n);
+            epoch_order(seed, epoch, n)[pos]
+        })
+        .collect()
+}
+
+pub fn write_text(path: &Path, text: &str) -> Result<(), TrainError> {
+    evalverse_data::error::write_atomic(path, text.as_bytes()).map_err(runtime)
+}
