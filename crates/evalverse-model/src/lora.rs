@@ -453,3 +453,170 @@ pub fn load_peft<B: Backend>(model: &mut QwenVl<B>, dir: &Path) -> Result<LoraCo
         seed: 0,
     })
 }
+
+/// Read a PEFT adapter's tensors: module (original layout) -> (A [r, in], B [out, r]) and its scale.
+#[allow(clippy::type_complexity)]
+pub fn read_peft(
+    dir: &Path,
+) -> Result<(
+    BTreeMap<String, (Vec<f32>, Vec<f32>, usize, usize, usize)>,
+    f64,
+)> {
+    let cfg_path = dir.join("adapter_config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ModelError::config(&cfg_path, e.to_string()))?;
+    let r = v["r"]
+        .as_f64()
+        .ok_or_else(|| ModelError::config(&cfg_path, "key 'r' missing"))?;
+    let alpha = v["lora_alpha"]
+        .as_f64()
+        .ok_or_else(|| ModelError::config(&cfg_path, "key 'lora_alpha' missing"))?;
+    let scale = if v["use_rslora"].as_bool() == Some(true) {
+        alpha / r.sqrt()
+    } else {
+        alpha / r
+    };
+    let st_path = dir.join("adapter_model.safetensors");
+    let bytes = std::fs::read(&st_path).map_err(|e| ModelError::io(&st_path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| ModelError::Weights(format!("{}: {e}", st_path.display())))?;
+    let mut parts: BTreeMap<String, [Option<(Vec<usize>, Vec<f32>)>; 2]> = BTreeMap::new();
+    for (name, t) in st.tensors() {
+        let f: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let rest = name.strip_prefix("base_model.model.").unwrap_or(&name);
+        let (m, k) = match (
+            rest.strip_suffix(".lora_A.weight"),
+            rest.strip_suffix(".lora_B.weight"),
+        ) {
+            (Some(m), _) => (m, 0),
+            (_, Some(m)) => (m, 1),
+            _ => continue,
+        };
+        if t.dtype() != safetensors::Dtype::F32 {
+            return Err(ModelError::Weights(format!(
+                "{}: '{name}' is not f32",
+                st_path.display()
+            )));
+        }
+        parts.entry(canonical_key(m)).or_insert([None, None])[k] = Some((t.shape().to_vec(), f));
+    }
+    let mut out = BTreeMap::new();
+    for (m, p) in parts {
+        if let [Some((sa, a)), Some((sb, b))] = p {
+            out.insert(m, (a, b, sa[0], sa[1], sb[0]));
+        }
+    }
+    Ok((out, scale))
+}
+
+/// Save the sum of the adapter in `first` and the model's current adapters as one PEFT adapter
+/// of rank r1 + r2: A = [A1; A2], B = [s1 B1, s2 B2], alpha = r1 + r2 (scale 1). Exact: the
+/// stacked adapter adds s1 B1 A1 + s2 B2 A2, what the two adapters add one after the other.
+pub fn save_stacked_peft<B: Backend>(
+    first: &Path,
+    model: &mut QwenVl<B>,
+    dir: &Path,
+    base_model: &str,
+) -> Result<()> {
+    let (a1s, s1) = read_peft(first)?;
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    let mut paths = Vec::new();
+    let mut ranks = BTreeSet::new();
+    model.for_each_linear(|path, lin| {
+        let Some(l) = &lin.lora else { return };
+        let a2: Vec<f32> = l
+            .lora_a
+            .val()
+            .transpose()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32"); // [r2, in]
+        let b2: Vec<f32> = l
+            .lora_b
+            .val()
+            .transpose()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32"); // [out, r2]
+        let (din, dout) = (lin.d_in(), lin.d_out());
+        let r2 = a2.len() / din;
+        let s2 = l.scale;
+        let (a1, b1, r1) = match a1s.get(path) {
+            Some((a, b, r, _, _)) => (a.clone(), b.clone(), *r),
+            None => (vec![], vec![], 0),
+        };
+        let r = r1 + r2;
+        ranks.insert(r);
+        let mut a = a1;
+        a.extend_from_slice(&a2);
+        let mut b = vec![0f32; dout * r];
+        for o in 0..dout {
+            for k in 0..r1 {
+                b[o * r + k] = (s1 * b1[o * r1 + k] as f64) as f32;
+            }
+            for k in 0..r2 {
+                b[o * r + r1 + k] = (s2 * b2[o * r2 + k] as f64) as f32;
+            }
+        }
+        let key = format!("base_model.model.{}", peft_module_path(path));
+        tensors.insert(
+            format!("{key}.lora_A.weight"),
+            (
+                vec![r, din],
+                a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+        );
+        tensors.insert(
+            format!("{key}.lora_B.weight"),
+            (
+                vec![dout, r],
+                b.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+        );
+        paths.push(path.to_string());
+    });
+    if ranks.len() != 1 {
+        return Err(ModelError::Invalid(format!(
+            "stacked adapters need one rank for every module, got {ranks:?}"
+        )));
+    }
+    let r = *ranks.iter().next().expect("one rank");
+    let config = serde_json::json!({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
+        "r": r, "lora_alpha": r, "lora_dropout": 0.0, "use_rslora": false,
+        "target_modules": target_regex(&paths), "bias": "none", "fan_in_fan_out": false,
+        "init_lora_weights": true, "inference_mode": true, "modules_to_save": null,
+        "layers_to_transform": null, "layers_pattern": null, "rank_pattern": {}, "alpha_pattern": {},
+        "use_dora": false, "revision": null,
+    });
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(k, (s, b))| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .expect("sizes"),
+            )
+        })
+        .collect();
+    let st = safetensors::serialize(
+        views,
+        &Some(HashMap::from([("format".to_string(), "pt".to_string())])),
+    )
+    .map_err(|e| ModelError::Invalid(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    write_atomic(&dir.join("adapter_model.safetensors"), &st)?;
+    write_atomic(
+        &dir.join("adapter_config.json"),
+        serde_json::to_string_pretty(&config)
+            .expect("json")
+            .as_bytes(),
+    )
+}

@@ -34,6 +34,9 @@ pub struct Batch<B: Backend> {
     pub mask: Vec<Vec<bool>>,
     pub pixel_values: Option<Tensor<B, 2>>,
     pub media: Vec<Vec<MediaGrid>>,
+    /// The vision tower's output for these media, when already computed (a frozen tower encodes
+    /// each clip once per run); `pixel_values` is then not used.
+    pub vision_embeds: Option<Tensor<B, 2>>,
 }
 
 /// What a forward pass returns.
@@ -180,10 +183,19 @@ impl<B: Backend> QwenVl<B> {
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(flat.clone(), [b, l]), &device);
         let text = self.model.embed(ids);
         let grids: Vec<[usize; 3]> = batch.media.iter().flatten().map(|m| m.grid_thw).collect();
-        let Some(pixels) = batch.pixel_values.clone().filter(|_| !grids.is_empty()) else {
+        if grids.is_empty() {
             return Ok(text);
-        };
-        let vis = self.visual.forward(pixels, &grids).cast(text.dtype()); // [n_tokens, hidden]
+        }
+        let vis = match (&batch.vision_embeds, &batch.pixel_values) {
+            (Some(v), _) => v.clone(),
+            (None, Some(pixels)) => self.visual.forward(pixels.clone(), &grids),
+            (None, None) => {
+                return Err(ModelError::Invalid(
+                    "the batch has media but neither pixel values nor vision embeddings".into(),
+                ))
+            }
+        }
+        .cast(text.dtype()); // [n_tokens, hidden]
         let n_vis = vis.dims()[0];
         let is_ph =
             |t: i64| t == self.cfg.image_token_id as i64 || t == self.cfg.video_token_id as i64;

@@ -39,6 +39,7 @@ fn single(b: &Batch<Cpu>, i: usize) -> Batch<Cpu> {
             .clone()
             .map(|p| p.narrow(0, rows_before, rows)),
         media: vec![b.media[i].clone()],
+        vision_embeds: None,
     }
 }
 

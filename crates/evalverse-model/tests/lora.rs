@@ -189,5 +189,6 @@ fn batch_ad(case: &Case) -> evalverse_model::Batch<Autodiff<Cpu>> {
             .collect(),
         pixel_values: None,
         media: vec![vec![]; b],
+        vision_embeds: None,
     }
 }

@@ -7,6 +7,7 @@ pub mod examples;
 pub mod log;
 pub mod losses;
 pub mod optim;
+pub mod preference;
 pub mod recipe;
 pub mod runtime;
 pub mod sft;

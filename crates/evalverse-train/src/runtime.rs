@@ -165,12 +165,40 @@ pub struct Encoded {
     pub video: PathBuf,
 }
 
-/// Left-pad sequences into a batch with their media.
+/// Vision-tower outputs per clip, computed once per run when the tower is frozen.
+pub type VisionCache<B> = BTreeMap<PathBuf, Tensor<B, 2>>;
+
+/// Encode every clip once with the (frozen) vision tower.
+pub fn encode_vision<B: Backend>(
+    model: &QwenVl<B>,
+    clips: &Clips,
+    device: &B::Device,
+) -> VisionCache<B> {
+    clips
+        .by_video
+        .iter()
+        .map(|(path, clip)| {
+            let v = &clip.vision;
+            let rows: usize = v.grid_thw.iter().product();
+            let px = Tensor::<B, 2>::from_data(
+                TensorData::new(v.pixel_values.clone(), [rows, v.row_len]),
+                device,
+            );
+            (
+                path.clone(),
+                model.visual.forward(px, &[v.grid_thw]).detach(),
+            )
+        })
+        .collect()
+}
+
+/// Left-pad sequences into a batch with their media (precomputed vision tokens when `vision` is given).
 pub fn make_batch<B: Backend>(
     seqs: &[&Encoded],
     clips: &Clips,
     pad: u32,
     device: &B::Device,
+    vision: Option<&VisionCache<B>>,
 ) -> (Batch<B>, Vec<Vec<bool>>) {
     let len = seqs.iter().map(|s| s.ids.len()).max().unwrap_or(0);
     let mut ids = Vec::new();
@@ -179,6 +207,7 @@ pub fn make_batch<B: Backend>(
     let mut media = Vec::new();
     let mut rows: Vec<f32> = Vec::new();
     let mut n_rows = 0;
+    let mut embeds = Vec::new();
     for s in seqs {
         let pad_n = len - s.ids.len();
         ids.push(
@@ -197,25 +226,38 @@ pub fn make_batch<B: Backend>(
                 .collect(),
         );
         let clip = &clips.by_video[&s.video];
-        rows.extend_from_slice(&clip.vision.pixel_values);
-        n_rows += clip.vision.grid_thw.iter().product::<usize>();
+        match vision {
+            Some(cache) => embeds.push(cache[&s.video].clone()),
+            None => {
+                rows.extend_from_slice(&clip.vision.pixel_values);
+                n_rows += clip.vision.grid_thw.iter().product::<usize>();
+            }
+        }
         media.push(vec![MediaGrid {
             is_video: true,
             grid_thw: clip.vision.grid_thw,
             second_per_grid: clip.vision.second_per_grid,
         }]);
     }
-    let row_len = rows.len() / n_rows.max(1);
-    let pixel_values = Some(Tensor::<B, 2>::from_data(
-        TensorData::new(rows, [n_rows, row_len]),
-        device,
-    ));
+    let (pixel_values, vision_embeds) = if vision.is_some() {
+        (None, Some(Tensor::cat(embeds, 0)))
+    } else {
+        let row_len = rows.len() / n_rows.max(1);
+        (
+            Some(Tensor::<B, 2>::from_data(
+                TensorData::new(rows, [n_rows, row_len]),
+                device,
+            )),
+            None,
+        )
+    };
     (
         Batch {
             ids,
             mask,
             pixel_values,
             media,
+            vision_embeds,
         },
         labels,
     )

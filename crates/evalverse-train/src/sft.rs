@@ -85,6 +85,9 @@ pub fn run<B: AutodiffBackend>(
     };
     let pad = tok.special.endoftext;
     let seed = recipe.run.seed;
+    // A frozen vision tower gives the same tokens every epoch: encode each clip once.
+    let vision =
+        (!recipe.lora.include_vision).then(|| runtime::encode_vision(&model, &clips, device));
     let (mut params, shapes) = runtime::lora_params(&mut model);
     let mut opt = AdamWState::default();
     let mut state = TrainerState {
@@ -162,7 +165,8 @@ pub fn run<B: AutodiffBackend>(
             let idx = runtime::micro_batch(seed, data.len(), t.batch_size, state.micro_batches);
             state.micro_batches += 1;
             let seqs: Vec<&Encoded> = idx.iter().map(|&i| &data[i]).collect();
-            let (batch, labels) = runtime::make_batch::<B>(&seqs, &clips, pad, device);
+            let (batch, labels) =
+                runtime::make_batch::<B>(&seqs, &clips, pad, device, vision.as_ref());
             let (rows, targets) = label_rows(&batch.ids, &labels);
             let n = rows.len();
             let (h, ..) = model.forward_hidden(&batch, false, None).map_err(runtime)?;
@@ -281,7 +285,7 @@ fn val_loss<B: AutodiffBackend>(
             labels: enc.labels,
             video: e.video.clone(),
         };
-        let (batch, labels) = runtime::make_batch::<B>(&[&seq], clips, pad, device);
+        let (batch, labels) = runtime::make_batch::<B>(&[&seq], clips, pad, device, None);
         let (rows, targets) = label_rows(&batch.ids, &labels);
         let k = rows.len();
         let (h, ..) = model.forward_hidden(&batch, false, None).map_err(runtime)?;

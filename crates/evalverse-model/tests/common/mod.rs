@@ -90,6 +90,7 @@ pub fn batch(case: &Case, device: &burn::tensor::Device<Cpu>) -> Batch<Cpu> {
         mask,
         pixel_values,
         media,
+        vision_embeds: None,
     }
 }
 

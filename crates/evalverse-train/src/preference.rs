@@ -1,0 +1,625 @@
+//! Stage 2 of the judge recipe: preference calibration with LoRA, strategy from the recipe.
+//! The reference is the frozen SFT policy, made as "merged SFT adapter + fresh adapter": the SFT
+//! adapter is folded into the base weights and a new LoRA (B = 0) is trained on top, so the policy
+//! starts equal to the reference, whose log-probs are computed once and cached. The frozen vision
+//! tower encodes each clip once for the whole run. The final adapter stacks SFT and preference
+//! adapters into one PEFT adapter of rank r_sft + r_pref.
+//!
+//! - dpo: chosen = the experts' consensus answer, rejected = the same rationale with the score
+//!   moved `perturb` levels (Rafailov et al. 2023 and the DPO family, TRL metric names).
+//! - bt: Bradley-Terry on the expected score over the score tokens, pairs of clips of one prompt
+//!   group and dimension ordered by the experts' mean (EvalVerse §6.2, with Rao-Kupper/Davidson ties).
+//! - distribution: KL(raters' histogram || score-token distribution).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
+use evalverse_data::dataset::Dataset;
+use evalverse_data::split::Split;
+use evalverse_model::chat::ChatTokenizer;
+use evalverse_model::QwenVl;
+
+use crate::checkpoint::{self, TrainerState};
+use crate::examples::{self, score_line, JudgeExample};
+use crate::log::Logger;
+use crate::losses::{bt_loss, distribution_kl, dpo_loss, expected_score, label_rows, DpoKind};
+use crate::optim::{clip_global_norm, AdamWState};
+use crate::recipe::{Recipe, StageConfig, Strategy};
+use crate::runtime::{self, runtime, Encoded, TrainError};
+use crate::sft::RunSummary;
+
+/// One training item of the chosen strategy.
+enum Item {
+    Pair {
+        chosen: Encoded,
+        rejected: Encoded,
+        ref_chosen: f32,
+        ref_rejected: f32,
+    },
+    Compare {
+        a: Encoded,
+        b: Encoded,
+        tie: bool,
+    },
+    Hist {
+        seq: Encoded,
+        target: Vec<f32>,
+    },
+}
+
+/// Index of the score digit in an encoded answer (the last label token that is a score token).
+fn score_index(seq: &Encoded, score_ids: &[u32]) -> Option<usize> {
+    (0..seq.ids.len())
+        .rev()
+        .find(|&i| seq.labels[i] && score_ids.contains(&seq.ids[i]))
+}
+
+fn encode(
+    tok: &ChatTokenizer,
+    e: &JudgeExample,
+    clips: &runtime::Clips,
+    answer: &str,
+) -> Option<Encoded> {
+    let clip = clips.by_video.get(&e.video)?;
+    let enc = tok
+        .encode_chat(
+            &runtime::conversation(e, runtime::vision_tokens(clip), Some(answer)),
+            false,
+        )
+        .ok()?;
+    Some(Encoded {
+        ids: enc.ids,
+        labels: enc.labels,
+        video: e.video.clone(),
+    })
+}
+
+/// Per-sequence sum (or mean) of answer-token log-probs for a padded batch, computing the head only
+/// at answer positions.
+fn seq_logps<B: AutodiffBackend>(
+    model: &QwenVl<B>,
+    batch: &evalverse_model::Batch<B>,
+    labels: &[Vec<bool>],
+    average: bool,
+) -> Result<Tensor<B, 1>, TrainError> {
+    let device = model.device();
+    let (rows, targets) = label_rows(&batch.ids, labels);
+    let l = batch.ids[0].len();
+    let n_seq = batch.ids.len();
+    let (h, ..) = model.forward_hidden(batch, false, None).map_err(runtime)?;
+    let lp = log_softmax(model.head_at(h, &rows), 1);
+    let picked = lp.gather(
+        1,
+        Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [rows.len()]), &device)
+            .reshape([rows.len(), 1]),
+    );
+    let mut onehot = vec![0f32; n_seq * rows.len()];
+    let mut counts = vec![0f32; n_seq];
+    for (j, r) in rows.iter().enumerate() {
+        onehot[(r / l) * rows.len() + j] = 1.0;
+        counts[r / l] += 1.0;
+    }
+    let m = Tensor::<B, 2>::from_data(TensorData::new(onehot, [n_seq, rows.len()]), &device);
+    let sums = m.matmul(picked).reshape([n_seq]);
+    Ok(if average {
+        sums / Tensor::<B, 1>::from_data(TensorData::new(counts, [n_seq]), &device).clamp_min(1.0)
+    } else {
+        sums
+    })
+}
+
+/// Logits over the score tokens [n, K] at the score positions of a padded batch.
+fn score_logits<B: AutodiffBackend>(
+    model: &QwenVl<B>,
+    batch: &evalverse_model::Batch<B>,
+    score_pos: &[usize],
+    score_ids: &[u32],
+) -> Result<Tensor<B, 2>, TrainError> {
+    let device = model.device();
+    let l = batch.ids[0].len();
+    let rows: Vec<usize> = score_pos
+        .iter()
+        .enumerate()
+        .map(|(b, &i)| b * l + i - 1)
+        .collect();
+    let (h, ..) = model.forward_hidden(batch, false, None).map_err(runtime)?;
+    let logits = model.head_at(h, &rows);
+    let ids = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(
+            score_ids.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+            [score_ids.len()],
+        ),
+        &device,
+    );
+    Ok(logits.select(1, ids))
+}
+
+pub fn run<B: AutodiffBackend>(
+    recipe: &Recipe,
+    resume: bool,
+    device: &B::Device,
+    stop: &dyn Fn(usize) -> bool,
+) -> Result<RunSummary, TrainError> {
+    // ---- setup
+    let StageConfig::Preference { strategy } = &recipe.stage else {
+        return Err(TrainError::Config(
+            "stage.kind must be \"preference\" for the preference stage".into(),
+        ));
+    };
+    let out = &recipe.run.output_dir;
+    if !resume && checkpoint::latest(out).is_some() {
+        return Err(TrainError::Config(format!(
+            "{} already holds checkpoints; pass --resume to continue it",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| runtime(format!("{}: {e}", out.display())))?;
+    runtime::write_text(&out.join("recipe.toml"), &recipe.to_toml())?;
+    let ds = Dataset::load(&recipe.data.dataset).map_err(|e| TrainError::Config(e.to_string()))?;
+    let all =
+        examples::build(&ds, Split::Train, &recipe.data.dimensions).map_err(TrainError::Config)?;
+    let scored: Vec<&JudgeExample> = all.iter().filter(|e| e.score.is_some()).collect();
+    // Base, then the SFT adapter folded in, then a fresh adapter: policy == reference at step 0.
+    let base_only = Recipe {
+        model: evalverse_model_cfg_without_adapter(recipe),
+        ..recipe.clone()
+    };
+    let (mut model, tok) = runtime::load_model::<B>(&base_only, device)?;
+    evalverse_model::lora::drop_adapters(&mut model);
+    if let Some(dir) = &recipe.model.adapter {
+        evalverse_model::lora::load_peft(&mut model, dir)
+            .map_err(|e| TrainError::Config(format!("model.adapter: {e}")))?;
+        evalverse_model::lora::merge_all(&mut model);
+        evalverse_model::lora::drop_adapters(&mut model);
+    }
+    let seed = recipe.run.seed;
+    let lora = evalverse_model::lora::LoraConfig {
+        seed,
+        ..recipe.lora.clone()
+    };
+    evalverse_model::lora::apply_lora(&mut model, &lora)
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    let clips = runtime::decode_clips(recipe, &ds, &all);
+    for (id, why) in &clips.skipped {
+        eprintln!("warning: skipping clip {id}: {why}");
+    }
+    let vision = runtime::encode_vision(&model, &clips, device);
+    let scale = ds.taxonomy.default_scale.clone();
+    let levels = scale.values();
+    let mut score_ids = Vec::new();
+    for v in &levels {
+        match tok
+            .encode(&format!("{}", *v as i64))
+            .map_err(runtime)?
+            .as_slice()
+        {
+            [id] => score_ids.push(*id),
+            ids => {
+                return Err(TrainError::Config(format!(
+                    "score level {v} is {} tokens; score tokens must be single tokens",
+                    ids.len()
+                )))
+            }
+        }
+    }
+    let pad = tok.special.endoftext;
+
+    // ---- items (and the reference log-probs, once)
+    let mut items = Vec::new();
+    match strategy {
+        Strategy::Dpo { perturb, loss, .. } => {
+            for e in &scored {
+                let s = e.score.expect("scored");
+                let wrong = if s + perturb <= scale.max {
+                    s + perturb
+                } else {
+                    s - perturb
+                };
+                let rejected_answer = format!(
+                    "{}\n{}",
+                    e.rationale.trim(),
+                    score_line(Some(wrong.clamp(scale.min, scale.max)))
+                );
+                if let (Some(c), Some(r)) = (
+                    encode(&tok, e, &clips, &e.answer),
+                    encode(&tok, e, &clips, &rejected_answer),
+                ) {
+                    items.push(Item::Pair {
+                        chosen: c,
+                        rejected: r,
+                        ref_chosen: 0.0,
+                        ref_rejected: 0.0,
+                    });
+                }
+            }
+            let average = *loss == DpoKind::Ipo;
+            for it in &mut items {
+                if let Item::Pair {
+                    chosen,
+                    rejected,
+                    ref_chosen,
+                    ref_rejected,
+                } = it
+                {
+                    let (batch, labels) = runtime::make_batch::<B>(
+                        &[&*chosen, &*rejected],
+                        &clips,
+                        pad,
+                        device,
+                        Some(&vision),
+                    );
+                    let lp: Vec<f32> = seq_logps(&model, &batch, &labels, average)?
+                        .detach()
+                        .into_data()
+                        .convert::<f32>()
+                        .to_vec()
+                        .expect("f32");
+                    *ref_chosen = lp[0];
+                    *ref_rejected = lp[1];
+                }
+            }
+        }
+        Strategy::Bt { ties, .. } => {
+            let mut by_key: BTreeMap<(String, String), Vec<&JudgeExample>> = BTreeMap::new();
+            for e in &scored {
+                by_key
+                    .entry((e.prompt_group.clone(), e.dimension.clone()))
+                    .or_default()
+                    .push(e);
+            }
+            for group in by_key.values() {
+                for i in 0..group.len() {
+                    for j in i + 1..group.len() {
+                        let (mi, mj) = (
+                            group[i].mean.expect("scored"),
+                            group[j].mean.expect("scored"),
+                        );
+                        let tie = (mi - mj).abs() < 1e-9;
+                        if tie && *ties == crate::recipe::TieModel::Ignore {
+                            continue;
+                        }
+                        let (w, l) = if mi >= mj {
+                            (group[i], group[j])
+                        } else {
+                            (group[j], group[i])
+                        };
+                        if let (Some(a), Some(b)) = (
+                            encode(&tok, w, &clips, &w.answer),
+                            encode(&tok, l, &clips, &l.answer),
+                        ) {
+                            items.push(Item::Compare { a, b, tie });
+                        }
+                    }
+                }
+            }
+        }
+        Strategy::Distribution => {
+            for e in &scored {
+                if let Some(seq) = encode(&tok, e, &clips, &e.answer) {
+                    items.push(Item::Hist {
+                        seq,
+                        target: e.histogram.iter().map(|&x| x as f32).collect(),
+                    });
+                }
+            }
+        }
+    }
+    if items.is_empty() {
+        return Err(TrainError::Config(format!(
+            "no preference items in the train split of {}",
+            recipe.data.dataset.display()
+        )));
+    }
+    let t = &recipe.train;
+    let total_steps = match (t.max_steps, t.epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) => ((e * items.len() as f64) / (t.batch_size * t.grad_accum) as f64)
+            .ceil()
+            .max(1.0) as usize,
+        _ => unreachable!("validated"),
+    };
+    let (mut params, shapes) = runtime::lora_params(&mut model);
+    let mut opt = AdamWState::default();
+    let mut state = TrainerState {
+        step: 0,
+        micro_batches: 0,
+        seed,
+        losses: vec![],
+        skipped_clips: clips.skipped.iter().map(|(i, _)| i.clone()).collect(),
+    };
+    if resume {
+        if let Some(ck) = checkpoint::latest(out) {
+            evalverse_model::lora::load_peft(&mut model, &ck.join("adapter")).map_err(runtime)?;
+            opt = checkpoint::load_optimizer(&ck.join("optimizer.safetensors")).map_err(runtime)?;
+            let text = std::fs::read_to_string(ck.join("trainer_state.json")).map_err(runtime)?;
+            state = serde_json::from_str(&text)
+                .map_err(|e| runtime(format!("{}: {e}", ck.display())))?;
+            params = runtime::lora_params(&mut model).0;
+            eprintln!("resuming from {} (step {})", ck.display(), state.step);
+        }
+    }
+    evalverse_model::lora::set_training(&mut model, true);
+    let mut logger = Logger::new(
+        out,
+        recipe.log.jsonl,
+        recipe.log.tensorboard,
+        recipe.log.progress.then_some(total_steps as u64),
+    )
+    .map_err(runtime)?;
+    let save = |step: usize, model: &mut QwenVl<B>, opt: &AdamWState, state: &TrainerState| {
+        checkpoint::commit(out, step, t.keep_last, |dir| {
+            evalverse_model::lora::save_peft(
+                model,
+                &lora,
+                &dir.join("adapter"),
+                &recipe.model.source,
+            )
+            .map_err(|e| e.to_string())?;
+            checkpoint::save_optimizer(&dir.join("optimizer.safetensors"), opt)?;
+            std::fs::write(
+                dir.join("trainer_state.json"),
+                serde_json::to_string_pretty(state).expect("json"),
+            )
+            .map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("recipe.toml"), recipe.to_toml()).map_err(|e| e.to_string())
+        })
+        .map_err(runtime)
+    };
+    let values = Tensor::<B, 1>::from_data(
+        TensorData::new(
+            levels.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            [levels.len()],
+        ),
+        device,
+    );
+
+    // ---- train
+    let started = Instant::now();
+    while state.step < total_steps {
+        let lr = recipe.optim.lr * recipe.schedule.factor(state.step, total_steps);
+        B::seed(
+            device,
+            seed.wrapping_mul(0x9E37_79B9)
+                .wrapping_add(state.step as u64),
+        );
+        let mut grads_acc = BTreeMap::new();
+        let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
+        for _ in 0..t.grad_accum {
+            let idx = runtime::micro_batch(seed, items.len(), t.batch_size, state.micro_batches);
+            state.micro_batches += 1;
+            let chunk: Vec<&Item> = idx.iter().map(|&i| &items[i]).collect();
+            let (loss, metrics) = match strategy {
+                Strategy::Dpo {
+                    loss: kind,
+                    beta,
+                    label_smoothing,
+                    ..
+                } => {
+                    let mut seqs = Vec::new();
+                    let (mut rc, mut rr) = (vec![], vec![]);
+                    for it in &chunk {
+                        if let Item::Pair {
+                            chosen,
+                            rejected,
+                            ref_chosen,
+                            ref_rejected,
+                        } = it
+                        {
+                            seqs.push(chosen);
+                            seqs.push(rejected);
+                            rc.push(*ref_chosen);
+                            rr.push(*ref_rejected);
+                        }
+                    }
+                    let n = rc.len();
+                    let (batch, labels) =
+                        runtime::make_batch::<B>(&seqs, &clips, pad, device, Some(&vision));
+                    let lp = seq_logps(&model, &batch, &labels, *kind == DpoKind::Ipo)?;
+                    let even = Tensor::<B, 1, Int>::from_data(
+                        TensorData::new((0..n).map(|i| 2 * i as i64).collect::<Vec<_>>(), [n]),
+                        device,
+                    );
+                    let odd = Tensor::<B, 1, Int>::from_data(
+                        TensorData::new((0..n).map(|i| 2 * i as i64 + 1).collect::<Vec<_>>(), [n]),
+                        device,
+                    );
+                    let (pc, pr) = (lp.clone().select(0, even), lp.select(0, odd));
+                    let mk =
+                        |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [n]), device);
+                    let o = dpo_loss(
+                        pc.clone(),
+                        pr.clone(),
+                        mk(rc),
+                        mk(rr),
+                        *kind,
+                        *beta,
+                        *label_smoothing,
+                    );
+                    let f = |t: Tensor<B, 1>| -> f64 { t.mean().into_scalar().elem() };
+                    let ch = o.chosen_rewards.clone();
+                    let rj = o.rejected_rewards.clone();
+                    let acc: f64 = ch
+                        .clone()
+                        .greater(rj.clone())
+                        .float()
+                        .mean()
+                        .into_scalar()
+                        .elem();
+                    let metrics = vec![
+                        ("rewards/chosen", f(ch.clone())),
+                        ("rewards/rejected", f(rj.clone())),
+                        ("rewards/accuracies", acc),
+                        ("rewards/margins", f(ch - rj)),
+                        ("logps/chosen", f(pc.detach())),
+                        ("logps/rejected", f(pr.detach())),
+                    ];
+                    (o.losses.mean(), metrics)
+                }
+                Strategy::Bt { .. } => {
+                    let mut seqs = Vec::new();
+                    let mut ties = Vec::new();
+                    for it in &chunk {
+                        if let Item::Compare { a, b, tie } = it {
+                            seqs.push(a);
+                            seqs.push(b);
+                            ties.push(*tie);
+                        }
+                    }
+                    let n = ties.len();
+                    let (batch, _) =
+                        runtime::make_batch::<B>(&seqs, &clips, pad, device, Some(&vision));
+                    let l = batch.ids[0].len();
+                    let pos: Vec<usize> = seqs
+                        .iter()
+                        .map(|s| {
+                            score_index(s, &score_ids)
+                                .map(|i| i + (l - s.ids.len()))
+                                .unwrap_or(1)
+                        })
+                        .collect();
+                    let s = expected_score(
+                        score_logits(&model, &batch, &pos, &score_ids)?,
+                        values.clone(),
+                    );
+                    let even = Tensor::<B, 1, Int>::from_data(
+                        TensorData::new((0..n).map(|i| 2 * i as i64).collect::<Vec<_>>(), [n]),
+                        device,
+                    );
+                    let odd = Tensor::<B, 1, Int>::from_data(
+                        TensorData::new((0..n).map(|i| 2 * i as i64 + 1).collect::<Vec<_>>(), [n]),
+                        device,
+                    );
+                    let (sw, sl) = (s.clone().select(0, even), s.select(0, odd));
+                    let tie = Tensor::<B, 1, Bool>::from_data(TensorData::new(ties, [n]), device);
+                    let acc: f64 = sw
+                        .clone()
+                        .greater(sl.clone())
+                        .float()
+                        .mean()
+                        .into_scalar()
+                        .elem();
+                    (
+                        bt_loss(sw, sl, tie, strategy.bt_ties().expect("bt")).mean(),
+                        vec![("accuracy", acc)],
+                    )
+                }
+                Strategy::Distribution => {
+                    let mut seqs = Vec::new();
+                    let mut target = Vec::new();
+                    for it in &chunk {
+                        if let Item::Hist { seq, target: h } = it {
+                            seqs.push(seq);
+                            target.extend_from_slice(h);
+                        }
+                    }
+                    let n = seqs.len();
+                    let (batch, _) =
+                        runtime::make_batch::<B>(&seqs, &clips, pad, device, Some(&vision));
+                    let l = batch.ids[0].len();
+                    let pos: Vec<usize> = seqs
+                        .iter()
+                        .map(|s| {
+                            score_index(s, &score_ids)
+                                .map(|i| i + (l - s.ids.len()))
+                                .unwrap_or(1)
+                        })
+                        .collect();
+                    let logits = score_logits(&model, &batch, &pos, &score_ids)?;
+                    let tgt = Tensor::<B, 2>::from_data(
+                        TensorData::new(target, [n, levels.len()]),
+                        device,
+                    );
+                    (distribution_kl(logits, tgt).mean(), vec![])
+                }
+            };
+            let value: f64 = loss.clone().into_scalar().elem();
+            *sums.entry("loss").or_default() += value / t.grad_accum as f64;
+            for (k, v) in metrics {
+                *sums.entry(k).or_default() += v / t.grad_accum as f64;
+            }
+            let grads = (loss / t.grad_accum as f64).backward();
+            runtime::accumulate_grads(&mut model, &grads, 1.0, &mut grads_acc);
+        }
+        let loss = sums["loss"];
+        if !loss.is_finite() {
+            let last = checkpoint::latest(out)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none (no checkpoint yet)".into());
+            return Err(TrainError::NonFiniteLoss {
+                step: state.step,
+                value: loss,
+                last_checkpoint: last,
+            });
+        }
+        let grad_norm = clip_global_norm(&mut grads_acc, recipe.optim.grad_clip);
+        opt.update(&recipe.optim, lr, &mut params, &grads_acc);
+        runtime::set_lora_params(&mut model, &params, &shapes);
+        state.step += 1;
+        state.losses.push((state.step, loss));
+        let mut scalars: Vec<(&str, f64)> = sums.iter().map(|(k, v)| (*k, *v)).collect();
+        scalars.push(("learning_rate", lr));
+        scalars.push(("grad_norm", grad_norm));
+        scalars.push((
+            "steps_per_second",
+            state.step as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        ));
+        logger.log(state.step, &scalars).map_err(runtime)?;
+        if let Some(b) = &logger.bar {
+            b.set_position(state.step as u64);
+            b.set_message(format!("loss {loss:.4}  lr {lr:.2e}"));
+        }
+        let interrupted = stop(state.step);
+        if (t.save_every > 0 && state.step % t.save_every == 0) || interrupted {
+            let ck = save(state.step, &mut model, &opt, &state)?;
+            if interrupted {
+                return Err(TrainError::Interrupted {
+                    step: state.step,
+                    checkpoint: ck,
+                });
+            }
+        }
+    }
+
+    // ---- finish: the preference delta, and the stacked SFT + preference adapter.
+    if checkpoint::latest(out)
+        .map(|p| p != checkpoint::checkpoint_dir(out, state.step))
+        .unwrap_or(true)
+    {
+        save(state.step, &mut model, &opt, &state)?;
+    }
+    let delta = out.join("adapter_preference");
+    evalverse_model::lora::save_peft(&mut model, &lora, &delta, &recipe.model.source)
+        .map_err(runtime)?;
+    let adapter = out.join("adapter");
+    match &recipe.model.adapter {
+        Some(sft) => evalverse_model::lora::save_stacked_peft(
+            sft,
+            &mut model,
+            &adapter,
+            &recipe.model.source,
+        )
+        .map_err(runtime)?,
+        None => evalverse_model::lora::save_peft(&mut model, &lora, &adapter, &recipe.model.source)
+            .map_err(runtime)?,
+    }
+    if let Some(b) = &logger.bar {
+        b.finish();
+    }
+    Ok(RunSummary {
+        steps: state.step,
+        losses: state.losses,
+        skipped_clips: state.skipped_clips,
+        adapter,
+        examples: items.len(),
+    })
+}
+
+fn evalverse_model_cfg_without_adapter(recipe: &Recipe) -> crate::recipe::ModelConfig {
+    crate::recipe::ModelConfig {
+        adapter: None,
+        ..recipe.model.clone()
+    }
+}

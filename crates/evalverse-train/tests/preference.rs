@@ -1,0 +1,121 @@
+//! The preference stage on top of a short SFT run: every strategy trains and logs TRL's metric
+//! names; DPO starts at loss ln 2 (the policy equals the frozen SFT reference); the stacked
+//! SFT + preference adapter reproduces the model it was trained as.
+
+mod common;
+
+use burn::tensor::DType;
+use common::{recipe, recipe_with, tiny_base, B};
+use evalverse_model::{Cpu, QwenVl};
+
+fn metrics(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn preference_strategies_train_on_top_of_sft() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let device = Default::default();
+    evalverse_train::sft::run::<B>(
+        &recipe(dir.path(), &base, "sft", 2, 0.0),
+        false,
+        &device,
+        &|_| false,
+    )
+    .unwrap();
+    let sft_adapter = dir.path().join("sft/adapter");
+    let with_sft = format!("adapter = \"{}\"", sft_adapter.display());
+
+    // DPO (sigmoid): the first loss is ln 2 because policy and reference start equal.
+    let r = recipe_with(
+        dir.path(),
+        &base,
+        "dpo",
+        3,
+        0.0,
+        "kind = \"preference\"\nstrategy = { name = \"dpo\", loss = \"sigmoid\", beta = 0.1 }",
+        &with_sft,
+    );
+    let dpo = evalverse_train::preference::run::<B>(&r, false, &device, &|_| false).unwrap();
+    assert!(
+        (dpo.losses[0].1 - std::f64::consts::LN_2).abs() < 1e-5,
+        "first DPO loss {}",
+        dpo.losses[0].1
+    );
+    let m = metrics(&dir.path().join("dpo"));
+    for key in [
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "rewards/margins",
+        "logps/chosen",
+        "logps/rejected",
+        "learning_rate",
+        "grad_norm",
+    ] {
+        assert!(m[0].get(key).is_some(), "{key} not logged");
+    }
+    assert!(
+        m[2]["rewards/margins"].as_f64().unwrap() > 0.0,
+        "training should open a margin: {m:?}"
+    );
+
+    // The stacked adapter equals "SFT merged + preference adapter".
+    let case_model = |adapter: &std::path::Path| {
+        let mut m =
+            QwenVl::<Cpu>::from_source(base.to_str().unwrap(), DType::F32, &device).unwrap();
+        evalverse_model::lora::load_peft(&mut m, adapter).unwrap();
+        m
+    };
+    let mut two_step = case_model(&sft_adapter);
+    evalverse_model::lora::merge_all(&mut two_step);
+    evalverse_model::lora::drop_adapters(&mut two_step);
+    evalverse_model::lora::load_peft(&mut two_step, &dir.path().join("dpo/adapter_preference"))
+        .unwrap();
+    let stacked = case_model(&dir.path().join("dpo/adapter"));
+    let batch = evalverse_model::Batch::<Cpu> {
+        ids: vec![vec![9707, 11, 1879, 0, 151645]],
+        mask: vec![vec![true; 5]],
+        pixel_values: None,
+        media: vec![vec![]],
+        vision_embeds: None,
+    };
+    let a: Vec<f32> = two_step
+        .forward(&batch, false, None)
+        .unwrap()
+        .logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap();
+    let b: Vec<f32> = stacked
+        .forward(&batch, false, None)
+        .unwrap()
+        .logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap();
+    let max = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 1e-4, "stacked adapter differs by {max}");
+
+    // Bradley-Terry with Rao-Kupper ties, and distribution matching.
+    for (name, stage, key) in [
+        ("bt", "kind = \"preference\"\nstrategy = { name = \"bt\", ties = \"rao_kupper\", theta = 1.5 }", "accuracy"),
+        ("dist", "kind = \"preference\"\nstrategy = { name = \"distribution\" }", "loss"),
+    ] {
+        let r = recipe_with(dir.path(), &base, name, 2, 0.0, stage, &with_sft);
+        let run = evalverse_train::preference::run::<B>(&r, false, &device, &|_| false).unwrap();
+        assert!(run.losses.iter().all(|(_, l)| l.is_finite()), "{name}: {:?}", run.losses);
+        assert!(metrics(&dir.path().join(name))[0].get(key).is_some(), "{name}: {key} not logged");
+    }
+}
