@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod data;
+mod train;
 
 #[derive(Parser)]
 #[command(name = "evalverse", version, about = "Expert-calibrated VLM judges of cinematic video", long_about = None)]
@@ -21,6 +22,8 @@ enum Command {
     /// Annotated datasets: validate, statistics, synthetic data.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train a judge from a recipe (stage sft or preference); Ctrl-C saves a checkpoint.
+    Train(TrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -31,6 +34,15 @@ enum DataCommand {
     Stats(StatsArgs),
     /// Generate a synthetic cinematic dataset (H.264 MP4s with audio, simulated expert panel).
     Synth(SynthArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Recipe file (TOML); see recipes/ and the README's recipe keys.
+    recipe: PathBuf,
+    /// Continue from the newest checkpoint in the recipe's output folder.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Args)]
@@ -105,6 +117,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Data(DataCommand::Validate(a)) => data::validate(&a.dir, !a.no_decode),
         Command::Data(DataCommand::Stats(a)) => data::stats(&a.dir, a.json),
+        Command::Train(a) => train::train(&a.recipe, a.resume),
         Command::Data(DataCommand::Synth(a)) => {
             data::synth(&a.out, a.clips, a.seed, a.width, a.height, a.fps, a.raters)
         }

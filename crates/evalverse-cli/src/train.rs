@@ -1,0 +1,55 @@
+//! `evalverse train RECIPE [--resume]`: runs the stage the recipe names. Ctrl-C finishes the
+//! current step, saves a checkpoint and exits; `--resume` continues from the newest checkpoint.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use burn::backend::Autodiff;
+use evalverse_train::recipe::{Recipe, StageConfig};
+use evalverse_train::runtime::TrainError;
+
+use crate::Failure;
+
+type TrainBackend = Autodiff<evalverse_model::Cpu>;
+
+pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
+    let recipe = Recipe::load(recipe_path).map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // A second Ctrl-C while saving would leave the temporary checkpoint only; it is harmless.
+    let _ = ctrlc::set_handler(move || {
+        eprintln!("\ninterrupt: finishing this step and saving a checkpoint");
+        flag.store(true, Ordering::SeqCst);
+    });
+    let should_stop = move |_: usize| stop.load(Ordering::SeqCst);
+    let device = Default::default();
+    let result = match recipe.stage {
+        StageConfig::Sft => evalverse_train::sft::run::<TrainBackend>(&recipe, resume, &device, &should_stop),
+        StageConfig::Preference { .. } => evalverse_train::preference::run::<TrainBackend>(&recipe, resume, &device, &should_stop),
+    };
+    match result {
+        Ok(s) => {
+            let first = s.losses.first().map(|l| l.1).unwrap_or(f64::NAN);
+            let last = s.losses.last().map(|l| l.1).unwrap_or(f64::NAN);
+            println!(
+                "trained {} steps on {} examples: loss {first:.4} -> {last:.4}; adapter in {}{}",
+                s.steps,
+                s.examples,
+                s.adapter.display(),
+                if s.skipped_clips.is_empty() { String::new() } else { format!(" ({} unreadable clips skipped)", s.skipped_clips.len()) }
+            );
+            println!("metrics: {}", recipe.run.output_dir.join("metrics.jsonl").display());
+            println!("tensorboard --logdir {}", recipe.run.output_dir.join("tb").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(TrainError::Config(m)) => Err(Failure::Usage(anyhow!("{}: {m}", recipe_path.display()))),
+        Err(e @ TrainError::Interrupted { .. }) => {
+            eprintln!("{e}; continue with: evalverse train {} --resume", recipe_path.display());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(Failure::Runtime(anyhow!(e))),
+    }
+}
