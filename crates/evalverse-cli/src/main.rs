@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod data;
+mod model;
 mod train;
 
 #[derive(Parser)]
@@ -24,6 +25,9 @@ enum Command {
     Data(DataCommand),
     /// Train a judge from a recipe (stage sft or preference); Ctrl-C saves a checkpoint.
     Train(TrainArgs),
+    /// Model checkpoints: make a fresh random one for tests and CPU experiments.
+    #[command(subcommand)]
+    Model(ModelCommand),
 }
 
 #[derive(Subcommand)]
@@ -34,6 +38,43 @@ enum DataCommand {
     Stats(StatsArgs),
     /// Generate a synthetic cinematic dataset (H.264 MP4s with audio, simulated expert panel).
     Synth(SynthArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Write a Qwen2.5-VL checkpoint with random weights (HF layout) and the given tokenizer.
+    Init(InitArgs),
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// tokenizer.json to ship with the model (the Qwen tokenizer; scripts/fetch_test_assets.sh fetches it).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Text hidden size.
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    /// Decoder layers.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Key/value heads (grouped-query attention).
+    #[arg(long, default_value_t = 2)]
+    kv_heads: usize,
+    /// Vision tower width.
+    #[arg(long, default_value_t = 64)]
+    vision_hidden: usize,
+    /// Vision tower blocks.
+    #[arg(long, default_value_t = 2)]
+    vision_depth: usize,
+    /// Seed of the random weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -118,6 +159,17 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Validate(a)) => data::validate(&a.dir, !a.no_decode),
         Command::Data(DataCommand::Stats(a)) => data::stats(&a.dir, a.json),
         Command::Train(a) => train::train(&a.recipe, a.resume),
+        Command::Model(ModelCommand::Init(a)) => model::init(&model::InitArgs {
+            out: &a.out,
+            tokenizer: &a.tokenizer,
+            hidden: a.hidden,
+            layers: a.layers,
+            heads: a.heads,
+            kv_heads: a.kv_heads,
+            vision_hidden: a.vision_hidden,
+            vision_depth: a.vision_depth,
+            seed: a.seed,
+        }),
         Command::Data(DataCommand::Synth(a)) => {
             data::synth(&a.out, a.clips, a.seed, a.width, a.height, a.fps, a.raters)
         }

@@ -27,8 +27,12 @@ pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
     let should_stop = move |_: usize| stop.load(Ordering::SeqCst);
     let device = Default::default();
     let result = match recipe.stage {
-        StageConfig::Sft => evalverse_train::sft::run::<TrainBackend>(&recipe, resume, &device, &should_stop),
-        StageConfig::Preference { .. } => evalverse_train::preference::run::<TrainBackend>(&recipe, resume, &device, &should_stop),
+        StageConfig::Sft => {
+            evalverse_train::sft::run::<TrainBackend>(&recipe, resume, &device, &should_stop)
+        }
+        StageConfig::Preference { .. } => {
+            evalverse_train::preference::run::<TrainBackend>(&recipe, resume, &device, &should_stop)
+        }
     };
     match result {
         Ok(s) => {
@@ -39,15 +43,30 @@ pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
                 s.steps,
                 s.examples,
                 s.adapter.display(),
-                if s.skipped_clips.is_empty() { String::new() } else { format!(" ({} unreadable clips skipped)", s.skipped_clips.len()) }
+                if s.skipped_clips.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} unreadable clips skipped)", s.skipped_clips.len())
+                }
             );
-            println!("metrics: {}", recipe.run.output_dir.join("metrics.jsonl").display());
-            println!("tensorboard --logdir {}", recipe.run.output_dir.join("tb").display());
+            println!(
+                "metrics: {}",
+                recipe.run.output_dir.join("metrics.jsonl").display()
+            );
+            println!(
+                "tensorboard --logdir {}",
+                recipe.run.output_dir.join("tb").display()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Err(TrainError::Config(m)) => Err(Failure::Usage(anyhow!("{}: {m}", recipe_path.display()))),
+        Err(TrainError::Config(m)) => {
+            Err(Failure::Usage(anyhow!("{}: {m}", recipe_path.display())))
+        }
         Err(e @ TrainError::Interrupted { .. }) => {
-            eprintln!("{e}; continue with: evalverse train {} --resume", recipe_path.display());
+            eprintln!(
+                "{e}; continue with: evalverse train {} --resume",
+                recipe_path.display()
+            );
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(Failure::Runtime(anyhow!(e))),

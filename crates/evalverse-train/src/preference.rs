@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
@@ -79,7 +80,7 @@ fn encode(
 
 /// Per-sequence sum (or mean) of answer-token log-probs for a padded batch, computing the head only
 /// at answer positions.
-fn seq_logps<B: AutodiffBackend>(
+fn seq_logps<B: burn::tensor::backend::Backend>(
     model: &QwenVl<B>,
     batch: &evalverse_model::Batch<B>,
     labels: &[Vec<bool>],
@@ -236,6 +237,13 @@ pub fn run<B: AutodiffBackend>(
                 }
             }
             let average = *loss == DpoKind::Ipo;
+            // Without autodiff: a forward pass on the autodiff backend keeps its graph until a
+            // backward pass, so thousands of reference passes would hold every activation.
+            let reference = model.valid();
+            let ref_vision: runtime::VisionCache<B::InnerBackend> = vision
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().inner()))
+                .collect();
             for it in &mut items {
                 if let Item::Pair {
                     chosen,
@@ -244,15 +252,14 @@ pub fn run<B: AutodiffBackend>(
                     ref_rejected,
                 } = it
                 {
-                    let (batch, labels) = runtime::make_batch::<B>(
+                    let (batch, labels) = runtime::make_batch::<B::InnerBackend>(
                         &[&*chosen, &*rejected],
                         &clips,
                         pad,
                         device,
-                        Some(&vision),
+                        Some(&ref_vision),
                     );
-                    let lp: Vec<f32> = seq_logps(&model, &batch, &labels, average)?
-                        .detach()
+                    let lp: Vec<f32> = seq_logps(&reference, &batch, &labels, average)?
                         .into_data()
                         .convert::<f32>()
                         .to_vec()

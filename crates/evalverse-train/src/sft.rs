@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use evalverse_data::dataset::Dataset;
@@ -218,7 +219,8 @@ pub fn run<B: AutodiffBackend>(
             ));
         }
         if t.eval_every > 0 && state.step % t.eval_every == 0 && !val_examples.is_empty() {
-            let v = val_loss(&model, &tok, &val_examples, &val_clips, pad, device)?;
+            // On the inner backend: validation passes keep no autodiff graph.
+            let v = val_loss(&model.valid(), &tok, &val_examples, &val_clips, pad, device)?;
             logger
                 .log(state.step, &[("eval/loss", v)])
                 .map_err(runtime)?;
@@ -264,7 +266,7 @@ pub fn run<B: AutodiffBackend>(
 use burn::tensor::ElementConversion;
 
 /// Mean SFT loss over validation examples (no gradients).
-fn val_loss<B: AutodiffBackend>(
+fn val_loss<B: burn::tensor::backend::Backend>(
     model: &evalverse_model::QwenVl<B>,
     tok: &evalverse_model::chat::ChatTokenizer,
     exs: &[examples::JudgeExample],

@@ -1,0 +1,53 @@
+//! `evalverse model init`: a fresh Qwen2.5-VL checkpoint with random weights in the Hugging Face
+//! layout (config.json, model.safetensors, tokenizer.json), for tests and CPU experiments.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+
+use crate::Failure;
+
+pub struct InitArgs<'a> {
+    pub out: &'a Path,
+    pub tokenizer: &'a Path,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub vision_hidden: usize,
+    pub vision_depth: usize,
+    pub seed: u64,
+}
+
+pub fn init(a: &InitArgs) -> Result<ExitCode, Failure> {
+    if a.heads == 0 || a.hidden % a.heads != 0 || (a.hidden / a.heads) % 8 != 0 {
+        return Err(Failure::Usage(anyhow!(
+            "--hidden must be a multiple of --heads with a head size divisible by 8"
+        )));
+    }
+    let tok = evalverse_model::chat::ChatTokenizer::from_file(a.tokenizer)
+        .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    // Qwen2.5-VL's embedding size; the tokenizer's ids must fit.
+    let vocab = 151_936.max(tok.tokenizer.get_vocab_size(true));
+    let cfg = evalverse_model::init::small_config(
+        vocab,
+        a.hidden,
+        a.layers,
+        a.heads,
+        a.kv_heads,
+        a.vision_hidden,
+        a.vision_depth,
+    );
+    evalverse_model::init::write_random_checkpoint(a.out, &cfg, a.seed)
+        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    std::fs::copy(a.tokenizer, a.out.join("tokenizer.json"))
+        .with_context(|| format!("copying {}", a.tokenizer.display()))?;
+    println!(
+        "wrote a random Qwen2.5-VL checkpoint (hidden {}, {} layers) to {}",
+        a.hidden,
+        a.layers,
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
