@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod data;
+mod eval;
 mod model;
 mod train;
 
@@ -25,6 +26,8 @@ enum Command {
     Data(DataCommand),
     /// Train a judge from a recipe (stage sft or preference); Ctrl-C saves a checkpoint.
     Train(TrainArgs),
+    /// Judge a split with a base model + adapter and report agreement with the experts.
+    Eval(EvalCmd),
     /// Model checkpoints: make a fresh random one for tests and CPU experiments.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -38,6 +41,40 @@ enum DataCommand {
     Stats(StatsArgs),
     /// Generate a synthetic cinematic dataset (H.264 MP4s with audio, simulated expert panel).
     Synth(SynthArgs),
+}
+
+#[derive(Args)]
+struct EvalCmd {
+    /// A training run folder (recipe.toml + adapter/), a PEFT adapter folder, or "none" (the base alone).
+    #[arg(long)]
+    checkpoint: String,
+    /// Base model (folder or hf:ORG/NAME[@REV]); default: the run's recipe or the adapter's base.
+    #[arg(long)]
+    base: Option<String>,
+    /// Dataset folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// Split to judge.
+    #[arg(long, default_value = "test")]
+    split: evalverse_data::split::Split,
+    /// Dimensions to judge (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    dimensions: Vec<String>,
+    /// Report folder (default: <run>/eval).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Longest rationale generated, in tokens.
+    #[arg(long, default_value_t = 96)]
+    max_new_tokens: usize,
+    /// Prompts judged together.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Bootstrap resamples for the 95% intervals.
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -159,6 +196,18 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Validate(a)) => data::validate(&a.dir, !a.no_decode),
         Command::Data(DataCommand::Stats(a)) => data::stats(&a.dir, a.json),
         Command::Train(a) => train::train(&a.recipe, a.resume),
+        Command::Eval(a) => eval::eval(&eval::EvalArgs {
+            checkpoint: &a.checkpoint,
+            base: a.base.as_deref(),
+            data: &a.data,
+            split: a.split,
+            dimensions: &a.dimensions,
+            out: a.out.as_deref(),
+            max_new_tokens: a.max_new_tokens,
+            batch_size: a.batch_size,
+            bootstrap: a.bootstrap,
+            seed: a.seed,
+        }),
         Command::Model(ModelCommand::Init(a)) => model::init(&model::InitArgs {
             out: &a.out,
             tokenizer: &a.tokenizer,

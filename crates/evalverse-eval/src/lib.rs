@@ -7,3 +7,5 @@ pub mod metrics;
 pub mod stats;
 
 pub use error::MetricError;
+pub mod harness;
+pub mod report;

@@ -575,8 +575,9 @@ fn main() {
     }
     let mut res = json!({
         "impl": "evalverse-flex",
+        // Cores available; whether burn Flex uses more than one depends on burn-flex's `rayon`
+        // feature (off unless a dependency turns it on).
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "rayon_threads": rayon_threads(),
         "load_s": load_s,
         "prompt_tokens": prompt_len,
         "new_tokens": NEW_TOKENS,
@@ -622,16 +623,4 @@ fn main() {
         res["ops"] = ops(reps, &device);
     }
     println!("{res}");
-}
-
-/// RAYON_NUM_THREADS if set (burn Flex and gemm use rayon's global pool), else the core count.
-fn rayon_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
 }

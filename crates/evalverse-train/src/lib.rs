@@ -3,7 +3,6 @@
 //! optimizer and schedule, checkpoints with exact resume, metric loggers, recipes.
 
 pub mod checkpoint;
-pub mod examples;
 pub mod log;
 pub mod losses;
 pub mod optim;
@@ -11,3 +10,6 @@ pub mod preference;
 pub mod recipe;
 pub mod runtime;
 pub mod sft;
+
+/// Judge prompts and examples (they live in evalverse-data, shared with evaluation).
+pub use evalverse_data::prompts as examples;

@@ -1,4 +1,4 @@
-//! Judge examples from an annotated dataset: for each clip and dimension, the question put to
+//! Judge prompts and examples from an annotated dataset (shared by training and evaluation): for each clip and dimension, the question put to
 //! the judge (the dimension's definition, sub-dimensions and expert questions, and the generation
 //! prompt) and the expert-agreeing answer: the consensus rationale, then `Score: N` (the rounded
 //! mean of the raters) or `Score: N/A` (when most raters said N/A). Also the raters' score
@@ -6,10 +6,10 @@
 
 use std::path::PathBuf;
 
-use evalverse_data::dataset::Dataset;
-use evalverse_data::manifest::{ClipRecord, Score};
-use evalverse_data::split::Split;
-use evalverse_data::taxonomy::{Dimension, Taxonomy};
+use crate::dataset::Dataset;
+use crate::manifest::{ClipRecord, Score};
+use crate::split::Split;
+use crate::taxonomy::{Dimension, Taxonomy};
 
 pub const SYSTEM_PROMPT: &str = "You are an expert film critic who evaluates AI-generated video the way professional filmmakers do.";
 
@@ -57,7 +57,7 @@ pub fn judge_question(tax: &Taxonomy, dim: &Dimension, clip_prompt: &str) -> Str
         clip_prompt,
         scale.min,
         scale.max,
-        match dim.applicability.applies(&evalverse_data::taxonomy::ClipFacts { shots: 1, has_audio: false, has_speech: false }) {
+        match dim.applicability.applies(&crate::taxonomy::ClipFacts { shots: 1, has_audio: false, has_speech: false }) {
             Some(true) => "cannot be judged".to_string(),
             _ => format!("does not apply ({})", dim.applicability.describe()),
         }
@@ -162,4 +162,50 @@ pub fn build(
         }
     }
     Ok(out)
+}
+
+/// Parse a judge's answer: the last `Score: N` (a level of `scale`) or `Score: N/A`.
+/// `None` when the answer has no well-formed score line: such outputs are counted as malformed,
+/// never guessed.
+pub fn parse_score(answer: &str, scale: &crate::taxonomy::Scale) -> Option<Option<f64>> {
+    let at = answer.rfind("Score:")?;
+    let rest = answer[at + "Score:".len()..].trim_start();
+    if rest.starts_with("N/A") {
+        return Some(None);
+    }
+    let num: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let v: f64 = num.trim_end_matches('.').parse().ok()?;
+    scale.contains(v).then_some(Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::taxonomy::Scale;
+
+    #[test]
+    fn parse_score_reads_the_last_score_line() {
+        let s = Scale {
+            min: 1.0,
+            max: 5.0,
+            step: 1.0,
+            labels: vec![],
+        };
+        assert_eq!(parse_score("Soft image. Score: 2", &s), Some(Some(2.0)));
+        assert_eq!(
+            parse_score("Score: 5 first, then Score: 3.", &s),
+            Some(Some(3.0))
+        );
+        assert_eq!(parse_score("Silent clip.\nScore: N/A", &s), Some(None));
+        assert_eq!(
+            parse_score("Score: 7", &s),
+            None,
+            "off the scale is malformed"
+        );
+        assert_eq!(parse_score("no verdict", &s), None);
+        assert_eq!(parse_score("Score: great", &s), None);
+    }
 }

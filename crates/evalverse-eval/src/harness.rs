@@ -1,0 +1,202 @@
+//! The judge harness: a base model + adapter judges every clip x dimension of a split. For each,
+//! it generates the rationale and score (greedy), parses the score robustly (a malformed answer is
+//! counted, never guessed), and reads the soft score: the expected value over the score tokens
+//! after "Score: " (Q-Align / VideoScore2 style), with the distribution kept for calibration.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use evalverse_data::cache::CachedClip;
+use evalverse_data::prompts::{parse_score, JudgeExample, SYSTEM_PROMPT};
+use evalverse_data::taxonomy::Scale;
+use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
+use evalverse_model::generate::{generate, score_distribution, GenerationConfig};
+use evalverse_model::position::MediaGrid;
+use evalverse_model::{Batch, QwenVl};
+use serde::Serialize;
+
+/// What the judge answered, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Verdict {
+    Score(f64),
+    NotApplicable,
+    Malformed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Judgement {
+    pub clip_id: String,
+    pub prompt_group: String,
+    pub generator: String,
+    pub dimension: String,
+    pub answer: String,
+    pub verdict: Verdict,
+    /// Expected score over the score tokens.
+    pub soft: f64,
+    /// Distribution over the scale levels (renormalised over the score tokens).
+    pub distribution: Vec<f64>,
+    pub expert_mean: Option<f64>,
+    pub expert_na: bool,
+}
+
+pub struct JudgeSettings {
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+}
+
+fn prompt(e: &JudgeExample, tokens: usize) -> Vec<Message> {
+    vec![
+        Message::text(Role::System, SYSTEM_PROMPT),
+        Message {
+            role: Role::User,
+            content: vec![Content::Video { tokens }, Content::Text(e.question.clone())],
+        },
+    ]
+}
+
+fn batch_of<B: Backend>(
+    seqs: &[Vec<u32>],
+    clips: &[&CachedClip],
+    pad: u32,
+    device: &B::Device,
+) -> Batch<B> {
+    let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    let mut rows = Vec::new();
+    let mut n = 0;
+    for c in clips {
+        rows.extend_from_slice(&c.vision.pixel_values);
+        n += c.vision.grid_thw.iter().product::<usize>();
+    }
+    let row_len = rows.len() / n.max(1);
+    Batch {
+        ids: seqs
+            .iter()
+            .map(|s| {
+                std::iter::repeat_n(pad, len - s.len())
+                    .chain(s.iter().copied())
+                    .collect()
+            })
+            .collect(),
+        mask: seqs
+            .iter()
+            .map(|s| {
+                std::iter::repeat_n(false, len - s.len())
+                    .chain(std::iter::repeat_n(true, s.len()))
+                    .collect()
+            })
+            .collect(),
+        pixel_values: Some(Tensor::<B, 2>::from_data(
+            TensorData::new(rows, [n, row_len]),
+            device,
+        )),
+        media: clips
+            .iter()
+            .map(|c| {
+                vec![MediaGrid {
+                    is_video: true,
+                    grid_thw: c.vision.grid_thw,
+                    second_per_grid: c.vision.second_per_grid,
+                }]
+            })
+            .collect(),
+        vision_embeds: None,
+    }
+}
+
+/// Judge `examples` (whose clips are in `clips`) in batches.
+pub fn judge<B: Backend>(
+    model: &QwenVl<B>,
+    tok: &ChatTokenizer,
+    scale: &Scale,
+    examples: &[JudgeExample],
+    clips: &BTreeMap<PathBuf, CachedClip>,
+    settings: &JudgeSettings,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Judgement>, String> {
+    let device = model.device();
+    let pad = tok.special.endoftext;
+    let levels = scale.values();
+    let mut score_ids = Vec::new();
+    for v in &levels {
+        match tok
+            .encode(&format!("{}", *v as i64))
+            .map_err(|e| e.to_string())?
+            .as_slice()
+        {
+            [id] => score_ids.push(*id),
+            _ => return Err(format!("score level {v} is not a single token")),
+        }
+    }
+    let usable: Vec<&JudgeExample> = examples
+        .iter()
+        .filter(|e| clips.contains_key(&e.video))
+        .collect();
+    let mut out = Vec::with_capacity(usable.len());
+    for chunk in usable.chunks(settings.batch_size.max(1)) {
+        let cl: Vec<&CachedClip> = chunk.iter().map(|e| &clips[&e.video]).collect();
+        let mut prompts = Vec::new();
+        for (e, c) in chunk.iter().zip(&cl) {
+            let tokens = c.vision.grid_thw.iter().product::<usize>() / 4;
+            prompts.push(
+                tok.encode_chat(&prompt(e, tokens), true)
+                    .map_err(|e| e.to_string())?
+                    .ids,
+            );
+        }
+        let gen = generate(
+            model,
+            &batch_of::<B>(&prompts, &cl, pad, &device),
+            &GenerationConfig::greedy(settings.max_new_tokens, vec![tok.special.im_end, pad]),
+        )
+        .map_err(|e| e.to_string())?;
+        // Soft scores: the prompt, the answer up to its last "Score:" (or the whole answer and a
+        // forced score line), then "Score: " -> distribution over the score tokens.
+        let mut answers = Vec::new();
+        let mut soft_prompts = Vec::new();
+        for (i, p) in prompts.iter().enumerate() {
+            let answer = tok
+                .decode(&gen.tokens[i], true)
+                .map_err(|e| e.to_string())?;
+            let prefix = match answer.rfind("Score:") {
+                Some(at) => format!("{}Score: ", &answer[..at]),
+                None => format!("{}\nScore: ", answer.trim_end()),
+            };
+            let mut ids = p.clone();
+            ids.extend(tok.encode(&prefix).map_err(|e| e.to_string())?);
+            soft_prompts.push(ids);
+            answers.push(answer);
+        }
+        let dists = score_distribution(
+            model,
+            &batch_of::<B>(&soft_prompts, &cl, pad, &device),
+            &score_ids,
+        )
+        .map_err(|e| e.to_string())?;
+        for ((e, answer), (dist, _mass)) in chunk.iter().zip(answers).zip(dists) {
+            let verdict = match parse_score(&answer, scale) {
+                Some(Some(v)) => Verdict::Score(v),
+                Some(None) => Verdict::NotApplicable,
+                None => Verdict::Malformed,
+            };
+            let distribution: Vec<f64> = dist.iter().map(|&p| p as f64).collect();
+            let soft = distribution.iter().zip(&levels).map(|(p, v)| p * v).sum();
+            out.push(Judgement {
+                clip_id: e.clip_id.clone(),
+                prompt_group: e.prompt_group.clone(),
+                generator: e.generator.clone(),
+                dimension: e.dimension.clone(),
+                answer,
+                verdict,
+                soft,
+                distribution,
+                expert_mean: e.mean,
+                expert_na: e.score.is_none(),
+            });
+        }
+        progress(out.len(), usable.len());
+    }
+    Ok(out)
+}
