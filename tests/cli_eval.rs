@@ -1,0 +1,185 @@
+//! End-to-end tests of `evalverse model init`, `evalverse train` and `evalverse eval`: a judge is
+//! evaluated with reports written; bad input is a usage error (exit 2) with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn evalverse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evalverse"))
+        .args(args)
+        .output()
+        .expect("run evalverse")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn tiny_base(dir: &Path) -> PathBuf {
+    let base = dir.join("base");
+    let tok = root().join("target/test-assets/qwen-tokenizer.json");
+    assert!(
+        tok.is_file(),
+        "{} is missing: run scripts/fetch_test_assets.sh",
+        tok.display()
+    );
+    let o = evalverse(&[
+        "model",
+        "init",
+        "--out",
+        base.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--kv-heads",
+        "1",
+        "--vision-hidden",
+        "32",
+        "--vision-depth",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    base
+}
+
+#[test]
+fn eval_of_a_base_model_writes_reports_and_bad_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let data = root().join("data/sample");
+    let out = dir.path().join("report");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        "none",
+        "--base",
+        base.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--dimensions",
+        "lens",
+        "--max-new-tokens",
+        "4",
+        "--bootstrap",
+        "50",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for f in [
+        "report.json",
+        "report.md",
+        "report.html",
+        "judgements.jsonl",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["dimensions"][0]["dimension"], "lens");
+    assert_eq!(r["judged"], 30, "6 test prompt groups x 5 generators");
+    assert!(r["dimensions"][0]["human_ceiling_srcc"].as_f64().unwrap() > 0.5);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg") && !html.contains("http://") && !html.contains("https://"),
+        "self-contained page"
+    );
+
+    // An unknown dimension names the known ones.
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        "none",
+        "--base",
+        base.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--dimensions",
+        "smell",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("'smell'") && text(&o).contains("lens"),
+        "{}",
+        text(&o)
+    );
+
+    // An adapter made for another base (hidden 64 vs 32) is refused.
+    let adapter = root().join("crates/evalverse-model/tests/fixtures/lora_peft");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        adapter.to_str().unwrap(),
+        "--base",
+        base.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--dimensions",
+        "lens",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("does not fit base"), "{}", text(&o));
+
+    // A dataset without annotations for the split.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    let manifest = std::fs::read_to_string(data.join("manifest.jsonl")).unwrap();
+    let stripped: String = manifest
+        .lines()
+        .filter(|l| l.contains("\"record\":\"clip\""))
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["annotations"] = serde_json::json!([]);
+            v.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(bare.join("manifest.jsonl"), stripped).unwrap();
+    for sub in ["videos", "refs"] {
+        std::fs::create_dir_all(bare.join(sub)).unwrap();
+        for e in std::fs::read_dir(data.join(sub)).unwrap().flatten() {
+            std::fs::copy(e.path(), bare.join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        "none",
+        "--base",
+        base.to_str().unwrap(),
+        "--data",
+        bare.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("no annotated clips in the test split"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn train_refuses_a_bad_recipe_with_exit_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(&recipe, "[run]\noutput_dir = \"x\"\n").unwrap();
+    let o = evalverse(&["train", recipe.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("r.toml") && text(&o).contains("missing field"),
+        "{}",
+        text(&o)
+    );
+}
