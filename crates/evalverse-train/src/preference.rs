@@ -338,12 +338,7 @@ pub fn run<B: AutodiffBackend>(
         skipped_clips: clips.skipped.iter().map(|(i, _)| i.clone()).collect(),
     };
     if resume {
-        if let Some(ck) = checkpoint::latest(out) {
-            evalverse_model::lora::load_peft(&mut model, &ck.join("adapter")).map_err(runtime)?;
-            opt = checkpoint::load_optimizer(&ck.join("optimizer.safetensors")).map_err(runtime)?;
-            let text = std::fs::read_to_string(ck.join("trainer_state.json")).map_err(runtime)?;
-            state = serde_json::from_str(&text)
-                .map_err(|e| runtime(format!("{}: {e}", ck.display())))?;
+        if let Some(ck) = runtime::restore_checkpoint(out, &mut model, &mut opt, &mut state)? {
             params = runtime::lora_params(&mut model).0;
             eprintln!("resuming from {} (step {})", ck.display(), state.step);
         }
@@ -356,24 +351,8 @@ pub fn run<B: AutodiffBackend>(
         recipe.log.progress.then_some(total_steps as u64),
     )
     .map_err(runtime)?;
-    let save = |step: usize, model: &mut QwenVl<B>, opt: &AdamWState, state: &TrainerState| {
-        checkpoint::commit(out, step, t.keep_last, |dir| {
-            evalverse_model::lora::save_peft(
-                model,
-                &lora,
-                &dir.join("adapter"),
-                &recipe.model.source,
-            )
-            .map_err(|e| e.to_string())?;
-            checkpoint::save_optimizer(&dir.join("optimizer.safetensors"), opt)?;
-            std::fs::write(
-                dir.join("trainer_state.json"),
-                serde_json::to_string_pretty(state).expect("json"),
-            )
-            .map_err(|e| e.to_string())?;
-            std::fs::write(dir.join("recipe.toml"), recipe.to_toml()).map_err(|e| e.to_string())
-        })
-        .map_err(runtime)
+    let save = |_step: usize, model: &mut QwenVl<B>, opt: &AdamWState, state: &TrainerState| {
+        runtime::save_checkpoint(recipe, &lora, model, opt, state)
     };
     let values = Tensor::<B, 1>::from_data(
         TensorData::new(

@@ -351,3 +351,55 @@ pub fn micro_batch(seed: u64, n: usize, batch: usize, k: usize) -> Vec<usize> {
 pub fn write_text(path: &Path, text: &str) -> Result<(), TrainError> {
     evalverse_data::error::write_atomic(path, text.as_bytes()).map_err(runtime)
 }
+
+/// Save a checkpoint of a LoRA run at `state.step`: the adapter (PEFT format), the optimizer
+/// moments, the trainer state and the resolved recipe, atomically (checkpoint::commit).
+pub fn save_checkpoint<B: Backend>(
+    recipe: &Recipe,
+    lora: &evalverse_model::lora::LoraConfig,
+    model: &mut QwenVl<B>,
+    opt: &crate::optim::AdamWState,
+    state: &crate::checkpoint::TrainerState,
+) -> Result<PathBuf, TrainError> {
+    crate::checkpoint::commit(
+        &recipe.run.output_dir,
+        state.step,
+        recipe.train.keep_last,
+        |dir| {
+            evalverse_model::lora::save_peft(
+                model,
+                lora,
+                &dir.join("adapter"),
+                &recipe.model.source,
+            )
+            .map_err(|e| e.to_string())?;
+            crate::checkpoint::save_optimizer(&dir.join("optimizer.safetensors"), opt)?;
+            std::fs::write(
+                dir.join("trainer_state.json"),
+                serde_json::to_string_pretty(state).expect("json"),
+            )
+            .map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("recipe.toml"), recipe.to_toml()).map_err(|e| e.to_string())
+        },
+    )
+    .map_err(runtime)
+}
+
+/// Restore the newest checkpoint of the run (adapter into the model, optimizer, trainer state).
+/// Returns its folder, or None when the run has no checkpoint yet.
+pub fn restore_checkpoint<B: Backend>(
+    output: &Path,
+    model: &mut QwenVl<B>,
+    opt: &mut crate::optim::AdamWState,
+    state: &mut crate::checkpoint::TrainerState,
+) -> Result<Option<PathBuf>, TrainError> {
+    let Some(ck) = crate::checkpoint::latest(output) else {
+        return Ok(None);
+    };
+    evalverse_model::lora::load_peft(model, &ck.join("adapter")).map_err(runtime)?;
+    *opt = crate::checkpoint::load_optimizer(&ck.join("optimizer.safetensors")).map_err(runtime)?;
+    let text = std::fs::read_to_string(ck.join("trainer_state.json"))
+        .map_err(|e| runtime(format!("{}: {e}", ck.display())))?;
+    *state = serde_json::from_str(&text).map_err(|e| runtime(format!("{}: {e}", ck.display())))?;
+    Ok(Some(ck))
+}

@@ -19,6 +19,7 @@ use crate::losses::{label_rows, token_nll};
 use crate::optim::{clip_global_norm, AdamWState};
 use crate::recipe::Recipe;
 use crate::runtime::{self, runtime, Encoded, TrainError};
+use evalverse_model::QwenVl;
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -86,6 +87,10 @@ pub fn run<B: AutodiffBackend>(
     };
     let pad = tok.special.endoftext;
     let seed = recipe.run.seed;
+    let lora = evalverse_model::lora::LoraConfig {
+        seed,
+        ..recipe.lora.clone()
+    };
     // A frozen vision tower gives the same tokens every epoch: encode each clip once.
     let vision =
         (!recipe.lora.include_vision).then(|| runtime::encode_vision(&model, &clips, device));
@@ -101,14 +106,10 @@ pub fn run<B: AutodiffBackend>(
 
     // ---- resume
     if resume {
-        if let Some(ck) = checkpoint::latest(out) {
-            evalverse_model::lora::load_peft(&mut model, &ck.join("adapter")).map_err(runtime)?;
-            evalverse_model::lora::set_training(&mut model, true);
-            opt = checkpoint::load_optimizer(&ck.join("optimizer.safetensors")).map_err(runtime)?;
-            let text = std::fs::read_to_string(ck.join("trainer_state.json")).map_err(runtime)?;
-            state = serde_json::from_str(&text)
-                .map_err(|e| runtime(format!("{}: {e}", ck.display())))?;
+        if let Some(ck) = runtime::restore_checkpoint(out, &mut model, &mut opt, &mut state)? {
             params = runtime::lora_params(&mut model).0;
+            // Restored adapters load in evaluation mode: dropout back on.
+            evalverse_model::lora::set_training(&mut model, true);
             eprintln!("resuming from {} (step {})", ck.display(), state.step);
         }
     }
@@ -122,31 +123,8 @@ pub fn run<B: AutodiffBackend>(
     if let Some(b) = &logger.bar {
         b.set_position(state.step as u64);
     }
-    let save = |step: usize,
-                model: &mut evalverse_model::QwenVl<B>,
-                opt: &AdamWState,
-                state: &TrainerState| {
-        checkpoint::commit(out, step, t.keep_last, |dir| {
-            let lora = evalverse_model::lora::LoraConfig {
-                seed,
-                ..recipe.lora.clone()
-            };
-            evalverse_model::lora::save_peft(
-                model,
-                &lora,
-                &dir.join("adapter"),
-                &recipe.model.source,
-            )
-            .map_err(|e| e.to_string())?;
-            checkpoint::save_optimizer(&dir.join("optimizer.safetensors"), opt)?;
-            std::fs::write(
-                dir.join("trainer_state.json"),
-                serde_json::to_string_pretty(state).expect("json"),
-            )
-            .map_err(|e| e.to_string())?;
-            std::fs::write(dir.join("recipe.toml"), recipe.to_toml()).map_err(|e| e.to_string())
-        })
-        .map_err(runtime)
+    let save = |_step: usize, model: &mut QwenVl<B>, opt: &AdamWState, state: &TrainerState| {
+        runtime::save_checkpoint(recipe, &lora, model, opt, state)
     };
 
     // ---- train
