@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod data;
 mod eval;
+mod leaderboard;
 mod model;
 mod train;
 
@@ -28,6 +29,8 @@ enum Command {
     Train(TrainArgs),
     /// Judge a split with a base model + adapter and report agreement with the experts.
     Eval(EvalCmd),
+    /// Compare evaluated judges (eval folders or runs with eval/) in one table with significance.
+    Leaderboard(LeaderboardArgs),
     /// Model checkpoints: make a fresh random one for tests and CPU experiments.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -75,6 +78,22 @@ struct EvalCmd {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+#[derive(Args)]
+struct LeaderboardArgs {
+    /// Eval folders (with judgements.jsonl) or training runs with eval/; the first is the baseline.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write leaderboard.md and leaderboard.json here.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -196,6 +215,9 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Validate(a)) => data::validate(&a.dir, !a.no_decode),
         Command::Data(DataCommand::Stats(a)) => data::stats(&a.dir, a.json),
         Command::Train(a) => train::train(&a.recipe, a.resume),
+        Command::Leaderboard(a) => {
+            leaderboard::leaderboard(&a.runs, a.bootstrap, a.seed, a.out.as_ref())
+        }
         Command::Eval(a) => eval::eval(&eval::EvalArgs {
             checkpoint: &a.checkpoint,
             base: a.base.as_deref(),

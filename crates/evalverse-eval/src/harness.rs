@@ -15,10 +15,10 @@ use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::generate::{generate, score_distribution, GenerationConfig};
 use evalverse_model::position::MediaGrid;
 use evalverse_model::{Batch, QwenVl};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the judge answered, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Verdict {
     Score(f64),
@@ -26,7 +26,7 @@ pub enum Verdict {
     Malformed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Judgement {
     pub clip_id: String,
     pub prompt_group: String,

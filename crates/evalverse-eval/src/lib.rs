@@ -8,4 +8,5 @@ pub mod stats;
 
 pub use error::MetricError;
 pub mod harness;
+pub mod leaderboard;
 pub mod report;
