@@ -21,8 +21,8 @@
 //! `--stages` adds the parts of a prefill (vision tower, decoder layers, lm_head) and of a decode
 //! step; `--layer` the per-op times of decoder layer 0 (prefill and one decode step); `--ops`
 //! burn Flex throughput of the matmul / attention shapes the model runs. `--skip-e2e` leaves out
-//! the end-to-end measurements. `--gen-loop N` / `--vision-loop N` only run `generate` (64 new
-//! tokens) / the vision tower N times, for a profiler.
+//! the end-to-end measurements. `--gen-loop N` / `--prefill-loop N` / `--vision-loop N` only run
+//! `generate` (64 new tokens) / `model.forward` / the vision tower N times, for a profiler.
 //! One JSON object on stdout.
 
 use std::time::Instant;
@@ -535,7 +535,8 @@ fn main() {
         .find(|&(i, a)| {
             !a.starts_with("--")
                 && (i == 0
-                    || !["--reps", "--gen-loop", "--vision-loop"].contains(&args[i - 1].as_str()))
+                    || !["--reps", "--gen-loop", "--prefill-loop", "--vision-loop"]
+                        .contains(&args[i - 1].as_str()))
         })
         .map(|(_, a)| a.clone())
         .unwrap_or_else(|| "/tmp/evalverse_bench_small".into());
@@ -563,6 +564,12 @@ fn main() {
                 &GenerationConfig::greedy(NEW_TOKENS, vec![]),
             )
             .unwrap();
+        }
+        return;
+    }
+    if let Some(n) = count("--prefill-loop") {
+        for _ in 0..n {
+            touch(model.forward(&batch, false, None).unwrap().logits);
         }
         return;
     }

@@ -63,6 +63,17 @@ fn last_logits<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
     last.chunks(v).map(<[f32]>::to_vec).collect()
 }
 
+/// Rows of a [n, vocab] logits tensor as vectors.
+fn rows_to_vec<B: Backend>(logits: Tensor<B, 2>) -> Vec<Vec<f32>> {
+    let v = logits.dims()[1];
+    let all: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("f32 logits");
+    all.chunks(v).map(<[f32]>::to_vec).collect()
+}
+
 fn log_softmax_vec(x: &[f32]) -> Vec<f32> {
     let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let lse = m + x.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
@@ -118,10 +129,12 @@ pub fn generate<B: Backend>(
     }
     let device = model.device();
     let mut cache = KvCache::new(model.cfg.text.num_hidden_layers);
-    let out = model.forward(batch, false, Some(&mut cache))?;
+    // Prefill; the output head runs on the last position only (a 152k-vocabulary head over every
+    // prompt position costs more than the rest of the model on small judges).
+    let (h, _, _, rope_deltas) = model.forward_hidden(batch, false, Some(&mut cache))?;
     let prompt_len = batch.ids[0].len();
-    let rope_deltas = out.rope_deltas.clone();
-    let mut logits = last_logits(out.logits);
+    let last_rows: Vec<usize> = (0..b).map(|i| i * prompt_len + prompt_len - 1).collect();
+    let mut logits = rows_to_vec(model.head_at(h, &last_rows));
     let mut key_mask = batch.mask.clone();
     let mut rng = Rng::new(cfg.seed);
     let mut gen = Generated {
@@ -183,9 +196,12 @@ pub fn score_distribution<B: Backend>(
             "score readout needs left-padded prompts".into(),
         ));
     }
-    let out = model.forward(batch, false, None)?;
-    let [_, l, v] = out.logits.dims();
-    let lp = log_softmax(out.logits.narrow(1, l - 1, 1), 2)
+    let (h, ..) = model.forward_hidden(batch, false, None)?;
+    let [b, l, _] = h.dims();
+    let last_rows: Vec<usize> = (0..b).map(|i| i * l + l - 1).collect();
+    let logits = model.head_at(h, &last_rows);
+    let v = logits.dims()[1];
+    let lp = log_softmax(logits, 1)
         .into_data()
         .convert::<f32>()
         .to_vec::<f32>()
