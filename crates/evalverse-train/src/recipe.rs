@@ -80,7 +80,7 @@ pub struct DataConfig {
     /// Dimensions to train on (default: every dimension of the taxonomy).
     #[serde(default)]
     pub dimensions: Vec<String>,
-    /// One response per dimension (default) or per aspect.
+    /// One response per dimension (default). "aspect" (one response per aspect) is refused for now.
     #[serde(default = "default_unit")]
     pub unit: ResponseUnit,
     /// Frame sampling and resizing (Qwen2.5-VL rule).
@@ -272,6 +272,9 @@ impl Recipe {
             .frames
             .check()
             .map_err(|m| format!("data.frames: {m}"))?;
+        if self.data.unit == ResponseUnit::Aspect {
+            return Err("data.unit = \"aspect\" (one response covering an aspect's dimensions) is not implemented yet; use \"dimension\"".into());
+        }
         let t = &self.train;
         match (t.max_steps, t.epochs) {
             (None, None) => return Err("train: set max_steps or epochs".into()),
