@@ -1,0 +1,209 @@
+//! CPU time of one LoRA SFT optimizer step in evalverse (burn Flex, Autodiff), the counterpart of
+//! `scripts/bench_sft_step.py run` (see scripts/bench_sft_step.sh for the side-by-side table).
+//!
+//! ```sh
+//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N]
+//! ```
+//!
+//! BASE: a Qwen2.5-VL folder (`evalverse model init`); BATCH: the safetensors file written by
+//! `scripts/bench_sft_step.py batch` (input_ids, attention_mask, labels_mask [b, len] i64;
+//! pixel_values [rows, 1176] f32; video_grid_thw [b, 3] i64; second_per_grid_ts [b] f32), one
+//! video per sequence, pixels fed to the vision tower every step (vision_embeds None), as the
+//! Python side does.
+//!
+//! One step is what `evalverse_train::sft::run` does per optimizer step (grad_accum 1):
+//! `forward_hidden`, `label_rows` + `head_at` + `token_nll` (logits only at label rows),
+//! `backward`, `accumulate_grads`, `clip_global_norm` (1.0), `AdamWState::update` (lr 1e-4,
+//! torch defaults), `set_lora_params`. LoRA r 8, alpha 16, dropout 0 on the seven language-model
+//! projections. Warm-up steps, then the median of N. Also the medians of the phases: forward
+//! (through the loss value), backward, grads (accumulate_grads), optim (clip + update +
+//! set_lora_params). One JSON object on stdout.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData};
+use evalverse_model::lora::{apply_lora, set_training, LoraConfig, DEFAULT_TARGETS};
+use evalverse_model::position::MediaGrid;
+use evalverse_model::{Batch, Cpu, QwenVl};
+use evalverse_train::losses::{label_rows, token_nll};
+use evalverse_train::optim::{clip_global_norm, AdamWConfig, AdamWState};
+use evalverse_train::runtime::{accumulate_grads, lora_params, set_lora_params};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::json;
+
+type B = Autodiff<Cpu>;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn i64s(st: &SafeTensors, name: &str) -> (Vec<i64>, Vec<usize>) {
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(t.dtype(), Dtype::I64, "{name}");
+    let v = t
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (v, t.shape().to_vec())
+}
+
+fn f32s(st: &SafeTensors, name: &str) -> (Vec<f32>, Vec<usize>) {
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(t.dtype(), Dtype::F32, "{name}");
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (v, t.shape().to_vec())
+}
+
+fn rows2<T: Copy>(v: &[T], shape: &[usize]) -> Vec<Vec<T>> {
+    v.chunks(shape[1]).map(|c| c.to_vec()).collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .map(|i| args[i + 1].parse().expect("a number"))
+            .unwrap_or(default)
+    };
+    let (base, batch_path) = (&args[0], &args[1]);
+    let steps = flag("--steps", 10);
+    let warmup = flag("--warmup", 2);
+    let device = Default::default();
+
+    // ---- batch
+    let bytes = std::fs::read(batch_path).expect("batch file");
+    let st = SafeTensors::deserialize(&bytes).expect("safetensors");
+    let (ids, ids_shape) = i64s(&st, "input_ids");
+    let (mask, _) = i64s(&st, "attention_mask");
+    let (lab, _) = i64s(&st, "labels_mask");
+    let (px, px_shape) = f32s(&st, "pixel_values");
+    let (grid, _) = i64s(&st, "video_grid_thw");
+    let (spg, _) = f32s(&st, "second_per_grid_ts");
+    let ids: Vec<Vec<u32>> = rows2(&ids, &ids_shape)
+        .into_iter()
+        .map(|r| r.into_iter().map(|t| t as u32).collect())
+        .collect();
+    let mask: Vec<Vec<bool>> = rows2(&mask, &ids_shape)
+        .into_iter()
+        .map(|r| r.into_iter().map(|m| m != 0).collect())
+        .collect();
+    let labels: Vec<Vec<bool>> = rows2(&lab, &ids_shape)
+        .into_iter()
+        .map(|r| r.into_iter().map(|m| m != 0).collect())
+        .collect();
+    let media: Vec<Vec<MediaGrid>> = (0..ids.len())
+        .map(|i| {
+            vec![MediaGrid {
+                is_video: true,
+                grid_thw: [
+                    grid[3 * i] as usize,
+                    grid[3 * i + 1] as usize,
+                    grid[3 * i + 2] as usize,
+                ],
+                second_per_grid: spg[i] as f64,
+            }]
+        })
+        .collect();
+    let tokens: usize = mask.iter().flatten().filter(|m| **m).count();
+
+    // ---- model
+    let mut model = QwenVl::<B>::from_source(base, DType::F32, &device).expect("load model");
+    let lora = LoraConfig {
+        rank: 8,
+        alpha: 16.0,
+        dropout: 0.0,
+        target_modules: DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect(),
+        include_vision: false,
+        use_rslora: false,
+        seed: 0,
+    };
+    apply_lora(&mut model, &lora).expect("apply_lora");
+    set_training(&mut model, true);
+    let (mut params, shapes) = lora_params(&mut model);
+    let n_lora: usize = params.values().map(Vec::len).sum();
+    let cfg = AdamWConfig {
+        lr: 1e-4,
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 0.01, // torch.optim.AdamW's default
+        grad_clip: 1.0,
+    };
+    let mut opt = AdamWState::default();
+    let (rows, targets) = label_rows(&ids, &labels);
+    let n = rows.len();
+
+    // ---- steps
+    let (mut total, mut fwd, mut bwd, mut grd, mut opt_t, mut losses) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for i in 0..warmup + steps {
+        let t0 = Instant::now();
+        // The batch is built inside the step, as sft.rs's make_batch does each micro-batch.
+        let batch = Batch::<B> {
+            ids: ids.clone(),
+            mask: mask.clone(),
+            pixel_values: Some(Tensor::from_data(
+                TensorData::new(px.clone(), [px_shape[0], px_shape[1]]),
+                &device,
+            )),
+            media: media.clone(),
+            vision_embeds: None,
+        };
+        let (h, ..) = model.forward_hidden(&batch, false, None).expect("forward");
+        let logits = model.head_at(h, &rows);
+        let loss = token_nll(
+            logits,
+            Tensor::<B, 1, Int>::from_data(TensorData::new(targets.clone(), [n]), &device),
+        );
+        let value: f64 = loss.clone().into_scalar().elem();
+        let t1 = Instant::now();
+        let grads = loss.backward();
+        let t2 = Instant::now();
+        let mut acc: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+        accumulate_grads(&mut model, &grads, 1.0, &mut acc);
+        let t3 = Instant::now();
+        clip_global_norm(&mut acc, cfg.grad_clip);
+        opt.update(&cfg, cfg.lr, &mut params, &acc);
+        set_lora_params(&mut model, &params, &shapes);
+        let t4 = Instant::now();
+        losses.push(value);
+        if i >= warmup {
+            total.push((t4 - t0).as_secs_f64());
+            fwd.push((t1 - t0).as_secs_f64());
+            bwd.push((t2 - t1).as_secs_f64());
+            grd.push((t3 - t2).as_secs_f64());
+            opt_t.push((t4 - t3).as_secs_f64());
+        }
+    }
+    let step = median(total.clone());
+    println!(
+        "{}",
+        json!({
+            "impl": "evalverse",
+            "tokens_per_step": tokens,
+            "label_tokens": n,
+            "lora_params": n_lora,
+            "step_s": step,
+            "step_all_s": total,
+            "tok_s": tokens as f64 / step,
+            "forward_s": median(fwd),
+            "backward_s": median(bwd),
+            "grads_s": median(grd),
+            "optim_s": median(opt_t),
+            "losses": losses,
+        })
+    );
+}
