@@ -21,7 +21,8 @@ pub struct InitArgs<'a> {
 }
 
 pub fn init(a: &InitArgs) -> Result<ExitCode, Failure> {
-    if a.heads == 0 || a.hidden % a.heads != 0 || (a.hidden / a.heads) % 8 != 0 {
+    if a.heads == 0 || !a.hidden.is_multiple_of(a.heads) || !(a.hidden / a.heads).is_multiple_of(8)
+    {
         return Err(Failure::Usage(anyhow!(
             "--hidden must be a multiple of --heads with a head size divisible by 8"
         )));

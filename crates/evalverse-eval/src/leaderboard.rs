@@ -209,7 +209,7 @@ mod tests {
             }
         }
         let e = build(&[("bad".into(), bad), ("good".into(), good)], 200, 1).unwrap();
-        let cmp = e[1].versus_first["overall"].clone().unwrap();
+        let cmp = e[1].versus_first["overall"].unwrap();
         assert!(cmp.difference > 1.9 && cmp.p_value < 0.05, "{cmp:?}");
         assert!(markdown(&e).contains('*'));
     }

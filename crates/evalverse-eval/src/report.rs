@@ -496,13 +496,7 @@ pub fn html(r: &Report) -> String {
     s.push_str(&bars(
         &r.dimensions
             .iter()
-            .map(|d| {
-                (
-                    d.dimension.clone(),
-                    d.soft_srcc_ci.clone(),
-                    d.human_ceiling_srcc,
-                )
-            })
+            .map(|d| (d.dimension.clone(), d.soft_srcc_ci, d.human_ceiling_srcc))
             .collect::<Vec<_>>(),
     ));
     s.push_str("<h2>By aspect and stage</h2>");
@@ -511,7 +505,7 @@ pub fn html(r: &Report) -> String {
             .iter()
             .chain(r.stages.iter())
             .chain(std::iter::once(&r.overall))
-            .map(|g| (g.name.clone(), g.srcc.clone(), g.human_ceiling_srcc))
+            .map(|g| (g.name.clone(), g.srcc, g.human_ceiling_srcc))
             .collect::<Vec<_>>(),
     ));
     // Markdown tables as HTML tables.

@@ -267,13 +267,15 @@ impl QwenVlConfig {
 
     fn check(&self) -> std::result::Result<(), String> {
         let t = &self.text;
-        if t.num_attention_heads == 0 || t.hidden_size % t.num_attention_heads != 0 {
+        if t.num_attention_heads == 0 || !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 t.hidden_size, t.num_attention_heads
             ));
         }
-        if t.num_key_value_heads == 0 || t.num_attention_heads % t.num_key_value_heads != 0 {
+        if t.num_key_value_heads == 0
+            || !t.num_attention_heads.is_multiple_of(t.num_key_value_heads)
+        {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads, t.num_key_value_heads
@@ -287,7 +289,10 @@ impl QwenVlConfig {
             ));
         }
         let v = &self.vision;
-        if v.num_heads == 0 || v.hidden_size % v.num_heads != 0 || v.head_dim() % 4 != 0 {
+        if v.num_heads == 0
+            || !v.hidden_size.is_multiple_of(v.num_heads)
+            || !v.head_dim().is_multiple_of(4)
+        {
             return Err(format!(
                 "vision hidden_size {} / num_heads {} must give a head_dim divisible by 4",
                 v.hidden_size, v.num_heads
@@ -299,7 +304,10 @@ impl QwenVlConfig {
                 v.out_hidden_size, t.hidden_size
             ));
         }
-        if v.window_size % (v.patch_size * v.spatial_merge_size) != 0 {
+        if !v
+            .window_size
+            .is_multiple_of(v.patch_size * v.spatial_merge_size)
+        {
             return Err(format!(
                 "window_size {} is not a multiple of patch_size*spatial_merge_size",
                 v.window_size

@@ -558,7 +558,7 @@ pub fn run<B: AutodiffBackend>(
             b.set_message(format!("loss {loss:.4}  lr {lr:.2e}"));
         }
         let interrupted = stop(state.step);
-        if (t.save_every > 0 && state.step % t.save_every == 0) || interrupted {
+        if (t.save_every > 0 && state.step.is_multiple_of(t.save_every)) || interrupted {
             let ck = save(state.step, &mut model, &opt, &state)?;
             if interrupted {
                 return Err(TrainError::Interrupted {

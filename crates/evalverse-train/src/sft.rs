@@ -196,7 +196,7 @@ pub fn run<B: AutodiffBackend>(
                 tokens_seen as f64 / secs
             ));
         }
-        if t.eval_every > 0 && state.step % t.eval_every == 0 && !val_examples.is_empty() {
+        if t.eval_every > 0 && state.step.is_multiple_of(t.eval_every) && !val_examples.is_empty() {
             // On the inner backend: validation passes keep no autodiff graph.
             let v = val_loss(&model.valid(), &tok, &val_examples, &val_clips, pad, device)?;
             logger
@@ -204,7 +204,7 @@ pub fn run<B: AutodiffBackend>(
                 .map_err(runtime)?;
         }
         let interrupted = stop(state.step);
-        if (t.save_every > 0 && state.step % t.save_every == 0) || interrupted {
+        if (t.save_every > 0 && state.step.is_multiple_of(t.save_every)) || interrupted {
             let ck = save(state.step, &mut model, &opt, &state)?;
             if interrupted {
                 return Err(TrainError::Interrupted {
