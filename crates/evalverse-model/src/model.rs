@@ -22,6 +22,10 @@ pub struct QwenVl<B: Backend> {
     pub model: TextModel<B>,
     /// None when the embeddings are tied.
     pub lm_head: Option<Linear<B>>,
+    /// With tied embeddings: the embedding matrix transposed once ([hidden, vocab], contiguous),
+    /// so the head does not copy the whole embedding on every call.
+    #[module(skip)]
+    pub tied_head: Option<Tensor<B, 2>>,
     #[module(skip)]
     pub cfg: QwenVlConfig,
 }
@@ -84,10 +88,15 @@ impl<B: Backend> QwenVl<B> {
             )?)
         };
         w.finish()?;
+        let tied_head = lm_head.is_none().then(|| {
+            let data = crate::nn::transpose_data(model.embed_tokens.val().into_data());
+            Tensor::<B, 2>::from_data(data, device)
+        });
         Ok(QwenVl {
             visual,
             model,
             lm_head,
+            tied_head,
             cfg,
         })
     }
@@ -153,7 +162,13 @@ impl<B: Backend> QwenVl<B> {
     pub fn head(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
         let logits = match &self.lm_head {
             Some(l) => l.forward(h),
-            None => h.matmul(self.model.embed_tokens.val().transpose().unsqueeze_dim(0)),
+            None => {
+                let w = match &self.tied_head {
+                    Some(t) => t.clone(),
+                    None => self.model.embed_tokens.val().transpose(),
+                };
+                burn::tensor::module::linear(h, w, None)
+            }
         };
         logits.cast(DType::F32)
     }

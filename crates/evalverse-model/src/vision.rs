@@ -73,8 +73,9 @@ impl<B: Backend> VisionTower<B> {
                 cfg.patch_size,
             ],
         )?;
-        let conv = Tensor::<B, 5>::from_data(conv, device).reshape([d, pd]);
-        let patch_embed = Linear::from_hf(conv, None);
+        // A Conv3d whose kernel equals its stride is a linear over the flattened [C, T, p, p] rows.
+        let conv = TensorData::from_bytes_vec(conv.as_bytes().to_vec(), [d, pd], conv.dtype);
+        let patch_embed = Linear::from_hf_data(conv, None, device);
         let mut blocks = Vec::with_capacity(cfg.depth);
         for i in 0..cfg.depth {
             let p = format!("visual.blocks.{i}");
