@@ -146,7 +146,7 @@ impl<B: Backend> VisionTower<B> {
         let rows = pixels.dims()[0];
         let hidden = self.patch_embed.forward(pixels); // [rows, d]
         let (window_index, window_segments) = window_index(grid_thw, cfg);
-        let frame_segments = frame_segments(grid_thw, unit);
+        let frame_segments = frame_segments(grid_thw);
         let order: Vec<i64> = window_index
             .iter()
             .flat_map(|&g| (0..unit).map(move |u| (g * unit + u) as i64))
@@ -288,7 +288,7 @@ pub fn window_index(grid_thw: &[[usize; 3]], cfg: &VisionConfig) -> (Vec<usize>,
 }
 
 /// Full-attention segments: one per temporal patch of each medium (h*w rows each).
-fn frame_segments(grid_thw: &[[usize; 3]], _unit: usize) -> Segments {
+fn frame_segments(grid_thw: &[[usize; 3]]) -> Segments {
     let mut segs = Vec::new();
     let mut row = 0;
     for &[t, h, w] in grid_thw {

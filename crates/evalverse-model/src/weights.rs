@@ -4,7 +4,7 @@
 //! the dtype the run asks for. A missing, unexpected or mis-shaped tensor is an error naming the
 //! key and both shapes; a corrupt header names the file.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, TensorData};
@@ -327,15 +327,6 @@ impl Weights {
                     .unwrap_or_default()
             ),
         }
-    }
-
-    /// Number of tensors per file, for reports.
-    pub fn summary(&self) -> HashMap<PathBuf, usize> {
-        let mut m = HashMap::new();
-        for (fi, _) in self.index.values() {
-            *m.entry(self.files[*fi].0.clone()).or_insert(0) += 1;
-        }
-        m
     }
 }
 

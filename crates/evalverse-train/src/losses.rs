@@ -58,28 +58,6 @@ pub fn label_rows(ids: &[Vec<u32>], labels: &[Vec<bool>]) -> (Vec<usize>, Vec<i6
     (rows, targets)
 }
 
-/// Sum (or mean, when `average`) of log p(x_{t+1} | x_<=t) over masked positions, per sequence:
-/// the sequence log-likelihood log pi(y | x) of DPO. Returns [b].
-pub fn sequence_logps<B: Backend>(
-    logits: Tensor<B, 3>,
-    ids: Tensor<B, 2, Int>,
-    mask: Tensor<B, 2, Bool>,
-    average: bool,
-) -> Tensor<B, 1> {
-    let [b, l, _] = logits.dims();
-    let lp = log_softmax(logits.narrow(1, 0, l - 1), 2);
-    let picked = lp
-        .gather(2, ids.narrow(1, 1, l - 1).unsqueeze_dim(2))
-        .reshape([b, l - 1]);
-    let m = mask.narrow(1, 1, l - 1).float();
-    let s = (picked * m.clone()).sum_dim(1).reshape([b]);
-    if average {
-        s / m.sum_dim(1).reshape([b]).clamp_min(1.0)
-    } else {
-        s
-    }
-}
-
 /// How a DPO-family loss turns the implicit reward margin into a loss (TRL `loss_type`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

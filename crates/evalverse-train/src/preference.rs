@@ -112,6 +112,24 @@ fn seq_logps<B: burn::tensor::backend::Backend>(
     })
 }
 
+/// Split values of interleaved pairs [a0, b0, a1, b1, ...] into ([a..], [b..]).
+fn split_pairs<B: burn::tensor::backend::Backend>(
+    t: Tensor<B, 1>,
+    n: usize,
+    device: &B::Device,
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let idx = |offset: i64| {
+        Tensor::<B, 1, Int>::from_data(
+            TensorData::new(
+                (0..n as i64).map(|i| 2 * i + offset).collect::<Vec<_>>(),
+                [n],
+            ),
+            device,
+        )
+    };
+    (t.clone().select(0, idx(0)), t.select(0, idx(1)))
+}
+
 /// Logits over the score tokens [n, K] at the score positions of a padded batch.
 fn score_logits<B: AutodiffBackend>(
     model: &QwenVl<B>,
@@ -404,15 +422,7 @@ pub fn run<B: AutodiffBackend>(
                     let (batch, labels) =
                         runtime::make_batch::<B>(&seqs, &clips, pad, device, Some(&vision));
                     let lp = seq_logps(&model, &batch, &labels, *kind == DpoKind::Ipo)?;
-                    let even = Tensor::<B, 1, Int>::from_data(
-                        TensorData::new((0..n).map(|i| 2 * i as i64).collect::<Vec<_>>(), [n]),
-                        device,
-                    );
-                    let odd = Tensor::<B, 1, Int>::from_data(
-                        TensorData::new((0..n).map(|i| 2 * i as i64 + 1).collect::<Vec<_>>(), [n]),
-                        device,
-                    );
-                    let (pc, pr) = (lp.clone().select(0, even), lp.select(0, odd));
+                    let (pc, pr) = split_pairs(lp, n, device);
                     let mk =
                         |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [n]), device);
                     let o = dpo_loss(
@@ -470,15 +480,7 @@ pub fn run<B: AutodiffBackend>(
                         score_logits(&model, &batch, &pos, &score_ids)?,
                         values.clone(),
                     );
-                    let even = Tensor::<B, 1, Int>::from_data(
-                        TensorData::new((0..n).map(|i| 2 * i as i64).collect::<Vec<_>>(), [n]),
-                        device,
-                    );
-                    let odd = Tensor::<B, 1, Int>::from_data(
-                        TensorData::new((0..n).map(|i| 2 * i as i64 + 1).collect::<Vec<_>>(), [n]),
-                        device,
-                    );
-                    let (sw, sl) = (s.clone().select(0, even), s.select(0, odd));
+                    let (sw, sl) = split_pairs(s, n, device);
                     let tie = Tensor::<B, 1, Bool>::from_data(TensorData::new(ties, [n]), device);
                     let acc: f64 = sw
                         .clone()
