@@ -18,6 +18,8 @@ pub struct InitArgs<'a> {
     pub vision_hidden: usize,
     pub vision_depth: usize,
     pub seed: u64,
+    pub init_std: f64,
+    pub embed_std: Option<f64>,
 }
 
 pub fn init(a: &InitArgs) -> Result<ExitCode, Failure> {
@@ -31,7 +33,14 @@ pub fn init(a: &InitArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
     // Qwen2.5-VL's embedding size; the tokenizer's ids must fit.
     let vocab = 151_936.max(tok.tokenizer.get_vocab_size(true));
-    let cfg = evalverse_model::init::small_config(
+    if !(a.init_std.is_finite() && a.init_std > 0.0)
+        || a.embed_std.is_some_and(|e| !(e.is_finite() && e > 0.0))
+    {
+        return Err(Failure::Usage(anyhow!(
+            "--init-std and --embed-std must be positive numbers"
+        )));
+    }
+    let mut cfg = evalverse_model::init::small_config(
         vocab,
         a.hidden,
         a.layers,
@@ -40,7 +49,8 @@ pub fn init(a: &InitArgs) -> Result<ExitCode, Failure> {
         a.vision_hidden,
         a.vision_depth,
     );
-    evalverse_model::init::write_random_checkpoint(a.out, &cfg, a.seed)
+    cfg["initializer_range"] = serde_json::json!(a.init_std);
+    evalverse_model::init::write_random_checkpoint_with(a.out, &cfg, a.seed, a.embed_std)
         .map_err(|e| Failure::Runtime(anyhow!(e)))?;
     std::fs::copy(a.tokenizer, a.out.join("tokenizer.json"))
         .with_context(|| format!("copying {}", a.tokenizer.display()))?;
@@ -49,6 +59,21 @@ pub fn init(a: &InitArgs) -> Result<ExitCode, Failure> {
         a.hidden,
         a.layers,
         a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn merge(base: &Path, adapter: &Path, out: &Path) -> Result<ExitCode, Failure> {
+    let n =
+        evalverse_model::lora::merge_into_checkpoint(base, adapter, out).map_err(|e| match e {
+            evalverse_model::error::ModelError::Io { .. } => Failure::Runtime(anyhow!(e)),
+            _ => Failure::Usage(anyhow!(e)),
+        })?;
+    println!(
+        "merged {n} adapted modules of {} into {} -> {}",
+        adapter.display(),
+        base.display(),
+        out.display()
     );
     Ok(ExitCode::SUCCESS)
 }

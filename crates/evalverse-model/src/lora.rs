@@ -620,3 +620,146 @@ pub fn save_stacked_peft<B: Backend>(
             .as_bytes(),
     )
 }
+
+/// Fold a PEFT adapter into a checkpoint on disk: `W += s B A` for every adapted linear layer,
+/// written to `out` as a checkpoint with the base's tensor names, dtypes and shards (the index
+/// and the other files of the folder: config, tokenizer, chat template, copied as they are).
+/// Every adapted module must exist in the base with the adapter's shapes. The folder is written
+/// under a temporary name and renamed, so a failure leaves no partial checkpoint. Returns the
+/// number of merged modules.
+pub fn merge_into_checkpoint(base: &Path, adapter: &Path, out: &Path) -> Result<usize> {
+    use safetensors::Dtype as St;
+    let files = crate::weights::CheckpointFiles::in_folder(base)?;
+    let (mut modules, scale) = read_peft(adapter)?;
+    if modules.is_empty() {
+        return Err(ModelError::Weights(format!(
+            "{}: the adapter holds no LoRA weights",
+            adapter.display()
+        )));
+    }
+    if out.exists() {
+        return Err(ModelError::Invalid(format!(
+            "{}: already exists; choose a new folder",
+            out.display()
+        )));
+    }
+    let tmp = out.with_extension("merging");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    let shards: BTreeSet<_> = files.weights.iter().cloned().collect();
+    let mut merged = 0;
+    let result = (|| -> Result<()> {
+        for entry in std::fs::read_dir(base).map_err(|e| ModelError::io(base, e))? {
+            let path = entry.map_err(|e| ModelError::io(base, e))?.path();
+            if path.is_file() && !shards.contains(&path) {
+                let to = tmp.join(path.file_name().expect("file name"));
+                std::fs::copy(&path, &to).map_err(|e| ModelError::io(&path, e))?;
+            }
+        }
+        for shard in &files.weights {
+            let bytes = std::fs::read(shard).map_err(|e| ModelError::io(shard, e))?;
+            let corrupt =
+                |e| ModelError::Weights(format!("{}: corrupt safetensors: {e}", shard.display()));
+            let st = safetensors::SafeTensors::deserialize(&bytes).map_err(corrupt)?;
+            let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(corrupt)?;
+            let mut tensors: Vec<(String, St, Vec<usize>, Vec<u8>)> = Vec::new();
+            for (name, t) in st.tensors() {
+                let module = canonical_key(name.strip_suffix(".weight").unwrap_or(&name));
+                let Some((a, b, r, fan_in, fan_out)) = name
+                    .ends_with(".weight")
+                    .then(|| modules.remove(&module))
+                    .flatten()
+                else {
+                    tensors.push((name, t.dtype(), t.shape().to_vec(), t.data().to_vec()));
+                    continue;
+                };
+                if t.shape() != [fan_out, fan_in] {
+                    return Err(ModelError::Weights(format!(
+                        "{}: '{name}' is {:?} but the adapter's {module} is [{fan_out}, {fan_in}]",
+                        shard.display(),
+                        t.shape()
+                    )));
+                }
+                let mut w = to_f32(t.dtype(), t.data()).ok_or_else(|| {
+                    ModelError::Weights(format!(
+                        "{}: '{name}' has dtype {:?}; merge handles F32, BF16 and F16",
+                        shard.display(),
+                        t.dtype()
+                    ))
+                })?;
+                // W[o, i] += s * sum_k B[o, k] A[k, i]
+                for o in 0..fan_out {
+                    let row = &mut w[o * fan_in..(o + 1) * fan_in];
+                    for k in 0..r {
+                        let bk = scale as f32 * b[o * r + k];
+                        if bk != 0.0 {
+                            for (x, &av) in row.iter_mut().zip(&a[k * fan_in..(k + 1) * fan_in]) {
+                                *x += bk * av;
+                            }
+                        }
+                    }
+                }
+                merged += 1;
+                tensors.push((name, t.dtype(), t.shape().to_vec(), from_f32(t.dtype(), &w)));
+            }
+            let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+                .iter()
+                .map(|(n, d, s, b)| {
+                    (
+                        n.clone(),
+                        safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view"),
+                    )
+                })
+                .collect();
+            let to = tmp.join(shard.file_name().expect("file name"));
+            safetensors::serialize_to_file(views, &header.metadata().clone(), &to)
+                .map_err(|e| ModelError::Weights(format!("{}: {e}", to.display())))?;
+        }
+        if let Some(m) = modules.keys().next() {
+            return Err(ModelError::Weights(format!(
+                "{}: adapted module '{m}' is not in the base {}",
+                adapter.display(),
+                base.display()
+            )));
+        }
+        std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.map(|()| merged)
+}
+
+fn to_f32(d: safetensors::Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    use safetensors::Dtype as St;
+    Some(match d {
+        St::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        St::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        St::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
+fn from_f32(d: safetensors::Dtype, v: &[f32]) -> Vec<u8> {
+    use safetensors::Dtype as St;
+    match d {
+        St::BF16 => v
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+            .collect(),
+        St::F16 => v
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+            .collect(),
+        _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
+}
