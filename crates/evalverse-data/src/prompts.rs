@@ -164,6 +164,62 @@ pub fn build(
     Ok(out)
 }
 
+/// The question of caption pretraining.
+pub const CAPTION_QUESTION: &str =
+    "Describe this clip: what it shows, then its framing, camera, light, colour, texture, motion, cuts and sound.";
+
+/// One line of a dataset's `captions.jsonl` (written by `evalverse data synth`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptionLine {
+    pub clip: String,
+    pub caption: String,
+}
+
+/// Caption examples (question `CAPTION_QUESTION`, answer the caption) of the clips of `split`,
+/// read from `captions.jsonl` in the dataset folder. Errors name the file and line.
+pub fn caption_examples(ds: &Dataset, split: Split) -> Result<Vec<JudgeExample>, String> {
+    let path = ds.root.join("captions.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut captions = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let c: CaptionLine =
+            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        if !ds.clips.iter().any(|r| r.record.id == c.clip) {
+            return Err(format!(
+                "{}:{}: clip '{}' is not in the manifest",
+                path.display(),
+                i + 1,
+                c.clip
+            ));
+        }
+        captions.insert(c.clip, c.caption);
+    }
+    Ok(ds
+        .clips_in(split)
+        .filter_map(|clip| {
+            let caption = captions.get(&clip.id)?;
+            Some(JudgeExample {
+                clip_id: clip.id.clone(),
+                prompt_group: clip.prompt_group.clone(),
+                generator: clip.generator.clone(),
+                video: ds.video_path(clip),
+                has_audio: clip.audio.is_some(),
+                dimension: "caption".into(),
+                question: CAPTION_QUESTION.into(),
+                answer: caption.clone(),
+                rationale: caption.clone(),
+                score: None,
+                mean: None,
+                histogram: vec![],
+            })
+        })
+        .collect())
+}
+
 /// Parse a judge's answer: the last `Score: N` (a level of `scale`) or `Score: N/A`.
 /// `None` when the answer has no well-formed score line: such outputs are counted as malformed,
 /// never guessed.

@@ -83,12 +83,20 @@ pub struct DataConfig {
     /// One response per dimension (default). "aspect" (one response per aspect) is refused for now.
     #[serde(default = "default_unit")]
     pub unit: ResponseUnit,
+    /// Train on the expert rationale then the score (chain of thought, default true), or on the
+    /// score line alone (direct scoring, for ablations).
+    #[serde(default = "default_true")]
+    pub rationale: bool,
     /// Frame sampling and resizing (Qwen2.5-VL rule).
     #[serde(default)]
     pub frames: FrameSpec,
     /// Decode cache folder (default: <output_dir>/../cache).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_unit() -> ResponseUnit {
@@ -99,6 +107,10 @@ fn default_unit() -> ResponseUnit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StageConfig {
+    /// Caption pretraining of a base: the same LoRA loop as `sft` on (clip, dense caption) pairs
+    /// from the dataset's captions.jsonl (written by `evalverse data synth`); merge the result
+    /// into the base with `evalverse model merge`.
+    Caption,
     /// Chain-of-thought SFT: loss on the assistant's rationale and score.
     Sft,
     /// Preference calibration.
@@ -255,7 +267,16 @@ impl Recipe {
             message: m,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut r: Recipe = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate recipe text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
+        let err = |m: String| RecipeError {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        let mut r: Recipe = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         // Relative paths in a recipe are relative to the working directory (where runs start),
         // as in TRL / LLaMA-Factory configs.
         r.validate().map_err(err)?;

@@ -17,7 +17,7 @@ use crate::examples;
 use crate::log::Logger;
 use crate::losses::{label_rows, token_nll};
 use crate::optim::{clip_global_norm, AdamWState};
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, StageConfig};
 use crate::runtime::{self, runtime, Encoded, TrainError};
 use evalverse_model::QwenVl;
 
@@ -31,7 +31,27 @@ pub struct RunSummary {
     pub examples: usize,
 }
 
-/// Run the stage. `stop(step)` is asked after every optimizer step (Ctrl-C in the CLI); when it
+/// The examples of a split: judge examples for `sft`, caption examples for `caption`.
+fn stage_examples(
+    recipe: &Recipe,
+    ds: &Dataset,
+    split: Split,
+) -> Result<Vec<examples::JudgeExample>, TrainError> {
+    match recipe.stage {
+        StageConfig::Caption => evalverse_data::prompts::caption_examples(ds, split),
+        _ => examples::build(ds, split, &recipe.data.dimensions).map(|mut all| {
+            if !recipe.data.rationale {
+                for e in &mut all {
+                    e.answer = evalverse_data::prompts::score_line(e.score);
+                }
+            }
+            all
+        }),
+    }
+    .map_err(TrainError::Config)
+}
+
+/// Run the stage (`sft` or `caption`). `stop(step)` is asked after every optimizer step (Ctrl-C in the CLI); when it
 /// answers true the run saves a checkpoint and returns `TrainError::Interrupted`.
 pub fn run<B: AutodiffBackend>(
     recipe: &Recipe,
@@ -50,8 +70,7 @@ pub fn run<B: AutodiffBackend>(
     std::fs::create_dir_all(out).map_err(|e| runtime(format!("{}: {e}", out.display())))?;
     runtime::write_text(&out.join("recipe.toml"), &recipe.to_toml())?;
     let ds = Dataset::load(&recipe.data.dataset).map_err(|e| TrainError::Config(e.to_string()))?;
-    let all =
-        examples::build(&ds, Split::Train, &recipe.data.dimensions).map_err(TrainError::Config)?;
+    let all = stage_examples(recipe, &ds, Split::Train)?;
     let (mut model, tok) = runtime::load_model::<B>(recipe, device)?;
     evalverse_model::lora::set_training(&mut model, true);
     let clips = runtime::decode_clips(recipe, &ds, &all);
@@ -75,8 +94,7 @@ pub fn run<B: AutodiffBackend>(
             recipe.data.dataset.display()
         )));
     }
-    let val_examples =
-        examples::build(&ds, Split::Val, &recipe.data.dimensions).map_err(TrainError::Config)?;
+    let val_examples = stage_examples(recipe, &ds, Split::Val)?;
     let val_clips = runtime::decode_clips(recipe, &ds, &val_examples);
     let t = &recipe.train;
     let per_step = t.batch_size * t.grad_accum;

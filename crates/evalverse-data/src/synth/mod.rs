@@ -116,6 +116,7 @@ pub fn generate(
 
     let mut records = Vec::new();
     let mut truth_lines = String::new();
+    let mut caption_lines = String::new();
     let total = n_groups * gens.len();
     let mut done = 0;
     for group in &groups {
@@ -240,6 +241,12 @@ pub fn generate(
             };
             truth_lines.push_str(&serde_json::to_string(&truth).expect("truth serialises"));
             truth_lines.push('\n');
+            let caption = crate::prompts::CaptionLine {
+                clip: id.clone(),
+                caption: panel::caption(&taxonomy, &clip, group, &facts),
+            };
+            caption_lines.push_str(&serde_json::to_string(&caption).expect("caption serialises"));
+            caption_lines.push('\n');
             records.push(Record::Clip(record));
             done += 1;
             progress(done, total);
@@ -263,6 +270,7 @@ pub fn generate(
         crate::manifest::to_jsonl(&records).as_bytes(),
     )?;
     crate::error::write_atomic(&out.join("truth.jsonl"), truth_lines.as_bytes())?;
+    crate::error::write_atomic(&out.join("captions.jsonl"), caption_lines.as_bytes())?;
     let config = DatasetConfig {
         name: out
             .file_name()

@@ -175,6 +175,24 @@ pub fn evidence(dim: &str, clip: &ClipSpec, group: &GroupSpec) -> String {
     }
 }
 
+/// A dense caption of the clip for caption pretraining: the generation prompt, then the measured
+/// evidence of every dimension that applies (the same sentences the raters cite). No scores.
+pub fn caption(
+    taxonomy: &crate::taxonomy::Taxonomy,
+    clip: &ClipSpec,
+    group: &GroupSpec,
+    facts: &ClipFacts,
+) -> String {
+    let mut out = group.prompt.clone();
+    for dim in &taxonomy.dimensions {
+        if applies(dim, facts, group) {
+            out.push(' ');
+            out.push_str(&evidence(&dim.id, clip, group));
+        }
+    }
+    out
+}
+
 /// One rater's perceived value (continuous) and answer on one dimension.
 pub fn rate(
     rater: &Rater,
