@@ -29,11 +29,22 @@ pub struct EvalArgs<'a> {
     pub batch_size: usize,
     pub bootstrap: usize,
     pub seed: u64,
+    /// Also judge every pair of clips of a prompt group in both orders (A/B and B/A).
+    pub pairwise: bool,
+}
+
+struct Checkpoint<'a> {
+    checkpoint: &'a str,
+    base: Option<&'a str>,
 }
 
 /// Base model, adapter and frame spec named by `--checkpoint` (a run folder, an adapter folder, or
 /// "none") and `--base`.
-fn resolve(a: &EvalArgs) -> Result<(String, Option<PathBuf>, FrameSpec, PathBuf), Failure> {
+pub fn resolve(
+    checkpoint: &str,
+    base: Option<&str>,
+) -> Result<(String, Option<PathBuf>, FrameSpec, PathBuf), Failure> {
+    let a = Checkpoint { checkpoint, base };
     let usage = |m: String| Failure::Usage(anyhow!(m));
     if a.checkpoint == "none" {
         let base = a
@@ -88,20 +99,29 @@ fn resolve(a: &EvalArgs) -> Result<(String, Option<PathBuf>, FrameSpec, PathBuf)
 }
 
 pub fn eval(a: &EvalArgs) -> Result<ExitCode, Failure> {
-    let (base, adapter, frames, default_out) = resolve(a)?;
-    let out = a.out.map(Path::to_path_buf).unwrap_or(default_out);
-    let ds = Dataset::load(a.data).map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let examples = evalverse_data::prompts::build(&ds, a.split, a.dimensions)
-        .map_err(|m| Failure::Usage(anyhow!(m)))?;
-    if examples.is_empty() {
-        return Err(Failure::Usage(anyhow!(
-            "{}: no annotated clips in the {} split",
-            a.data.display(),
-            a.split
-        )));
-    }
+    let (report, out) = run(a, true)?;
+    let md = evalverse_eval::report::markdown(&report);
+    let aspect_table: String = md
+        .split("\n\n")
+        .filter(|b| b.starts_with("| aspect"))
+        .collect();
+    println!("{aspect_table}\n");
+    println!(
+        "{} judgements ({} malformed) -> {}",
+        report.judged,
+        report.malformed,
+        out.join("report.html").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The base model with the adapter folded in, and its tokenizer.
+pub fn load_judge(
+    base: &str,
+    adapter: Option<&Path>,
+) -> Result<(QwenVl<Cpu>, ChatTokenizer), Failure> {
     let device = Default::default();
-    let files = ModelSource::parse(&base)
+    let files = ModelSource::parse(base)
         .and_then(|s| s.resolve())
         .map_err(|e| Failure::Usage(anyhow!("--base {base}: {e}")))?;
     let tok_path = files
@@ -113,7 +133,7 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Runtime(anyhow!(e)))?;
     tok.check_model(&model.cfg)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
-    if let Some(dir) = &adapter {
+    if let Some(dir) = adapter {
         evalverse_model::lora::load_peft(&mut model, dir).map_err(|e| {
             Failure::Usage(anyhow!(
                 "adapter {} does not fit base {base}: {e}",
@@ -123,6 +143,27 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Failure> {
         // Folded in for speed: identical outputs, one matmul per layer.
         evalverse_model::lora::merge_all(&mut model);
     }
+    Ok((model, tok))
+}
+
+/// Judge the split and write the reports; returns the report and its folder.
+pub fn run(
+    a: &EvalArgs,
+    show_progress: bool,
+) -> Result<(evalverse_eval::report::Report, PathBuf), Failure> {
+    let (base, adapter, frames, default_out) = resolve(a.checkpoint, a.base)?;
+    let out = a.out.map(Path::to_path_buf).unwrap_or(default_out);
+    let ds = Dataset::load(a.data).map_err(|e| Failure::Usage(anyhow!(e)))?;
+    let examples = evalverse_data::prompts::build(&ds, a.split, a.dimensions)
+        .map_err(|m| Failure::Usage(anyhow!(m)))?;
+    if examples.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "{}: no annotated clips in the {} split",
+            a.data.display(),
+            a.split
+        )));
+    }
+    let (model, tok) = load_judge(&base, adapter.as_deref())?;
     let cache = DecodeCache::new(out.join("cache"));
     let mut ids: Vec<&str> = examples.iter().map(|e| e.clip_id.as_str()).collect();
     ids.sort_unstable();
@@ -142,7 +183,47 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Failure> {
         .into_iter()
         .map(|(c, v)| (ds.video_path(c), v))
         .collect();
-    let tty = std::io::stderr().is_terminal();
+    let tty = show_progress && std::io::stderr().is_terminal();
+    if a.pairwise {
+        let pairs = evalverse_eval::pairwise::judge_pairs(
+            &model,
+            &tok,
+            &examples,
+            &by_video,
+            a.batch_size,
+            |done, total| {
+                if tty {
+                    eprint!("\rpairs {done}/{total}");
+                    let _ = std::io::stderr().flush();
+                }
+            },
+        )
+        .map_err(|m| Failure::Runtime(anyhow!(m)))?;
+        if tty {
+            eprintln!();
+        }
+        let summary = evalverse_eval::pairwise::summaries(&pairs, 0.0);
+        std::fs::create_dir_all(&out)
+            .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", out.display())))?;
+        let write = |name: &str, text: String| {
+            std::fs::write(out.join(name), text)
+                .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", out.join(name).display())))
+        };
+        write(
+            "pairwise.jsonl",
+            pairs
+                .iter()
+                .map(|j| serde_json::to_string(j).expect("json") + "\n")
+                .collect(),
+        )?;
+        write(
+            "pairwise.json",
+            serde_json::to_string_pretty(&summary).expect("json"),
+        )?;
+        let md = evalverse_eval::pairwise::markdown(&summary);
+        write("pairwise.md", md.clone())?;
+        println!("Pairwise, both orders (A/B, B/A):\n\n{md}");
+    }
     let judgements = judge(
         &model,
         &tok,
@@ -184,17 +265,5 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Failure> {
             .collect::<String>(),
     )
     .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", out.display())))?;
-    let md = evalverse_eval::report::markdown(&report);
-    let aspect_table: String = md
-        .split("\n\n")
-        .filter(|b| b.starts_with("| aspect"))
-        .collect();
-    println!("{aspect_table}\n");
-    println!(
-        "{} judgements ({} malformed) -> {}",
-        report.judged,
-        report.malformed,
-        out.join("report.html").display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok((report, out))
 }

@@ -7,10 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod ablate;
 mod data;
 mod eval;
+mod judge;
 mod leaderboard;
 mod model;
+mod quickstart;
 mod train;
 
 #[derive(Parser)]
@@ -22,6 +25,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline on CPU in about 10 minutes: tiny pretrained base, chain-of-thought SFT,
+    /// preference calibration, held-out agreement per aspect (base, SFT, calibrated, human ceiling).
+    Quickstart(QuickstartCmd),
     /// Annotated datasets: validate, statistics, synthetic data.
     #[command(subcommand)]
     Data(DataCommand),
@@ -29,6 +35,10 @@ enum Command {
     Train(TrainArgs),
     /// Judge a split with a base model + adapter and report agreement with the experts.
     Eval(EvalCmd),
+    /// Run an ablation: one recipe, several variants, same data and seeds, one leaderboard.
+    Ablate(AblateCmd),
+    /// Judge one clip: rationale, score and soft score per dimension.
+    Judge(JudgeCmd),
     /// Compare evaluated judges (eval folders or runs with eval/) in one table with significance.
     Leaderboard(LeaderboardArgs),
     /// Model checkpoints: make a fresh random one for tests and CPU experiments.
@@ -44,6 +54,67 @@ enum DataCommand {
     Stats(StatsArgs),
     /// Generate a synthetic cinematic dataset (H.264 MP4s with audio, simulated expert panel).
     Synth(SynthArgs),
+}
+
+#[derive(Args)]
+struct QuickstartCmd {
+    /// Annotated dataset (trained on its train split, judged on its test split).
+    #[arg(long, default_value = "data/sample")]
+    data: PathBuf,
+    /// Output folder: base, sft/, calibrated/, eval-*/, recipes/, summary.md. Existing stages are reused.
+    #[arg(long, default_value = "runs/quickstart")]
+    out: PathBuf,
+    /// The Qwen tokenizer.json (scripts/fetch_test_assets.sh fetches it).
+    #[arg(long, default_value = "target/test-assets/qwen-tokenizer.json")]
+    tokenizer: PathBuf,
+    /// Folder with base.toml and the caption-pretraining adapter of the tiny base.
+    #[arg(long, default_value = "data/tiny-base")]
+    base_spec: PathBuf,
+    /// Folder with the stage recipes sft.toml and calibrated.toml.
+    #[arg(long, default_value = "recipes/quickstart")]
+    recipes: PathBuf,
+    /// Train and judge only these dimensions (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    dimensions: Vec<String>,
+    /// Longest rationale generated when judging, in tokens.
+    #[arg(long, default_value_t = 48)]
+    max_new_tokens: usize,
+    /// Bootstrap resamples for the 95% intervals in the reports.
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+}
+
+#[derive(Args)]
+struct AblateCmd {
+    /// Ablation file (TOML: output_dir, recipe, [eval], [[variant]] name/train/set); see recipes/ablations/.
+    ablation: PathBuf,
+}
+
+#[derive(Args)]
+struct JudgeCmd {
+    /// The video file.
+    video: PathBuf,
+    /// The prompt the clip was generated from.
+    #[arg(long)]
+    prompt: String,
+    /// A training run folder, a PEFT adapter folder, or "none" (the base alone).
+    #[arg(long, default_value = "runs/quickstart/calibrated")]
+    checkpoint: String,
+    /// Base model (folder or hf:ORG/NAME[@REV]); default: the run's recipe or the adapter's base.
+    #[arg(long)]
+    base: Option<String>,
+    /// Dimensions to judge (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    dimensions: Vec<String>,
+    /// Taxonomy: "evalverse" (built in) or a TOML file.
+    #[arg(long, default_value = "evalverse")]
+    taxonomy: String,
+    /// Longest rationale generated, in tokens.
+    #[arg(long, default_value_t = 96)]
+    max_new_tokens: usize,
+    /// One JSON judgement per line instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -78,6 +149,10 @@ struct EvalCmd {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also judge every pair of clips of a prompt group in both orders (A/B, B/A) and report
+    /// accuracy per order, order-averaged accuracy, position bias and consistency.
+    #[arg(long)]
+    pairwise: bool,
 }
 
 #[derive(Args)]
@@ -100,6 +175,9 @@ struct LeaderboardArgs {
 enum ModelCommand {
     /// Write a Qwen2.5-VL checkpoint with random weights (HF layout) and the given tokenizer.
     Init(InitArgs),
+    /// Fold a PEFT adapter into a base checkpoint and write the result as a new checkpoint
+    /// (same tensor names, dtypes and shards; config and tokenizer copied).
+    Merge(MergeArgs),
 }
 
 #[derive(Args)]
@@ -131,6 +209,27 @@ struct InitArgs {
     /// Seed of the random weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Standard deviation of the random weights (config initializer_range, transformers' 0.02).
+    #[arg(long, default_value_t = 0.02)]
+    init_std: f64,
+    /// Standard deviation of the token embedding (the tied head), default --init-std. A tied
+    /// head reaches logits of about std x hidden: 0.02 caps a hidden-64 model near 1.3, too
+    /// flat to learn; tiny models need about 0.3.
+    #[arg(long)]
+    embed_std: Option<f64>,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Base checkpoint folder (config.json + safetensors).
+    #[arg(long)]
+    base: PathBuf,
+    /// PEFT adapter folder (adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    adapter: PathBuf,
+    /// New checkpoint folder (must not exist).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -215,6 +314,27 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Validate(a)) => data::validate(&a.dir, !a.no_decode),
         Command::Data(DataCommand::Stats(a)) => data::stats(&a.dir, a.json),
         Command::Train(a) => train::train(&a.recipe, a.resume),
+        Command::Ablate(a) => ablate::ablate(&a.ablation),
+        Command::Judge(a) => judge::judge(&judge::JudgeArgs {
+            video: &a.video,
+            prompt: &a.prompt,
+            checkpoint: &a.checkpoint,
+            base: a.base.as_deref(),
+            dimensions: &a.dimensions,
+            taxonomy: &a.taxonomy,
+            max_new_tokens: a.max_new_tokens,
+            json: a.json,
+        }),
+        Command::Quickstart(a) => quickstart::quickstart(&quickstart::QuickstartArgs {
+            data: &a.data,
+            out: &a.out,
+            tokenizer: &a.tokenizer,
+            base_spec: &a.base_spec,
+            recipes: &a.recipes,
+            dimensions: &a.dimensions,
+            max_new_tokens: a.max_new_tokens,
+            bootstrap: a.bootstrap,
+        }),
         Command::Leaderboard(a) => {
             leaderboard::leaderboard(&a.runs, a.bootstrap, a.seed, a.out.as_ref())
         }
@@ -229,6 +349,7 @@ fn main() -> ExitCode {
             batch_size: a.batch_size,
             bootstrap: a.bootstrap,
             seed: a.seed,
+            pairwise: a.pairwise,
         }),
         Command::Model(ModelCommand::Init(a)) => model::init(&model::InitArgs {
             out: &a.out,
@@ -240,7 +361,10 @@ fn main() -> ExitCode {
             vision_hidden: a.vision_hidden,
             vision_depth: a.vision_depth,
             seed: a.seed,
+            init_std: a.init_std,
+            embed_std: a.embed_std,
         }),
+        Command::Model(ModelCommand::Merge(a)) => model::merge(&a.base, &a.adapter, &a.out),
         Command::Data(DataCommand::Synth(a)) => {
             data::synth(&a.out, a.clips, a.seed, a.width, a.height, a.fps, a.raters)
         }

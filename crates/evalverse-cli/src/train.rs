@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::anyhow;
 use burn::backend::Autodiff;
@@ -16,18 +15,30 @@ use crate::Failure;
 type TrainBackend = Autodiff<evalverse_model::Cpu>;
 
 pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
+    Ok(if run_stage(recipe_path, resume)? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Run the recipe's stage; false when Ctrl-C stopped it (a checkpoint was saved).
+pub fn run_stage(recipe_path: &Path, resume: bool) -> Result<bool, Failure> {
     let recipe = Recipe::load(recipe_path).map_err(|e| Failure::Usage(anyhow!("{e}")))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    // A second Ctrl-C while saving would leave the temporary checkpoint only; it is harmless.
-    let _ = ctrlc::set_handler(move || {
-        eprintln!("\ninterrupt: finishing this step and saving a checkpoint");
-        flag.store(true, Ordering::SeqCst);
+    // One handler per process (quickstart runs several stages): it raises a global flag.
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        // A second Ctrl-C while saving would leave the temporary checkpoint only; it is harmless.
+        let _ = ctrlc::set_handler(|| {
+            eprintln!("\ninterrupt: finishing this step and saving a checkpoint");
+            STOP.store(true, Ordering::SeqCst);
+        });
     });
-    let should_stop = move |_: usize| stop.load(Ordering::SeqCst);
+    let should_stop = |_: usize| STOP.load(Ordering::SeqCst);
     let device = Default::default();
     let result = match recipe.stage {
-        StageConfig::Sft => {
+        StageConfig::Sft | StageConfig::Caption => {
             evalverse_train::sft::run::<TrainBackend>(&recipe, resume, &device, &should_stop)
         }
         StageConfig::Preference { .. } => {
@@ -57,7 +68,7 @@ pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
                 "tensorboard --logdir {}",
                 recipe.run.output_dir.join("tb").display()
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(true)
         }
         Err(TrainError::Config(m)) => {
             Err(Failure::Usage(anyhow!("{}: {m}", recipe_path.display())))
@@ -67,7 +78,7 @@ pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
                 "{e}; continue with: evalverse train {} --resume",
                 recipe_path.display()
             );
-            Ok(ExitCode::from(1))
+            Ok(false)
         }
         Err(e) => Err(Failure::Runtime(anyhow!(e))),
     }

@@ -9,4 +9,5 @@ pub mod stats;
 pub use error::MetricError;
 pub mod harness;
 pub mod leaderboard;
+pub mod pairwise;
 pub mod report;

@@ -1,0 +1,287 @@
+//! `evalverse quickstart`: the whole pipeline on CPU with a tiny Qwen2.5-VL. Rebuilds the
+//! caption-pretrained tiny base (random init + the shipped pretraining adapter, merged), runs
+//! chain-of-thought LoRA SFT and preference calibration from recipes/quickstart/, judges the
+//! held-out split with the base, the SFT judge and the calibrated judge, and prints their
+//! agreement with the experts per aspect beside the human ceiling. Stages whose output exists
+//! are reused; an interrupted stage resumes from its checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context};
+use evalverse_eval::report::Report;
+use serde::Deserialize;
+
+use crate::eval::EvalArgs;
+use crate::Failure;
+
+pub struct QuickstartArgs<'a> {
+    pub data: &'a Path,
+    pub out: &'a Path,
+    pub tokenizer: &'a Path,
+    pub base_spec: &'a Path,
+    pub recipes: &'a Path,
+    pub dimensions: &'a [String],
+    pub max_new_tokens: usize,
+    pub bootstrap: usize,
+}
+
+/// `<base_spec>/base.toml`: how the tiny base is rebuilt.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseSpec {
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    vision_hidden: usize,
+    vision_depth: usize,
+    seed: u64,
+    init_std: f64,
+    embed_std: Option<f64>,
+    /// Pretraining adapter folder, relative to the spec's folder.
+    adapter: PathBuf,
+    /// The recipe that trained the adapter (documentation; not run here).
+    #[allow(dead_code)]
+    recipe: PathBuf,
+}
+
+fn usage(m: impl std::fmt::Display) -> Failure {
+    Failure::Usage(anyhow!("{m}"))
+}
+
+/// Make `<out>/base` from the spec unless it is there.
+fn build_base(a: &QuickstartArgs) -> Result<PathBuf, Failure> {
+    let base = a.out.join("base");
+    if base.join("config.json").is_file() {
+        eprintln!("[quickstart] base: reusing {}", base.display());
+        return Ok(base);
+    }
+    let spec_path = a.base_spec.join("base.toml");
+    let text = std::fs::read_to_string(&spec_path)
+        .map_err(|e| usage(format!("{}: {e}", spec_path.display())))?;
+    let spec: BaseSpec =
+        toml::from_str(&text).map_err(|e| usage(format!("{}: {e}", spec_path.display())))?;
+    let random = a.out.join("base-random");
+    let _ = std::fs::remove_dir_all(&random);
+    crate::model::init(&crate::model::InitArgs {
+        out: &random,
+        tokenizer: a.tokenizer,
+        hidden: spec.hidden,
+        layers: spec.layers,
+        heads: spec.heads,
+        kv_heads: spec.kv_heads,
+        vision_hidden: spec.vision_hidden,
+        vision_depth: spec.vision_depth,
+        seed: spec.seed,
+        init_std: spec.init_std,
+        embed_std: spec.embed_std,
+    })?;
+    let adapter = a.base_spec.join(&spec.adapter);
+    let n = evalverse_model::lora::merge_into_checkpoint(&random, &adapter, &base)
+        .map_err(|e| usage(format!("{}: {e}", adapter.display())))?;
+    std::fs::remove_dir_all(&random).with_context(|| random.display().to_string())?;
+    eprintln!(
+        "[quickstart] base: random init (seed {}) + caption-pretrained adapter {} ({n} modules) -> {}",
+        spec.seed,
+        adapter.display(),
+        base.display()
+    );
+    Ok(base)
+}
+
+/// Write `<out>/recipes/<name>.toml`: the shipped recipe pointed at this run's folders.
+fn stage_recipe(
+    a: &QuickstartArgs,
+    name: &str,
+    base: &Path,
+    adapter: Option<PathBuf>,
+) -> Result<PathBuf, Failure> {
+    let src = a.recipes.join(format!("{name}.toml"));
+    let mut r = evalverse_train::recipe::Recipe::load(&src).map_err(usage)?;
+    r.run.output_dir = a.out.join(name);
+    r.model.source = base.display().to_string();
+    r.model.adapter = adapter;
+    r.data.dataset = a.data.to_path_buf();
+    r.data.cache_dir = Some(a.out.join("cache"));
+    if !a.dimensions.is_empty() {
+        r.data.dimensions = a.dimensions.to_vec();
+    }
+    r.validate()
+        .map_err(|m| usage(format!("{}: {m}", src.display())))?;
+    let dir = a.out.join("recipes");
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, r.to_toml()).with_context(|| path.display().to_string())?;
+    Ok(path)
+}
+
+/// Train a stage unless its adapter exists; resume when it has checkpoints.
+fn stage(a: &QuickstartArgs, name: &str, recipe: &Path) -> Result<bool, Failure> {
+    let dir = a.out.join(name);
+    if dir.join("adapter/adapter_config.json").is_file() {
+        eprintln!("[quickstart] {name}: reusing {}", dir.display());
+        return Ok(true);
+    }
+    let resume = evalverse_train::checkpoint::latest(&dir).is_some();
+    eprintln!(
+        "[quickstart] {name}: evalverse train {}{}",
+        recipe.display(),
+        if resume { " --resume" } else { "" }
+    );
+    crate::train::run_stage(recipe, resume)
+}
+
+fn judge(
+    a: &QuickstartArgs,
+    label: &str,
+    checkpoint: &str,
+    base: &Path,
+) -> Result<Report, Failure> {
+    let out = a.out.join(format!("eval-{label}"));
+    let base = base.display().to_string();
+    eprintln!("[quickstart] eval {label}: judging the test split");
+    let (report, _) = crate::eval::run(
+        &EvalArgs {
+            checkpoint,
+            base: (checkpoint == "none").then_some(base.as_str()),
+            data: a.data,
+            split: evalverse_data::split::Split::Test,
+            dimensions: a.dimensions,
+            out: Some(&out),
+            max_new_tokens: a.max_new_tokens,
+            batch_size: 16,
+            bootstrap: a.bootstrap,
+            seed: 0,
+            pairwise: false,
+        },
+        true,
+    )?;
+    Ok(report)
+}
+
+fn cell(ci: &Option<evalverse_eval::bootstrap::ConfidenceInterval>) -> String {
+    match ci {
+        Some(c) if c.estimate.is_finite() => format!("{:.3}", c.estimate),
+        _ => "-".into(),
+    }
+}
+
+/// The per-aspect table: SRCC, PLCC and pairwise accuracy of each judge, and the human ceiling.
+pub fn table(judges: &[(&str, &Report)]) -> String {
+    let Some((_, first)) = judges.first() else {
+        return String::new();
+    };
+    let mut head = String::from("| aspect |");
+    let mut rule = String::from("|---|");
+    for (name, _) in judges {
+        head.push_str(&format!(" {name} SRCC | {name} PLCC | {name} pair acc |"));
+        rule.push_str("---|---|---|");
+    }
+    head.push_str(" human ceiling SRCC |");
+    rule.push_str("---|");
+    let mut out = format!("{head}\n{rule}\n");
+    let rows = first
+        .aspects
+        .iter()
+        .map(|g| g.name.clone())
+        .chain(std::iter::once(first.overall.name.clone()));
+    for name in rows {
+        out.push_str(&format!("| {name} |"));
+        for (_, r) in judges {
+            let g = r
+                .aspects
+                .iter()
+                .chain(std::iter::once(&r.overall))
+                .find(|g| g.name == name);
+            match g {
+                Some(g) => out.push_str(&format!(
+                    " {} | {} | {} |",
+                    cell(&g.srcc),
+                    cell(&g.plcc),
+                    cell(&g.pairwise_accuracy)
+                )),
+                None => out.push_str(" - | - | - |"),
+            }
+        }
+        let ceiling = first
+            .aspects
+            .iter()
+            .chain(std::iter::once(&first.overall))
+            .find(|g| g.name == name)
+            .and_then(|g| g.human_ceiling_srcc);
+        out.push_str(&match ceiling {
+            Some(c) => format!(" {c:.3} |\n"),
+            None => " - |\n".into(),
+        });
+    }
+    out
+}
+
+pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
+    let started = Instant::now();
+    if !a.tokenizer.is_file() {
+        return Err(usage(format!(
+            "{}: the Qwen tokenizer is missing; run scripts/fetch_test_assets.sh (or pass --tokenizer)",
+            a.tokenizer.display()
+        )));
+    }
+    std::fs::create_dir_all(a.out).with_context(|| a.out.display().to_string())?;
+    let base = build_base(a)?;
+    let sft_recipe = stage_recipe(a, "sft", &base, None)?;
+    if !stage(a, "sft", &sft_recipe)? {
+        return Ok(ExitCode::from(1));
+    }
+    let sft_adapter = a.out.join("sft/adapter");
+    let pref_recipe = stage_recipe(a, "calibrated", &base, Some(sft_adapter))?;
+    if !stage(a, "calibrated", &pref_recipe)? {
+        return Ok(ExitCode::from(1));
+    }
+    let base_report = judge(a, "base", "none", &base)?;
+    let sft_path = a.out.join("sft").display().to_string();
+    let sft_report = judge(a, "sft", &sft_path, &base)?;
+    let cal_path = a.out.join("calibrated").display().to_string();
+    let cal_report = judge(a, "calibrated", &cal_path, &base)?;
+    let t = table(&[
+        ("base", &base_report),
+        ("SFT", &sft_report),
+        ("calibrated", &cal_report),
+    ]);
+    let summary = a.out.join("summary.md");
+    std::fs::write(
+        &summary,
+        format!(
+            "# evalverse quickstart\n\nHeld-out split of {}: soft scores (expected value over the score tokens) against the mean expert score; the human ceiling is leave-one-rater-out SRCC.\n\n{t}",
+            a.data.display()
+        ),
+    )
+    .with_context(|| summary.display().to_string())?;
+    println!(
+        "\nHeld-out agreement with the experts (test split of {}):\n",
+        a.data.display()
+    );
+    println!("{t}");
+    println!(
+        "reports:     {}",
+        ["base", "sft", "calibrated"]
+            .iter()
+            .map(|l| a
+                .out
+                .join(format!("eval-{l}/report.html"))
+                .display()
+                .to_string())
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
+    println!("tensorboard: tensorboard --logdir {}", a.out.display());
+    println!("summary:     {}", summary.display());
+    println!(
+        "compare:     evalverse leaderboard {} {} {}",
+        a.out.join("eval-base").display(),
+        a.out.join("eval-sft").display(),
+        a.out.join("eval-calibrated").display()
+    );
+    println!("done in {:.1} min", started.elapsed().as_secs_f64() / 60.0);
+    Ok(ExitCode::SUCCESS)
+}

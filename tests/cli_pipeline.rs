@@ -1,0 +1,376 @@
+//! End-to-end tests of the binary's pipeline: a cut-down quickstart (base rebuilt from the shipped
+//! spec, SFT, calibration, three evaluations, the summary table), `train` killed by SIGINT and
+//! resumed to the same losses as a straight run, an unreadable clip skipped and counted, `judge`
+//! on one clip, and `ablate` over two variants.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_evalverse"))
+}
+
+fn evalverse(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run evalverse")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn tokenizer() -> PathBuf {
+    let tok = root().join("target/test-assets/qwen-tokenizer.json");
+    assert!(
+        tok.is_file(),
+        "{} is missing: run scripts/fetch_test_assets.sh",
+        tok.display()
+    );
+    tok
+}
+
+fn tiny_base(dir: &Path) -> PathBuf {
+    let base = dir.join("base");
+    let o = evalverse(&[
+        "model",
+        "init",
+        "--out",
+        base.to_str().unwrap(),
+        "--tokenizer",
+        tokenizer().to_str().unwrap(),
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--kv-heads",
+        "1",
+        "--vision-hidden",
+        "32",
+        "--vision-depth",
+        "1",
+        "--embed-std",
+        "0.3",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    base
+}
+
+/// A small SFT recipe on `data`, one dimension, a checkpoint every step.
+fn sft_recipe(dir: &Path, name: &str, base: &Path, data: &Path, steps: usize) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"[run]
+output_dir = "{out}"
+seed = 3
+[model]
+source = "{base}"
+[lora]
+rank = 4
+alpha = 8
+dropout = 0.1
+[data]
+dataset = "{data}"
+dimensions = ["lens"]
+[data.frames]
+fps = 2.0
+min_frames = 2
+max_frames = 2
+min_pixels = 3136
+max_pixels = 3136
+[stage]
+kind = "sft"
+[optim]
+lr = 1e-3
+[train]
+batch_size = 2
+max_steps = {steps}
+eval_every = 0
+save_every = 1
+keep_last = 2
+[log]
+progress = false
+"#,
+            out = dir.join(name).display(),
+            base = base.display(),
+            data = data.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn losses(run: &Path) -> BTreeMap<u64, f64> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Some((v.get("step")?.as_u64()?, v.get("loss")?.as_f64()?))
+        })
+        .collect()
+}
+
+#[test]
+fn train_killed_by_sigint_resumes_to_the_losses_of_a_straight_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let data = root().join("data/sample");
+    let steps = 8;
+    let straight = sft_recipe(dir.path(), "straight", &base, &data, steps);
+    let o = evalverse(&["train", straight.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let want = losses(&dir.path().join("straight"));
+    assert_eq!(want.len(), steps);
+
+    let killed = sft_recipe(dir.path(), "killed", &base, &data, steps);
+    let run = dir.path().join("killed");
+    let mut child = bin()
+        .args(["train", killed.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the run has saved its second checkpoint.
+    let started = Instant::now();
+    while !run.join("checkpoints/checkpoint-2").is_dir() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoint-2 after 300 s"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("train ended ({status}) before it could be interrupted");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("--resume"), "{said}");
+    let before = losses(&run);
+    assert!(
+        before.len() < steps,
+        "interrupted after {} of {steps} steps",
+        before.len()
+    );
+    let o = evalverse(&["train", killed.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a second start without --resume is refused: {}",
+        text(&o)
+    );
+    let o = evalverse(&["train", killed.to_str().unwrap(), "--resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let got = losses(&run);
+    assert_eq!(got.len(), steps);
+    for (step, l) in &want {
+        let g = got[step];
+        assert!(
+            (g - l).abs() <= 1e-5 * l.abs().max(1.0),
+            "step {step}: straight {l} vs resumed {g}"
+        );
+    }
+}
+
+/// A copy of data/sample (manifest and dataset.toml; videos linked) with one video replaced by
+/// garbage bytes.
+fn sample_with_a_corrupt_clip(dir: &Path) -> (PathBuf, String) {
+    let src = root().join("data/sample");
+    let dst = dir.join("data");
+    std::fs::create_dir_all(dst.join("videos")).unwrap();
+    for f in ["dataset.toml", "manifest.jsonl"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    if src.join("refs").is_dir() {
+        std::fs::create_dir_all(dst.join("refs")).unwrap();
+        for e in std::fs::read_dir(src.join("refs")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dst.join("refs").join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut victim = None;
+    let ds = evalverse_data::dataset::Dataset::load(&src).unwrap();
+    let train: Vec<String> = ds
+        .clips_in(evalverse_data::split::Split::Train)
+        .map(|c| c.video.clone())
+        .collect();
+    for e in std::fs::read_dir(src.join("videos")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let to = dst.join("videos").join(&name);
+        if victim.is_none() && train.iter().any(|v| v.ends_with(&name)) {
+            std::fs::write(&to, b"not an mp4 at all").unwrap();
+            victim = Some(name);
+        } else {
+            std::fs::copy(&p, &to).unwrap();
+        }
+    }
+    (dst, victim.unwrap())
+}
+
+#[test]
+fn an_unreadable_clip_is_skipped_and_counted_by_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let (data, victim) = sample_with_a_corrupt_clip(dir.path());
+    let recipe = sft_recipe(dir.path(), "run", &base, &data, 1);
+    let o = evalverse(&["train", recipe.to_str().unwrap()]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{said}");
+    let stem = victim.trim_end_matches(".mp4");
+    assert!(
+        said.contains(stem) && said.contains("1 unreadable clips skipped"),
+        "{said}"
+    );
+}
+
+#[test]
+fn judge_prints_a_verdict_per_dimension_and_refuses_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let video = root().join("data/sample/videos/pg000_aurora.mp4");
+    let o = evalverse(&[
+        "judge",
+        video.to_str().unwrap(),
+        "--prompt",
+        "A detective in a desert canyon.",
+        "--checkpoint",
+        "none",
+        "--base",
+        base.to_str().unwrap(),
+        "--dimensions",
+        "lens,pacing",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["dimension"], "lens");
+    let soft = lines[1]["soft"].as_f64().unwrap();
+    assert!((1.0..=5.0).contains(&soft), "{soft}");
+    let o = evalverse(&[
+        "judge",
+        video.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--checkpoint",
+        "none",
+        "--base",
+        base.to_str().unwrap(),
+        "--dimensions",
+        "bokeh",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("'bokeh'"), "{}", text(&o));
+}
+
+#[test]
+fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped recipes, shortened to two steps each.
+    let recipes = dir.path().join("recipes");
+    std::fs::create_dir_all(&recipes).unwrap();
+    for name in ["sft", "calibrated"] {
+        let text = std::fs::read_to_string(root().join(format!("recipes/quickstart/{name}.toml")))
+            .unwrap();
+        let mut t: toml::Table = toml::from_str(&text).unwrap();
+        let train = t["train"].as_table_mut().unwrap();
+        train.insert("max_steps".into(), 2.into());
+        train.insert("batch_size".into(), 2.into());
+        train.insert("eval_every".into(), 0.into());
+        std::fs::write(
+            recipes.join(format!("{name}.toml")),
+            toml::to_string(&t).unwrap(),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("qs");
+    let o = evalverse(&[
+        "quickstart",
+        "--out",
+        out.to_str().unwrap(),
+        "--recipes",
+        recipes.to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--base-spec",
+        root().join("data/tiny-base").to_str().unwrap(),
+        "--tokenizer",
+        tokenizer().to_str().unwrap(),
+        "--dimensions",
+        "lens,rhythm",
+        "--max-new-tokens",
+        "4",
+        "--bootstrap",
+        "20",
+    ]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{said}");
+    for needle in [
+        "| aspect | base SRCC",
+        "calibrated pair acc",
+        "human ceiling SRCC",
+        "| Cinematography |",
+        "| Overall |",
+    ] {
+        assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
+    }
+    for f in [
+        "base/config.json",
+        "sft/adapter/adapter_model.safetensors",
+        "calibrated/adapter/adapter_model.safetensors",
+        "eval-base/report.html",
+        "eval-sft/report.json",
+        "eval-calibrated/judgements.jsonl",
+        "recipes/sft.toml",
+        "summary.md",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // A second run reuses every stage.
+    let o = evalverse(&[
+        "quickstart",
+        "--out",
+        out.to_str().unwrap(),
+        "--recipes",
+        recipes.to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--base-spec",
+        root().join("data/tiny-base").to_str().unwrap(),
+        "--tokenizer",
+        tokenizer().to_str().unwrap(),
+        "--dimensions",
+        "lens,rhythm",
+        "--max-new-tokens",
+        "4",
+        "--bootstrap",
+        "20",
+    ]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{said}");
+    assert!(said.contains("sft: reusing"), "{said}");
+}
