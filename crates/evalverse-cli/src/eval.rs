@@ -34,11 +34,18 @@ pub struct EvalArgs<'a> {
 /// Base model, adapter and frame spec named by `--checkpoint` (a run folder, an adapter folder, or
 /// "none") and `--base`.
 fn resolve(a: &EvalArgs) -> Result<(String, Option<PathBuf>, FrameSpec, PathBuf), Failure> {
+    resolve_checkpoint(a.checkpoint, a.base)
+}
+
+/// `--checkpoint` and `--base` resolved to (base model, adapter folder, frame spec, default report
+/// folder); shared with `evalverse export`, so an export holds exactly what eval judges with.
+pub(crate) fn resolve_checkpoint(
+    checkpoint: &str,
+    base: Option<&str>,
+) -> Result<(String, Option<PathBuf>, FrameSpec, PathBuf), Failure> {
     let usage = |m: String| Failure::Usage(anyhow!(m));
-    if a.checkpoint == "none" {
-        let base = a
-            .base
-            .ok_or_else(|| usage("--checkpoint none needs --base MODEL".into()))?;
+    if checkpoint == "none" {
+        let base = base.ok_or_else(|| usage("--checkpoint none needs --base MODEL".into()))?;
         return Ok((
             base.to_string(),
             None,
@@ -46,11 +53,11 @@ fn resolve(a: &EvalArgs) -> Result<(String, Option<PathBuf>, FrameSpec, PathBuf)
             PathBuf::from("runs/eval-base"),
         ));
     }
-    let p = Path::new(a.checkpoint);
+    let p = Path::new(checkpoint);
     if p.join("recipe.toml").is_file() && p.join("adapter").is_dir() {
         let r = evalverse_train::recipe::Recipe::load(&p.join("recipe.toml"))
             .map_err(|e| usage(e.to_string()))?;
-        let base = a.base.map(str::to_owned).unwrap_or(r.model.source.clone());
+        let base = base.map(str::to_owned).unwrap_or(r.model.source.clone());
         return Ok((
             base,
             Some(p.join("adapter")),
@@ -59,7 +66,7 @@ fn resolve(a: &EvalArgs) -> Result<(String, Option<PathBuf>, FrameSpec, PathBuf)
         ));
     }
     if p.join("adapter_config.json").is_file() {
-        let base = match a.base {
+        let base = match base {
             Some(b) => b.to_string(),
             None => {
                 let text = std::fs::read_to_string(p.join("adapter_config.json"))

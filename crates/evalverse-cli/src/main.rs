@@ -9,8 +9,10 @@ use clap::{Args, Parser, Subcommand};
 
 mod data;
 mod eval;
+mod export;
 mod leaderboard;
 mod model;
+mod probe;
 mod train;
 
 #[derive(Parser)]
@@ -34,6 +36,38 @@ enum Command {
     /// Model checkpoints: make a fresh random one for tests and CPU experiments.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Export a run for publishing: a PEFT adapter folder or merged full weights, with a model card.
+    Export(ExportCmd),
+}
+
+#[derive(Args)]
+struct ExportCmd {
+    /// A training run folder (recipe.toml + adapter/) or a PEFT adapter folder, as `eval --checkpoint`.
+    checkpoint: String,
+    /// peft: the adapter (preference runs: SFT + preference stacked); merged: full weights, HF layout.
+    #[arg(long, value_enum)]
+    format: export::Format,
+    /// Base model (folder or hf:ORG/NAME[@REV]); default: the run's recipe or the adapter's base.
+    #[arg(long)]
+    base: Option<String>,
+    /// Output folder (default: <checkpoint>/export-<format>); must be empty unless --force.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Largest weight shard of a merged export (KB/MB/GB = 1000^n, KiB/MiB/GiB = 1024^n).
+    #[arg(long, default_value = "2GB")]
+    max_shard_size: String,
+    /// Dtype of merged weights: base keeps each tensor's dtype from the base checkpoint.
+    #[arg(long, value_enum, default_value = "base")]
+    dtype: export::ExportDtype,
+    /// Eval folder whose report.json goes into the model card (default: <checkpoint>/eval).
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Base model name written into the card and adapter_config.json (e.g. Qwen/Qwen2.5-VL-7B-Instruct).
+    #[arg(long)]
+    base_name: Option<String>,
+    /// Replace a non-empty output folder.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +134,22 @@ struct LeaderboardArgs {
 enum ModelCommand {
     /// Write a Qwen2.5-VL checkpoint with random weights (HF layout) and the given tokenizer.
     Init(InitArgs),
+    /// Logits of a fixed probe input (parity checks; see scripts/check_export_transformers.py).
+    #[command(hide = true)]
+    Logits(LogitsArgs),
+}
+
+#[derive(Args)]
+struct LogitsArgs {
+    /// Model folder or hf:ORG/NAME[@REV].
+    #[arg(long)]
+    model: String,
+    /// PEFT adapter attached unmerged.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Output safetensors file (inputs under transformers' argument names, and logits).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -240,6 +290,20 @@ fn main() -> ExitCode {
             vision_hidden: a.vision_hidden,
             vision_depth: a.vision_depth,
             seed: a.seed,
+        }),
+        Command::Model(ModelCommand::Logits(a)) => {
+            probe::logits(&a.model, a.adapter.as_deref(), &a.out)
+        }
+        Command::Export(a) => export::export(&export::ExportArgs {
+            checkpoint: &a.checkpoint,
+            base: a.base.as_deref(),
+            format: a.format,
+            out: a.out.as_deref(),
+            max_shard_size: &a.max_shard_size,
+            dtype: a.dtype,
+            eval: a.eval.as_deref(),
+            base_name: a.base_name.as_deref(),
+            force: a.force,
         }),
         Command::Data(DataCommand::Synth(a)) => {
             data::synth(&a.out, a.clips, a.seed, a.width, a.height, a.fps, a.raters)
