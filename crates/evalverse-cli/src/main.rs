@@ -78,6 +78,33 @@ enum DataCommand {
     Stats(StatsArgs),
     /// Generate a synthetic cinematic dataset (H.264 MP4s with audio, simulated expert panel).
     Synth(SynthArgs),
+    /// Convert VideoFeedback, VideoAlign / VideoGen-RewardBench or a long CSV into a dataset.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Source format: videofeedback (JSON / JSONL, 5 dimensions 1-4), videoalign (pairwise CSV,
+    /// A / B / same), long (CSV: clip, dimension, rater, score, prompt, generator).
+    #[arg(long)]
+    format: evalverse_data::import::Format,
+    /// The source file (JSON, JSONL or CSV).
+    #[arg(long)]
+    input: PathBuf,
+    /// Folder the source's video paths are relative to; videos are linked or copied into the dataset.
+    #[arg(long)]
+    videos: PathBuf,
+    /// Output dataset folder (created; must be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML file overriding the source-to-taxonomy dimension mapping and the source scale
+    /// (docs/MANIFEST.md, "Import").
+    #[arg(long)]
+    map: Option<PathBuf>,
+    /// Map scores linearly from the source scale onto each dimension's scale (nearest level);
+    /// without it, a score off the dimension's scale is an error.
+    #[arg(long)]
+    rescale: bool,
 }
 
 #[derive(Args)]
@@ -304,6 +331,14 @@ fn main() -> ExitCode {
             eval: a.eval.as_deref(),
             base_name: a.base_name.as_deref(),
             force: a.force,
+        }),
+        Command::Data(DataCommand::Import(a)) => data::import(&data::ImportArgs {
+            format: a.format,
+            input: &a.input,
+            videos: &a.videos,
+            out: &a.out,
+            map: a.map.as_deref(),
+            rescale: a.rescale,
         }),
         Command::Data(DataCommand::Synth(a)) => {
             data::synth(&a.out, a.clips, a.seed, a.width, a.height, a.fps, a.raters)
