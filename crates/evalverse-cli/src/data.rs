@@ -1,4 +1,4 @@
-//! `evalverse data ...`: validate, stats, synth.
+//! `evalverse data ...`: validate, stats, synth, import.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -95,4 +95,86 @@ fn progress(what: &'static str) -> impl FnMut(usize, usize) {
             let _ = std::io::stderr().flush();
         }
     }
+}
+
+pub struct ImportArgs<'a> {
+    pub format: evalverse_data::import::Format,
+    pub input: &'a Path,
+    pub videos: &'a Path,
+    pub out: &'a Path,
+    pub map: Option<&'a Path>,
+    pub rescale: bool,
+}
+
+/// Convert a source dataset; every bad row is printed as FILE:LINE: reason and nothing is
+/// written if there is one (exit 1). A bad --map file or a non-empty --out is a usage error.
+pub fn import(a: &ImportArgs) -> Result<ExitCode, Failure> {
+    use evalverse_data::import::{import, write, Mapping};
+    let usage = |e: anyhow::Error| Failure::Usage(e);
+    let tax = evalverse_data::Taxonomy::evalverse();
+    let mut mapping = Mapping::default_for(a.format);
+    if let Some(m) = a.map {
+        mapping = mapping
+            .with_file(m, &tax)
+            .map_err(|e| usage(anyhow::anyhow!(e)))?;
+    }
+    if a.rescale && mapping.source_scale.is_none() {
+        return Err(usage(anyhow::anyhow!(
+            "--rescale needs the source scale: add [source_scale] min/max to the --map file"
+        )));
+    }
+    if a.out.exists()
+        && (!a.out.is_dir()
+            || std::fs::read_dir(a.out)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true))
+    {
+        return Err(usage(anyhow::anyhow!(
+            "--out {}: exists and is not an empty folder",
+            a.out.display()
+        )));
+    }
+    let imported = import(a.format, a.input, a.videos, &tax, &mapping, a.rescale)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
+    if !imported.errors.is_empty() {
+        for e in &imported.errors {
+            println!("{e}");
+        }
+        eprintln!(
+            "{}: {} bad row(s); nothing written",
+            a.input.display(),
+            imported.errors.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let name = a
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into());
+    let provenance = format!(
+        "evalverse data import --format {} --input {}{}",
+        a.format.as_str(),
+        a.input.display(),
+        if a.rescale { " --rescale" } else { "" }
+    );
+    write(&imported, a.out, &name, &provenance)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
+    let (mut clips, mut notes, mut pairs) = (0, 0, 0);
+    for r in &imported.records {
+        match r {
+            evalverse_data::manifest::Record::Clip(c) => {
+                clips += 1;
+                notes += c.annotations.len();
+            }
+            evalverse_data::manifest::Record::Pair(_) => pairs += 1,
+            evalverse_data::manifest::Record::Ranking(_) => {}
+        }
+    }
+    println!(
+        "wrote {clips} clips ({notes} scores, {pairs} pairs) to {}; check it with `evalverse data validate {}`",
+        a.out.display(),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -33,23 +33,17 @@ pub struct EvalArgs<'a> {
     pub pairwise: bool,
 }
 
-struct Checkpoint<'a> {
-    checkpoint: &'a str,
-    base: Option<&'a str>,
-}
-
 /// Base model, adapter and frame spec named by `--checkpoint` (a run folder, an adapter folder, or
 /// "none") and `--base`.
-pub fn resolve(
+/// `--checkpoint` and `--base` resolved to (base model, adapter folder, frame spec, default report
+/// folder); shared with `evalverse export`, so an export holds exactly what eval judges with.
+pub fn resolve_checkpoint(
     checkpoint: &str,
     base: Option<&str>,
 ) -> Result<(String, Option<PathBuf>, FrameSpec, PathBuf), Failure> {
-    let a = Checkpoint { checkpoint, base };
     let usage = |m: String| Failure::Usage(anyhow!(m));
-    if a.checkpoint == "none" {
-        let base = a
-            .base
-            .ok_or_else(|| usage("--checkpoint none needs --base MODEL".into()))?;
+    if checkpoint == "none" {
+        let base = base.ok_or_else(|| usage("--checkpoint none needs --base MODEL".into()))?;
         return Ok((
             base.to_string(),
             None,
@@ -57,11 +51,11 @@ pub fn resolve(
             PathBuf::from("runs/eval-base"),
         ));
     }
-    let p = Path::new(a.checkpoint);
+    let p = Path::new(checkpoint);
     if p.join("recipe.toml").is_file() && p.join("adapter").is_dir() {
         let r = evalverse_train::recipe::Recipe::load(&p.join("recipe.toml"))
             .map_err(|e| usage(e.to_string()))?;
-        let base = a.base.map(str::to_owned).unwrap_or(r.model.source.clone());
+        let base = base.map(str::to_owned).unwrap_or(r.model.source.clone());
         return Ok((
             base,
             Some(p.join("adapter")),
@@ -70,7 +64,7 @@ pub fn resolve(
         ));
     }
     if p.join("adapter_config.json").is_file() {
-        let base = match a.base {
+        let base = match base {
             Some(b) => b.to_string(),
             None => {
                 let text = std::fs::read_to_string(p.join("adapter_config.json"))
@@ -151,7 +145,7 @@ pub fn run(
     a: &EvalArgs,
     show_progress: bool,
 ) -> Result<(evalverse_eval::report::Report, PathBuf), Failure> {
-    let (base, adapter, frames, default_out) = resolve(a.checkpoint, a.base)?;
+    let (base, adapter, frames, default_out) = resolve_checkpoint(a.checkpoint, a.base)?;
     let out = a.out.map(Path::to_path_buf).unwrap_or(default_out);
     let ds = Dataset::load(a.data).map_err(|e| Failure::Usage(anyhow!(e)))?;
     let examples = evalverse_data::prompts::build(&ds, a.split, a.dimensions)

@@ -41,7 +41,7 @@ pub fn judge(a: &JudgeArgs) -> Result<ExitCode, Failure> {
     if !a.video.is_file() {
         return Err(usage(format!("{}: no such video file", a.video.display())));
     }
-    let (base, adapter, frames, _) = crate::eval::resolve(a.checkpoint, a.base)?;
+    let (base, adapter, frames, _) = crate::eval::resolve_checkpoint(a.checkpoint, a.base)?;
     let (model, tok) = crate::eval::load_judge(&base, adapter.as_deref())?;
     let vision = preprocess_video(a.video, &frames, &PatchSpec::default())
         .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", a.video.display())))?;

@@ -10,9 +10,11 @@ use clap::{Args, Parser, Subcommand};
 mod ablate;
 mod data;
 mod eval;
+mod export;
 mod judge;
 mod leaderboard;
 mod model;
+mod probe;
 mod quickstart;
 mod train;
 
@@ -44,6 +46,38 @@ enum Command {
     /// Model checkpoints: make a fresh random one for tests and CPU experiments.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Export a run for publishing: a PEFT adapter folder or merged full weights, with a model card.
+    Export(ExportCmd),
+}
+
+#[derive(Args)]
+struct ExportCmd {
+    /// A training run folder (recipe.toml + adapter/) or a PEFT adapter folder, as `eval --checkpoint`.
+    checkpoint: String,
+    /// peft: the adapter (preference runs: SFT + preference stacked); merged: full weights, HF layout.
+    #[arg(long, value_enum)]
+    format: export::Format,
+    /// Base model (folder or hf:ORG/NAME[@REV]); default: the run's recipe or the adapter's base.
+    #[arg(long)]
+    base: Option<String>,
+    /// Output folder (default: <checkpoint>/export-<format>); must be empty unless --force.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Largest weight shard of a merged export (KB/MB/GB = 1000^n, KiB/MiB/GiB = 1024^n).
+    #[arg(long, default_value = "2GB")]
+    max_shard_size: String,
+    /// Dtype of merged weights: base keeps each tensor's dtype from the base checkpoint.
+    #[arg(long, value_enum, default_value = "base")]
+    dtype: export::ExportDtype,
+    /// Eval folder whose report.json goes into the model card (default: <checkpoint>/eval).
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Base model name written into the card and adapter_config.json (e.g. Qwen/Qwen2.5-VL-7B-Instruct).
+    #[arg(long)]
+    base_name: Option<String>,
+    /// Replace a non-empty output folder.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -54,6 +88,33 @@ enum DataCommand {
     Stats(StatsArgs),
     /// Generate a synthetic cinematic dataset (H.264 MP4s with audio, simulated expert panel).
     Synth(SynthArgs),
+    /// Convert VideoFeedback, VideoAlign / VideoGen-RewardBench or a long CSV into a dataset.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Source format: videofeedback (JSON / JSONL, 5 dimensions 1-4), videoalign (pairwise CSV,
+    /// A / B / same), long (CSV: clip, dimension, rater, score, prompt, generator).
+    #[arg(long)]
+    format: evalverse_data::import::Format,
+    /// The source file (JSON, JSONL or CSV).
+    #[arg(long)]
+    input: PathBuf,
+    /// Folder the source's video paths are relative to; videos are linked or copied into the dataset.
+    #[arg(long)]
+    videos: PathBuf,
+    /// Output dataset folder (created; must be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML file overriding the source-to-taxonomy dimension mapping and the source scale
+    /// (docs/MANIFEST.md, "Import").
+    #[arg(long)]
+    map: Option<PathBuf>,
+    /// Map scores linearly from the source scale onto each dimension's scale (nearest level);
+    /// without it, a score off the dimension's scale is an error.
+    #[arg(long)]
+    rescale: bool,
 }
 
 #[derive(Args)]
@@ -175,9 +236,22 @@ struct LeaderboardArgs {
 enum ModelCommand {
     /// Write a Qwen2.5-VL checkpoint with random weights (HF layout) and the given tokenizer.
     Init(InitArgs),
-    /// Fold a PEFT adapter into a base checkpoint and write the result as a new checkpoint
-    /// (same tensor names, dtypes and shards; config and tokenizer copied).
-    Merge(MergeArgs),
+    /// Logits of a fixed probe input (parity checks; see scripts/check_export_transformers.py).
+    #[command(hide = true)]
+    Logits(LogitsArgs),
+}
+
+#[derive(Args)]
+struct LogitsArgs {
+    /// Model folder or hf:ORG/NAME[@REV].
+    #[arg(long)]
+    model: String,
+    /// PEFT adapter attached unmerged.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Output safetensors file (inputs under transformers' argument names, and logits).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -217,19 +291,6 @@ struct InitArgs {
     /// flat to learn; tiny models need about 0.3.
     #[arg(long)]
     embed_std: Option<f64>,
-}
-
-#[derive(Args)]
-struct MergeArgs {
-    /// Base checkpoint folder (config.json + safetensors).
-    #[arg(long)]
-    base: PathBuf,
-    /// PEFT adapter folder (adapter_config.json + adapter_model.safetensors).
-    #[arg(long)]
-    adapter: PathBuf,
-    /// New checkpoint folder (must not exist).
-    #[arg(long)]
-    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -364,7 +425,28 @@ fn main() -> ExitCode {
             init_std: a.init_std,
             embed_std: a.embed_std,
         }),
-        Command::Model(ModelCommand::Merge(a)) => model::merge(&a.base, &a.adapter, &a.out),
+        Command::Model(ModelCommand::Logits(a)) => {
+            probe::logits(&a.model, a.adapter.as_deref(), &a.out)
+        }
+        Command::Export(a) => export::export(&export::ExportArgs {
+            checkpoint: &a.checkpoint,
+            base: a.base.as_deref(),
+            format: a.format,
+            out: a.out.as_deref(),
+            max_shard_size: &a.max_shard_size,
+            dtype: a.dtype,
+            eval: a.eval.as_deref(),
+            base_name: a.base_name.as_deref(),
+            force: a.force,
+        }),
+        Command::Data(DataCommand::Import(a)) => data::import(&data::ImportArgs {
+            format: a.format,
+            input: &a.input,
+            videos: &a.videos,
+            out: &a.out,
+            map: a.map.as_deref(),
+            rescale: a.rescale,
+        }),
         Command::Data(DataCommand::Synth(a)) => {
             data::synth(&a.out, a.clips, a.seed, a.width, a.height, a.fps, a.raters)
         }

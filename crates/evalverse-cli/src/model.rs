@@ -62,18 +62,3 @@ pub fn init(a: &InitArgs) -> Result<ExitCode, Failure> {
     );
     Ok(ExitCode::SUCCESS)
 }
-
-pub fn merge(base: &Path, adapter: &Path, out: &Path) -> Result<ExitCode, Failure> {
-    let n =
-        evalverse_model::lora::merge_into_checkpoint(base, adapter, out).map_err(|e| match e {
-            evalverse_model::error::ModelError::Io { .. } => Failure::Runtime(anyhow!(e)),
-            _ => Failure::Usage(anyhow!(e)),
-        })?;
-    println!(
-        "merged {n} adapted modules of {} into {} -> {}",
-        adapter.display(),
-        base.display(),
-        out.display()
-    );
-    Ok(ExitCode::SUCCESS)
-}

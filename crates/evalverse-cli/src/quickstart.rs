@@ -79,11 +79,20 @@ fn build_base(a: &QuickstartArgs) -> Result<PathBuf, Failure> {
         embed_std: spec.embed_std,
     })?;
     let adapter = a.base_spec.join(&spec.adapter);
-    let n = evalverse_model::lora::merge_into_checkpoint(&random, &adapter, &base)
-        .map_err(|e| usage(format!("{}: {e}", adapter.display())))?;
+    crate::export::export(&crate::export::ExportArgs {
+        checkpoint: &adapter.display().to_string(),
+        base: Some(&random.display().to_string()),
+        format: crate::export::Format::Merged,
+        out: Some(&base),
+        max_shard_size: "2GB",
+        dtype: crate::export::ExportDtype::Base,
+        eval: None,
+        base_name: None,
+        force: false,
+    })?;
     std::fs::remove_dir_all(&random).with_context(|| random.display().to_string())?;
     eprintln!(
-        "[quickstart] base: random init (seed {}) + caption-pretrained adapter {} ({n} modules) -> {}",
+        "[quickstart] base: random init (seed {}) + caption-pretrained adapter {} merged -> {}",
         spec.seed,
         adapter.display(),
         base.display()

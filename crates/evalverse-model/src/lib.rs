@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod generate;
 pub mod init;
 pub mod lora;
