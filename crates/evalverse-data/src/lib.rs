@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod error;
 pub mod manifest;
 pub mod media;
+pub mod operators;
 pub mod prompts;
 pub mod rng;
 pub mod split;
