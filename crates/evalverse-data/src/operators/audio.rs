@@ -71,14 +71,18 @@ pub fn speech_ratio(x: &[f32]) -> f64 {
         if db(p) < LOUD_DBFS {
             continue;
         }
+        // Energies of the overlapping parts from prefix sums of squares.
+        let mut sq = vec![0.0; len + 1];
+        for (i, v) in f.iter().enumerate() {
+            sq[i + 1] = sq[i] + v * v;
+        }
         let ac = |lag: usize| {
             let c: f64 = f[..len - lag]
                 .iter()
                 .zip(&f[lag..])
                 .map(|(a, b)| a * b)
                 .sum();
-            let e1: f64 = f[..len - lag].iter().map(|v| v * v).sum();
-            let e2: f64 = f[lag..].iter().map(|v| v * v).sum();
+            let (e1, e2) = (sq[len - lag], sq[len] - sq[lag]);
             c / (e1 * e2).sqrt().max(1e-12)
         };
         let mut lowest = f64::INFINITY;

@@ -27,12 +27,12 @@ pub fn measure(clip: &Analysed, ev: &mut Evidence) {
             syb2 += yb * yb;
             sl += l as f64;
             n += 1.0;
-            // Hue angle and chroma in the opponent plane.
-            let chroma = rg.hypot(yb);
+            // Hue as a unit vector in the opponent plane, weighted by chroma: chroma * (cos, sin)
+            // of the hue angle is (rg, yb) itself.
+            let chroma = (rg * rg + yb * yb).sqrt();
             if chroma > 0.02 {
-                let a = yb.atan2(rg);
-                hx += chroma * a.cos();
-                hy += chroma * a.sin();
+                hx += rg;
+                hy += yb;
                 hw += chroma;
             }
         }

@@ -17,11 +17,31 @@ pub fn srgb_to_linear(v: f32) -> f32 {
     }
 }
 
+/// `srgb_to_linear` through a 4096-entry table with linear interpolation (max error < 1e-5).
+struct Linear(Vec<f32>);
+
+impl Linear {
+    fn new() -> Self {
+        Linear(
+            (0..=4096)
+                .map(|i| srgb_to_linear(i as f32 / 4096.0))
+                .collect(),
+        )
+    }
+    fn get(&self, v: f32) -> f32 {
+        let x = v.clamp(0.0, 1.0) * 4096.0;
+        let i = (x as usize).min(4095);
+        let t = x - i as f32;
+        self.0[i] + (self.0[i + 1] - self.0[i]) * t
+    }
+}
+
 /// Measurements: `exposure_ev` (EV relative to 18% grey), `luma_mean` (0-1), `highlights_clipped`
 /// (% of pixels with luma >= 0.98), `shadows_crushed` (% with luma <= 0.02), `contrast_rms`
 /// (std of luma within a frame, 0-1, averaged over frames).
 pub fn measure(clip: &Analysed, ev: &mut Evidence) {
     let n = clip.frames.len() as f64;
+    let table = Linear::new();
     let (mut lin, mut luma, mut hi, mut lo, mut rms) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for f in &clip.frames {
         let px = f.luma.len() as f64;
@@ -29,9 +49,8 @@ pub fn measure(clip: &Analysed, ev: &mut Evidence) {
             .rgb
             .chunks_exact(3)
             .map(|p| {
-                (0.2126 * srgb_to_linear(p[0])
-                    + 0.7152 * srgb_to_linear(p[1])
-                    + 0.0722 * srgb_to_linear(p[2])) as f64
+                (0.2126 * table.get(p[0]) + 0.7152 * table.get(p[1]) + 0.0722 * table.get(p[2]))
+                    as f64
             })
             .sum::<f64>()
             / px;
@@ -52,4 +71,20 @@ pub fn measure(clip: &Analysed, ev: &mut Evidence) {
     ev.push("highlights_clipped", 100.0 * hi / n, "%");
     ev.push("shadows_crushed", 100.0 * lo / n, "%");
     ev.push("contrast_rms", rms / n, "0-1");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_table_matches_the_transfer_function() {
+        let t = Linear::new();
+        for i in 0..=1000 {
+            let v = i as f32 / 1000.0;
+            assert!((t.get(v) - srgb_to_linear(v)).abs() < 1e-5, "{v}");
+        }
+        // 18% grey is sRGB 0.4613.
+        assert!((srgb_to_linear(0.4613) - 0.18).abs() < 1e-3);
+    }
 }
