@@ -8,7 +8,7 @@
 //! Measuring against the local level keeps textures that boil, shake and flicker (high scores
 //! on every frame) from turning into cuts.
 
-use super::motion::PairMotion;
+use super::motion::{align, PairMotion};
 use super::{Analysed, Evidence};
 
 /// Frames each side of a boundary that are compared.
@@ -125,15 +125,37 @@ pub fn detect_cuts(clip: &Analysed, pairs: &[PairMotion]) -> Vec<usize> {
     let z = jump_scores(pairs);
     let colour = colour_change(clip);
     let min_jump = MIN_JUMP * clip.width as f64;
+    let n = clip.frames.len();
     (1..z.len())
         .filter(|&k| {
             let jump = pairs[k - 1].dx.hypot(pairs[k - 1].dy);
             let peak = z[k] >= z[k - 1] && (k + 1 >= z.len() || z[k] > z[k + 1]);
-            let by_jump = peak && z[k] > JUMP_Z && jump >= min_jump;
+            let by_jump = peak && z[k] > JUMP_Z && jump >= min_jump && confirmed(clip, pairs, k);
             let by_colour = colour[k].0 >= COLOUR_RATIO && colour[k].1 >= COLOUR_MIN;
             by_jump || by_colour
         })
+        .filter(|&k| k < n)
         .collect()
+}
+
+/// A jump at boundary k is confirmed when aligning frame k-2 directly with frame k+1 gives the
+/// displacement the chained pair motions give (within half the jump, at least 2 px): a single
+/// pair aligned on the wrong structure (boiling texture, a stuttering subject) puts a false step
+/// in the chained path that the direct alignment does not show.
+fn confirmed(clip: &Analysed, pairs: &[PairMotion], k: usize) -> bool {
+    let n = clip.frames.len();
+    let (i, j) = (k.saturating_sub(2), (k + 1).min(n - 1));
+    let chained = pairs[i..j]
+        .iter()
+        .fold((0.0, 0.0), |a, p| (a.0 + p.dx, a.1 + p.dy));
+    let direct = align(
+        &clip.frames[i].luma,
+        &clip.frames[j].luma,
+        clip.width,
+        clip.height,
+    );
+    let jump = pairs[k - 1].dx.hypot(pairs[k - 1].dy);
+    (direct.dx - chained.0).hypot(direct.dy - chained.1) <= (0.5 * jump).max(2.0)
 }
 
 /// Shots as [start, end) seconds from cut frame indices.
