@@ -177,10 +177,16 @@ fn sync_offset_is_within_one_frame_of_truth() {
             }
         }
     }
-    let mean_err = errs.iter().sum::<f64>() / errs.len().max(1) as f64;
+    let mut inside: Vec<f64> = errs
+        .iter()
+        .copied()
+        .filter(|e| e.abs() <= 1.0 / 12.0)
+        .collect();
+    inside.sort_by(f64::total_cmp);
+    let mean_err = inside.get(inside.len() / 2).copied().unwrap_or(f64::NAN);
     println!(
         "sync: {reported}/{audio_clips} audio clips reported, {within} within one frame (83 ms); \
-         mean error {:+.1} ms",
+         median error of those {:+.1} ms",
         1000.0 * mean_err
     );
     assert!(
@@ -188,7 +194,7 @@ fn sync_offset_is_within_one_frame_of_truth() {
         "{reported}/{audio_clips} reported"
     );
     assert!(
-        within * 100 >= reported * 70,
+        within * 100 >= reported * 78,
         "{within}/{reported} within a frame"
     );
 }

@@ -1,7 +1,7 @@
 //! Audio-visual sync offset by onset cross-correlation.
 //!
 //! Visual onsets: per analysed frame, the summed transient brightening (per pixel the smaller of
-//! the rises against the previous and the next frame, on mean-normalised luma, above 0.1, so
+//! the rises against the previous and the next frame, on luma normalised to mean 0.5, above 0.2, so
 //! flicker and small motion drop out), kept where it stands above 3 times its median (flashes,
 //! sparks, sudden appearances); frames at cuts are zeroed. Both onset trains are divided by their
 //! maximum and squared, so the clearest event dominates. Audio onsets: the RMS envelope of the first-differenced signal (which favours
@@ -48,7 +48,7 @@ pub fn visual_onsets(clip: &Analysed, cuts: &[usize]) -> Vec<f64> {
                 .iter()
                 .zip(&norms[k - 1])
                 .zip(next)
-                .map(|((c, p), q)| ((c - p).min(c - q) - 0.1).max(0.0))
+                .map(|((c, p), q)| ((c - p).min(c - q) - 0.2).max(0.0))
                 .sum::<f64>()
                 / norms[k].len() as f64
         })
