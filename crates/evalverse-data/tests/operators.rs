@@ -138,11 +138,11 @@ fn detected_cuts_match_true_cuts() {
         println!("  {b}");
     }
     assert!(
-        precision >= 0.8 && recall >= 0.65,
+        precision >= 0.8 && recall >= 0.7,
         "cut precision {precision:.3} recall {recall:.3}"
     );
     assert!(
-        exact >= 82,
+        exact >= 83,
         "only {exact}/{n} clips have exactly the true cuts"
     );
     assert!(

@@ -1,12 +1,15 @@
 //! Shot boundaries, shot durations and cut rhythm.
 //!
-//! A hard cut replaces the picture in one frame. For each consecutive pair of analysis frames the
-//! cut score combines what camera motion cannot explain (the residual after global alignment, see
-//! `motion`) with the change of the chromaticity histogram (translation- and gain-invariant).
-//! A pair is a cut when its score stands out from the scores around it: above `RATIO` times the
-//! local median (a window of ±5 pairs, the pair itself excluded) and above an absolute floor.
-//! Measuring against the local level keeps textures that boil, shake and flicker (high scores
-//! on every frame) from turning into cuts.
+//! A hard cut replaces the picture in one frame. Two detectors, either suffices:
+//! - a camera jump: the camera path (chained global displacements, see `motion`) steps at the
+//!   boundary by more than `JUMP_Z` standard errors of the clip's own jitter, at a local maximum,
+//!   by at least `MIN_JUMP` of the width in one frame, and the step is confirmed by aligning
+//!   across the boundary directly (`confirmed`). This finds cuts that re-frame the same scene,
+//!   which change few colours; shake is jitter about a smooth path and averages out over the
+//!   `WINDOW` frames each side;
+//! - a colour change: the chromaticity histogram distance between the two frames is at least
+//!   `COLOUR_MIN` and `COLOUR_RATIO` times its local level (a cut to different content, whatever
+//!   the alignment found).
 
 use super::motion::{align, PairMotion};
 use super::{Analysed, Evidence};
@@ -14,7 +17,7 @@ use super::{Analysed, Evidence};
 /// Frames each side of a boundary that are compared.
 const WINDOW: usize = 4;
 /// Camera-jump score (in standard errors) above which a boundary can be a cut.
-const JUMP_Z: f64 = 5.0;
+const JUMP_Z: f64 = 6.0;
 /// Smallest jump between the two frames, as a share of the width, for a jump cut.
 const MIN_JUMP: f64 = 0.025;
 /// Jitter floor in px: sub-pixel alignment noise of a static shot.
@@ -66,12 +69,14 @@ pub fn jump_scores(pairs: &[PairMotion]) -> Vec<f64> {
     }
     let vx = super::median(&pairs.iter().map(|p| p.dx).collect::<Vec<_>>()).unwrap_or(0.0);
     let vy = super::median(&pairs.iter().map(|p| p.dy).collect::<Vec<_>>()).unwrap_or(0.0);
-    // Robust jitter: second differences of the path are 6 sigma^2 in variance for i.i.d. jitter.
+    // Robust jitter: per axis, second differences of the path have variance 6 sigma^2 for i.i.d.
+    // jitter of std sigma; the median length of a 2-D Gaussian vector of per-axis std s is
+    // s * sqrt(2 ln 2) = 1.1774 s.
     let second: Vec<f64> = pairs
         .windows(2)
         .map(|w| (w[1].dx - w[0].dx).hypot(w[1].dy - w[0].dy))
         .collect();
-    let sigma = 1.4826 * super::median(&second).unwrap_or(0.0) / 6f64.sqrt() / 2f64.sqrt().sqrt();
+    let sigma = super::median(&second).unwrap_or(0.0) / 1.1774 / 6f64.sqrt();
     let mut scores = vec![0.0; n];
     for (k, score) in scores.iter_mut().enumerate().skip(1) {
         let before = k.saturating_sub(WINDOW)..k;
