@@ -228,6 +228,56 @@ fn decode_entry(bytes: &[u8]) -> Option<CachedClip> {
     Some(CachedClip { vision, audio })
 }
 
+/// Operator evidence is cached beside the decoded clip: a JSON entry keyed by the SHA-256 of the
+/// file's bytes, the analysis settings, the operator set and the operators' version, written
+/// atomically; an entry that does not parse (or was made by other operators) is a miss.
+impl DecodeCache {
+    pub fn evidence_key(
+        &self,
+        path: &Path,
+        set: &crate::operators::OperatorSet,
+        spec: &crate::operators::AnalysisSpec,
+    ) -> Result<String> {
+        let content = self.content_hash(path)?;
+        let settings = serde_json::json!({
+            "evidence": crate::operators::OPERATORS_VERSION, "spec": spec, "operators": set,
+        });
+        let mut h = Sha256::new();
+        h.update(content.as_bytes());
+        h.update(settings.to_string().as_bytes());
+        Ok(hex(&h.finalize()))
+    }
+
+    fn evidence_path(&self, key: &str) -> PathBuf {
+        self.dir
+            .join(&key[..2])
+            .join(format!("{key}.evidence.json"))
+    }
+
+    /// The operators' evidence for a clip, from the cache or measured now (and stored).
+    pub fn get_or_measure(
+        &self,
+        path: &Path,
+        set: &crate::operators::OperatorSet,
+        spec: &crate::operators::AnalysisSpec,
+    ) -> Result<(crate::operators::Evidence, Lookup)> {
+        let key = self.evidence_key(path, set, spec)?;
+        let entry = self.evidence_path(&key);
+        if let Ok(bytes) = std::fs::read(&entry) {
+            if let Ok(ev) = serde_json::from_slice::<crate::operators::Evidence>(&bytes) {
+                if ev.version == crate::operators::OPERATORS_VERSION && &ev.operators == set {
+                    return Ok((ev, Lookup::Hit));
+                }
+            }
+        }
+        let ev = crate::operators::measure_clip_with(path, set, spec)?;
+        let json = serde_json::to_vec(&ev)
+            .map_err(|e| DataError::Invalid(format!("evidence of {}: {e}", path.display())))?;
+        write_atomic(&entry, &json)?;
+        Ok((ev, Lookup::Miss))
+    }
+}
+
 /// Clips preprocessed for a run, and the ones that could not be decoded.
 #[derive(Debug)]
 pub struct LoadedClips<'a> {

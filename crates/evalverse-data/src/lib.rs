@@ -11,6 +11,7 @@ pub mod error;
 pub mod import;
 pub mod manifest;
 pub mod media;
+pub mod operators;
 pub mod prompts;
 pub mod rng;
 pub mod split;

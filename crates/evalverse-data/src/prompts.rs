@@ -37,6 +37,18 @@ pub struct JudgeExample {
 
 /// The question for one dimension.
 pub fn judge_question(tax: &Taxonomy, dim: &Dimension, clip_prompt: &str) -> String {
+    judge_question_with_evidence(tax, dim, clip_prompt, None)
+}
+
+/// The question for one dimension with the operators' evidence block (`operators::evidence_block`)
+/// on its own line before the generation prompt. `None` gives exactly `judge_question`'s text, so
+/// pixel-only prompts are unchanged.
+pub fn judge_question_with_evidence(
+    tax: &Taxonomy,
+    dim: &Dimension,
+    clip_prompt: &str,
+    evidence: Option<&crate::operators::Evidence>,
+) -> String {
     let scale = tax.scale(dim);
     let subs: Vec<&str> = dim.sub_dimensions.iter().map(|s| s.name.as_str()).collect();
     let mut q = format!(
@@ -51,6 +63,10 @@ pub fn judge_question(tax: &Taxonomy, dim: &Dimension, clip_prompt: &str) -> Str
     );
     for (i, question) in dim.questions.iter().enumerate() {
         q.push_str(&format!("{}. {}\n", i + 1, question));
+    }
+    if let Some(ev) = evidence {
+        q.push_str(&crate::operators::evidence_block(ev));
+        q.push('\n');
     }
     q.push_str(&format!(
         "The clip was generated from the prompt: \"{}\"\nReason about what you see, then end with 'Score: N' where N is from {} to {}, or 'Score: N/A' if the dimension {}.",
@@ -78,6 +94,17 @@ pub fn example_for(
     ds: &Dataset,
     clip: &ClipRecord,
     dim: &Dimension,
+) -> Option<JudgeExample> {
+    example_with_evidence(tax, ds, clip, dim, None)
+}
+
+/// `example_for` with the operators' evidence in the question (see `judge_question_with_evidence`).
+pub fn example_with_evidence(
+    tax: &Taxonomy,
+    ds: &Dataset,
+    clip: &ClipRecord,
+    dim: &Dimension,
+    evidence: Option<&crate::operators::Evidence>,
 ) -> Option<JudgeExample> {
     let anns: Vec<_> = clip
         .annotations
@@ -123,7 +150,7 @@ pub fn example_for(
         video: ds.video_path(clip),
         has_audio: clip.audio.is_some(),
         dimension: dim.id.clone(),
-        question: judge_question(tax, dim, &clip.prompt),
+        question: judge_question_with_evidence(tax, dim, &clip.prompt, evidence),
         answer: format!("{}\n{}", rationale.trim(), score_line(consensus)),
         rationale,
         score: consensus,
@@ -240,7 +267,39 @@ pub fn parse_score(answer: &str, scale: &crate::taxonomy::Scale) -> Option<Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operators::{Evidence, Measurement, OperatorSet, OPERATORS_VERSION};
     use crate::taxonomy::Scale;
+
+    #[test]
+    fn evidence_goes_on_its_own_line_and_none_changes_nothing() {
+        let tax = Taxonomy::evalverse();
+        let dim = tax.dimension("rhythm").unwrap();
+        let plain = judge_question(&tax, dim, "a cat");
+        assert_eq!(
+            judge_question_with_evidence(&tax, dim, "a cat", None),
+            plain
+        );
+        let ev = Evidence {
+            version: OPERATORS_VERSION,
+            operators: OperatorSet::all(),
+            measurements: vec![Measurement {
+                name: "shot_count".into(),
+                value: 2.0,
+                unit: "count".into(),
+            }],
+            shots: vec![[0.0, 1.0], [1.0, 2.5]],
+        };
+        let with = judge_question_with_evidence(&tax, dim, "a cat", Some(&ev));
+        let at = plain.find("The clip was generated").unwrap();
+        assert_eq!(
+            with,
+            format!(
+                "{}Evidence: shots=2 (1s, 1.5s)\n{}",
+                &plain[..at],
+                &plain[at..]
+            )
+        );
+    }
 
     #[test]
     fn parse_score_reads_the_last_score_line() {

@@ -386,19 +386,51 @@ pub struct DecodedFrames {
 
 /// Decode the best video stream of `path`, keeping the frames `keep(index)` accepts.
 /// A decoding error anywhere (corrupt or truncated file) is an error naming the file.
-pub fn decode_frames(path: &Path, mut keep: impl FnMut(usize) -> bool) -> Result<DecodedFrames> {
+pub fn decode_frames(path: &Path, keep: impl FnMut(usize) -> bool) -> Result<DecodedFrames> {
+    let mut frames = Vec::new();
+    let header = visit_frames(path, keep, |index, rgb, _, _| frames.push((index, rgb)))?;
+    Ok(DecodedFrames {
+        width: header.width,
+        height: header.height,
+        fps: header.fps,
+        total_frames: header.total_frames,
+        frames,
+    })
+}
+
+/// What `visit_frames` learnt about a stream once every frame was decoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamInfo {
+    pub width: usize,
+    pub height: usize,
+    pub fps: f64,
+    pub total_frames: usize,
+}
+
+/// Decode the best video stream of `path` and hand each frame `keep(index)` accepts to `visit`
+/// as packed RGB24 with its width and height, without holding the frames: long or large clips stream through in constant
+/// memory (the perception operators downscale each frame as it arrives).
+pub fn visit_frames(
+    path: &Path,
+    mut keep: impl FnMut(usize) -> bool,
+    mut visit: impl FnMut(usize, Vec<u8>, usize, usize),
+) -> Result<StreamInfo> {
     crate::media::init();
     let mut decoder = video_rs::Decoder::new(path).map_err(|e| DataError::decode(path, e))?;
     let (w, h) = decoder.size_out();
     // Not decoder.frame_rate(): video-rs returns r_frame_rate there (see stream_header).
     let fps = stream_header(path)?.1;
-    let mut frames = Vec::new();
     let mut index = 0usize;
     loop {
         match decoder.decode_raw() {
             Ok(frame) => {
                 if keep(index) {
-                    frames.push((index, rgb_from_frame(&frame, w as usize, h as usize)));
+                    visit(
+                        index,
+                        rgb_from_frame(&frame, w as usize, h as usize),
+                        w as usize,
+                        h as usize,
+                    );
                 }
                 index += 1;
             }
@@ -409,12 +441,11 @@ pub fn decode_frames(path: &Path, mut keep: impl FnMut(usize) -> bool) -> Result
     if index == 0 {
         return Err(DataError::decode(path, "no decodable video frames"));
     }
-    Ok(DecodedFrames {
+    Ok(StreamInfo {
         width: w as usize,
         height: h as usize,
         fps,
         total_frames: index,
-        frames,
     })
 }
 
@@ -430,7 +461,7 @@ fn rgb_from_frame(frame: &video_rs::frame::RawFrame, w: usize, h: usize) -> Vec<
 
 /// What the container header says of the best video stream: declared frame count (0 when
 /// unknown) and frame rate, read without decoding.
-fn stream_header(path: &Path) -> Result<(usize, f64)> {
+pub fn stream_header(path: &Path) -> Result<(usize, f64)> {
     crate::media::init();
     let input = video_rs::ffmpeg::format::input(path).map_err(|e| DataError::decode(path, e))?;
     let stream = input

@@ -158,3 +158,61 @@ fn loading_a_split_skips_a_corrupt_clip_and_counts_it() {
         loaded.skipped[0].1
     );
 }
+
+#[test]
+fn evidence_is_cached_by_content_and_a_corrupt_entry_is_a_miss() {
+    use evalverse_data::operators::{AnalysisSpec, OperatorSet};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DecodeCache::new(dir.path());
+    let set = OperatorSet::parse(&["shots", "audio"]).unwrap();
+    let spec = AnalysisSpec::default();
+    let path = clip("pg002_aurora.mp4");
+    let (first, l1) = cache.get_or_measure(&path, &set, &spec).unwrap();
+    let (again, l2) = cache.get_or_measure(&path, &set, &spec).unwrap();
+    assert_eq!((l1, l2), (Lookup::Miss, Lookup::Hit));
+    // JSON keeps f64 to the last digit or one ulp (serde_json's default float parser).
+    let same = |a: &evalverse_data::operators::Evidence,
+                b: &evalverse_data::operators::Evidence| {
+        a.shots == b.shots
+            && a.measurements.len() == b.measurements.len()
+            && a.measurements.iter().zip(&b.measurements).all(|(x, y)| {
+                x.name == y.name
+                    && x.unit == y.unit
+                    && (x.value - y.value).abs() <= 1e-12 * x.value.abs().max(1.0)
+            })
+    };
+    assert!(same(&first, &again), "{first:?} vs {again:?}");
+    assert_eq!(first.get("shot_count"), Some(3.0));
+    // Another operator set is another entry.
+    let other = OperatorSet::parse(&["exposure"]).unwrap();
+    assert_eq!(
+        cache.get_or_measure(&path, &other, &spec).unwrap().1,
+        Lookup::Miss
+    );
+    // Corrupt the entry: it is measured again and rewritten.
+    let key = cache.evidence_key(&path, &set, &spec).unwrap();
+    let entry = dir
+        .path()
+        .join(&key[..2])
+        .join(format!("{key}.evidence.json"));
+    std::fs::write(&entry, b"{not json").unwrap();
+    let (fixed, l3) = cache.get_or_measure(&path, &set, &spec).unwrap();
+    assert_eq!(l3, Lookup::Miss);
+    assert!(same(&fixed, &first));
+    assert_eq!(
+        cache.get_or_measure(&path, &set, &spec).unwrap().1,
+        Lookup::Hit
+    );
+}
+
+#[test]
+fn measuring_a_corrupt_file_names_it() {
+    use evalverse_data::operators::{measure_clip, OperatorSet};
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.mp4");
+    std::fs::write(&bad, b"not a video at all").unwrap();
+    let err = measure_clip(&bad, &OperatorSet::all())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("broken.mp4"), "{err}");
+}

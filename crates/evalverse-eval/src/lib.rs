@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod error;
+pub mod fusion;
 pub mod metrics;
 pub mod stats;
 

@@ -93,6 +93,19 @@ pub struct DataConfig {
     /// Decode cache folder (default: <output_dir>/../cache).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Perception operators whose evidence block goes into the judge prompt (docs/OPERATORS.md):
+    /// any of shots, motion, exposure, sharpness, colour, flicker, continuity, audio, sync.
+    /// Default empty: pixel-only prompts, the ablation baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<String>,
+}
+
+impl DataConfig {
+    /// The operator set named by `operators` (validated at load).
+    pub fn operator_set(&self) -> Result<evalverse_data::operators::OperatorSet, String> {
+        evalverse_data::operators::OperatorSet::parse(&self.operators)
+            .map_err(|m| format!("data.operators: {m}"))
+    }
 }
 
 fn default_true() -> bool {
@@ -293,6 +306,7 @@ impl Recipe {
             .frames
             .check()
             .map_err(|m| format!("data.frames: {m}"))?;
+        self.data.operator_set()?;
         if self.data.unit == ResponseUnit::Aspect {
             return Err("data.unit = \"aspect\" (one response covering an aspect's dimensions) is not implemented yet; use \"dimension\"".into());
         }
@@ -437,6 +451,30 @@ max_steps = 10
             panic!("not preference")
         };
         assert_eq!(strategy.bt_ties(), Some(BtTies::RaoKupper { theta: 1.5 }));
+    }
+
+    #[test]
+    fn operators_default_to_none_and_unknown_names_are_refused() {
+        assert!(parse(SFT).unwrap().data.operator_set().unwrap().is_empty());
+        let with = SFT.replace(
+            "[data.frames]",
+            "operators = [\"sync\", \"shots\"]\n[data.frames]",
+        );
+        let set = parse(&with).unwrap().data.operator_set().unwrap();
+        assert_eq!(
+            set.iter().map(|o| o.name()).collect::<Vec<_>>(),
+            ["shots", "sync"]
+        );
+        let e = parse(&SFT.replace("[data.frames]", "operators = [\"shake\"]\n[data.frames]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("r.toml")
+                && e.contains("data.operators")
+                && e.contains("'shake'")
+                && e.contains("motion"),
+            "{e}"
+        );
     }
 
     #[test]
