@@ -148,7 +148,25 @@ pub fn run(
     let (base, adapter, frames, default_out) = resolve_checkpoint(a.checkpoint, a.base)?;
     let out = a.out.map(Path::to_path_buf).unwrap_or(default_out);
     let ds = Dataset::load(a.data).map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let examples = evalverse_data::prompts::build(&ds, a.split, a.dimensions)
+    // A run trained with operator evidence in its prompts is judged with the same evidence.
+    let operators = match Path::new(a.checkpoint).join("recipe.toml") {
+        r if r.is_file() => evalverse_train::recipe::Recipe::load(&r)
+            .map_err(|e| Failure::Usage(anyhow!("{e}")))?
+            .data
+            .operator_set()
+            .map_err(|m| Failure::Usage(anyhow!(m)))?,
+        _ => Default::default(),
+    };
+    let cache = DecodeCache::new(out.join("cache"));
+    let (evidence, failed) =
+        evalverse_data::prompts::split_evidence(&ds, a.split, &operators, &cache);
+    for (id, why) in &failed {
+        eprintln!("warning: no operator evidence for clip {id}: {why}");
+    }
+    let examples =
+        evalverse_data::prompts::build_with_evidence(&ds, a.split, a.dimensions, &|id| {
+            evidence.get(id).cloned()
+        })
         .map_err(|m| Failure::Usage(anyhow!(m)))?;
     if examples.is_empty() {
         return Err(Failure::Usage(anyhow!(
@@ -158,7 +176,6 @@ pub fn run(
         )));
     }
     let (model, tok) = load_judge(&base, adapter.as_deref())?;
-    let cache = DecodeCache::new(out.join("cache"));
     let mut ids: Vec<&str> = examples.iter().map(|e| e.clip_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();

@@ -11,6 +11,7 @@ mod ablate;
 mod data;
 mod eval;
 mod export;
+mod fuse;
 mod judge;
 mod leaderboard;
 mod model;
@@ -43,6 +44,8 @@ enum Command {
     Judge(JudgeCmd),
     /// Compare evaluated judges (eval folders or runs with eval/) in one table with significance.
     Leaderboard(LeaderboardArgs),
+    /// Fuse the judge's soft scores with perception-operator evidence (fit on train, report test).
+    Fuse(FuseArgs),
     /// Model checkpoints: make a fresh random one for tests and CPU experiments.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -232,6 +235,35 @@ struct LeaderboardArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct FuseArgs {
+    /// Eval folders (judgements.jsonl) or runs with eval/; their judgements are pooled and split
+    /// into train and test by the dataset's prompt-group split.
+    #[arg(long = "run", required = true)]
+    runs: Vec<PathBuf>,
+    /// Dataset folder the judgements are about.
+    #[arg(long)]
+    data: PathBuf,
+    /// ridge (baseline) or mlp.
+    #[arg(long, default_value = "ridge")]
+    regressor: String,
+    /// Ridge penalty on standardised features.
+    #[arg(long, default_value_t = 1.0)]
+    lambda: f64,
+    /// Operators to measure (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    operators: Vec<String>,
+    /// Where fusion.json and the evidence cache go (default: the first --run).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Bootstrap resamples for the 95% intervals.
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Seed of the bootstrap and the MLP.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
 #[derive(Subcommand)]
 enum ModelCommand {
     /// Write a Qwen2.5-VL checkpoint with random weights (HF layout) and the given tokenizer.
@@ -399,6 +431,16 @@ fn main() -> ExitCode {
         Command::Leaderboard(a) => {
             leaderboard::leaderboard(&a.runs, a.bootstrap, a.seed, a.out.as_ref())
         }
+        Command::Fuse(a) => fuse::fuse(&fuse::FuseArgs {
+            runs: &a.runs,
+            data: &a.data,
+            regressor: &a.regressor,
+            lambda: a.lambda,
+            operators: &a.operators,
+            out: a.out.as_deref(),
+            bootstrap: a.bootstrap,
+            seed: a.seed,
+        }),
         Command::Eval(a) => eval::eval(&eval::EvalArgs {
             checkpoint: &a.checkpoint,
             base: a.base.as_deref(),

@@ -40,11 +40,14 @@ struct BaseSpec {
     seed: u64,
     init_std: f64,
     embed_std: Option<f64>,
-    /// Pretraining adapter folder, relative to the spec's folder.
-    adapter: PathBuf,
+    /// Caption-pretraining adapter folder, relative to the spec's folder, merged into the
+    /// random init; absent: the base is the random init itself.
+    #[serde(default)]
+    adapter: Option<PathBuf>,
     /// The recipe that trained the adapter (documentation; not run here).
+    #[serde(default)]
     #[allow(dead_code)]
-    recipe: PathBuf,
+    recipe: Option<PathBuf>,
 }
 
 fn usage(m: impl std::fmt::Display) -> Failure {
@@ -78,7 +81,17 @@ fn build_base(a: &QuickstartArgs) -> Result<PathBuf, Failure> {
         init_std: spec.init_std,
         embed_std: spec.embed_std,
     })?;
-    let adapter = a.base_spec.join(&spec.adapter);
+    let Some(rel) = &spec.adapter else {
+        std::fs::rename(&random, &base).with_context(|| base.display().to_string())?;
+        eprintln!(
+            "[quickstart] base: random init (seed {}, embedding std {:?}) -> {}",
+            spec.seed,
+            spec.embed_std,
+            base.display()
+        );
+        return Ok(base);
+    };
+    let adapter = a.base_spec.join(rel);
     crate::export::export(&crate::export::ExportArgs {
         checkpoint: &adapter.display().to_string(),
         base: Some(&random.display().to_string()),

@@ -165,6 +165,16 @@ pub fn build(
     split: Split,
     dimensions: &[String],
 ) -> Result<Vec<JudgeExample>, String> {
+    build_with_evidence(ds, split, dimensions, &|_| None)
+}
+
+/// `build` with each clip's operator evidence (by clip id) in its questions.
+pub fn build_with_evidence(
+    ds: &Dataset,
+    split: Split,
+    dimensions: &[String],
+    evidence: &dyn Fn(&str) -> Option<crate::operators::Evidence>,
+) -> Result<Vec<JudgeExample>, String> {
     let tax = &ds.taxonomy;
     for d in dimensions {
         if tax.dimension(d).is_none() {
@@ -182,8 +192,9 @@ pub fn build(
     };
     let mut out = Vec::new();
     for clip in ds.clips_in(split) {
+        let ev = evidence(&clip.id);
         for dim in &dims {
-            if let Some(e) = example_for(tax, ds, clip, dim) {
+            if let Some(e) = example_with_evidence(tax, ds, clip, dim, ev.as_ref()) {
                 out.push(e);
             }
         }
@@ -245,6 +256,35 @@ pub fn caption_examples(ds: &Dataset, split: Split) -> Result<Vec<JudgeExample>,
             })
         })
         .collect())
+}
+
+/// Operator evidence of every clip of `split`, through the decode cache (measured once per file
+/// and operator set). A clip whose evidence cannot be measured is left out of the map (its
+/// prompts go without evidence) and reported in the second list with the error.
+pub fn split_evidence(
+    ds: &Dataset,
+    split: Split,
+    set: &crate::operators::OperatorSet,
+    cache: &crate::cache::DecodeCache,
+) -> (
+    std::collections::BTreeMap<String, crate::operators::Evidence>,
+    Vec<(String, String)>,
+) {
+    let spec = crate::operators::AnalysisSpec::default();
+    let mut map = std::collections::BTreeMap::new();
+    let mut failed = Vec::new();
+    if set.is_empty() {
+        return (map, failed);
+    }
+    for clip in ds.clips_in(split) {
+        match cache.get_or_measure(&ds.video_path(clip), set, &spec) {
+            Ok((ev, _)) => {
+                map.insert(clip.id.clone(), ev);
+            }
+            Err(e) => failed.push((clip.id.clone(), e.to_string())),
+        }
+    }
+    (map, failed)
 }
 
 /// Parse a judge's answer: the last `Score: N` (a level of `scale`) or `Score: N/A`.

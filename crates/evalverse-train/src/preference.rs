@@ -24,7 +24,7 @@ use evalverse_model::chat::ChatTokenizer;
 use evalverse_model::QwenVl;
 
 use crate::checkpoint::{self, TrainerState};
-use crate::examples::{self, score_line, JudgeExample};
+use crate::examples::{score_line, JudgeExample};
 use crate::log::Logger;
 use crate::losses::{bt_loss, distribution_kl, dpo_loss, expected_score, label_rows, DpoKind};
 use crate::optim::{clip_global_norm, AdamWState};
@@ -178,8 +178,7 @@ pub fn run<B: AutodiffBackend>(
     std::fs::create_dir_all(out).map_err(|e| runtime(format!("{}: {e}", out.display())))?;
     runtime::write_text(&out.join("recipe.toml"), &recipe.to_toml())?;
     let ds = Dataset::load(&recipe.data.dataset).map_err(|e| TrainError::Config(e.to_string()))?;
-    let all =
-        examples::build(&ds, Split::Train, &recipe.data.dimensions).map_err(TrainError::Config)?;
+    let all = runtime::judge_examples(recipe, &ds, Split::Train)?;
     let scored: Vec<&JudgeExample> = all.iter().filter(|e| e.score.is_some()).collect();
     // Base, then the SFT adapter folded in, then a fresh adapter: policy == reference at step 0.
     let base_only = Recipe {
@@ -237,11 +236,12 @@ pub fn run<B: AutodiffBackend>(
                 } else {
                     s - perturb
                 };
-                let rejected_answer = format!(
-                    "{}\n{}",
-                    e.rationale.trim(),
-                    score_line(Some(wrong.clamp(scale.min, scale.max)))
-                );
+                let wrong_line = score_line(Some(wrong.clamp(scale.min, scale.max)));
+                let rejected_answer = if e.rationale.trim().is_empty() {
+                    wrong_line
+                } else {
+                    format!("{}\n{}", e.rationale.trim(), wrong_line)
+                };
                 if let (Some(c), Some(r)) = (
                     encode(&tok, e, &clips, &e.answer),
                     encode(&tok, e, &clips, &rejected_answer),

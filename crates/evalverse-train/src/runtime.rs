@@ -103,6 +103,40 @@ pub struct Clips {
     pub cache_hits: usize,
 }
 
+/// The judge examples of a split as the recipe asks: with the operators' evidence block in the
+/// questions when `data.operators` names any (measured through the decode cache), and with the
+/// score line alone as the answer when `data.rationale = false`.
+pub fn judge_examples(
+    recipe: &Recipe,
+    ds: &Dataset,
+    split: evalverse_data::split::Split,
+) -> Result<Vec<JudgeExample>, TrainError> {
+    let set = recipe.data.operator_set().map_err(TrainError::Config)?;
+    let cache = DecodeCache::new(
+        recipe
+            .data
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| recipe.run.output_dir.join("cache")),
+    );
+    let (evidence, failed) = evalverse_data::prompts::split_evidence(ds, split, &set, &cache);
+    for (id, why) in &failed {
+        eprintln!("warning: no operator evidence for clip {id}: {why}");
+    }
+    let mut all =
+        evalverse_data::prompts::build_with_evidence(ds, split, &recipe.data.dimensions, &|id| {
+            evidence.get(id).cloned()
+        })
+        .map_err(TrainError::Config)?;
+    if !recipe.data.rationale {
+        for e in &mut all {
+            e.answer = evalverse_data::prompts::score_line(e.score);
+            e.rationale.clear();
+        }
+    }
+    Ok(all)
+}
+
 pub fn decode_clips(recipe: &Recipe, ds: &Dataset, examples: &[JudgeExample]) -> Clips {
     let cache = DecodeCache::new(
         recipe

@@ -38,17 +38,11 @@ fn stage_examples(
     split: Split,
 ) -> Result<Vec<examples::JudgeExample>, TrainError> {
     match recipe.stage {
-        StageConfig::Caption => evalverse_data::prompts::caption_examples(ds, split),
-        _ => examples::build(ds, split, &recipe.data.dimensions).map(|mut all| {
-            if !recipe.data.rationale {
-                for e in &mut all {
-                    e.answer = evalverse_data::prompts::score_line(e.score);
-                }
-            }
-            all
-        }),
+        StageConfig::Caption => {
+            evalverse_data::prompts::caption_examples(ds, split).map_err(TrainError::Config)
+        }
+        _ => runtime::judge_examples(recipe, ds, split),
     }
-    .map_err(TrainError::Config)
 }
 
 /// Run the stage (`sft` or `caption`). `stop(step)` is asked after every optimizer step (Ctrl-C in the CLI); when it

@@ -117,7 +117,11 @@ pub fn gate(dim: &Dimension, clip: &ClipRecord, ev: &Evidence) -> GateDecision {
                     GateSource::Prompt,
                     format!("prompt asks for '{cue}'"),
                 ),
-                None => decided(true, GateSource::Prompt, "prompt names a subject".into()),
+                None => decided(
+                    true,
+                    GateSource::Prompt,
+                    "no empty-scene cue in the prompt".into(),
+                ),
             }
         }
     }
