@@ -94,6 +94,8 @@ max_pixels = 3136
 kind = "sft"
 [optim]
 lr = 1e-3
+[schedule]
+decay = "constant"
 [train]
 batch_size = 2
 max_steps = {steps}
@@ -127,7 +129,7 @@ fn train_killed_by_sigint_resumes_to_the_losses_of_a_straight_run() {
     let dir = tempfile::tempdir().unwrap();
     let base = tiny_base(dir.path());
     let data = root().join("data/sample");
-    let steps = 8;
+    let steps = 30;
     let straight = sft_recipe(dir.path(), "straight", &base, &data, steps);
     let o = evalverse(&["train", straight.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -144,10 +146,10 @@ fn train_killed_by_sigint_resumes_to_the_losses_of_a_straight_run() {
         .unwrap();
     // Interrupt once the run has saved its second checkpoint.
     let started = Instant::now();
-    while !run.join("checkpoints/checkpoint-2").is_dir() {
+    while !run.join("checkpoints/step-000002").is_dir() {
         assert!(
             started.elapsed() < Duration::from_secs(300),
-            "no checkpoint-2 after 300 s"
+            "no step-000002 checkpoint after 300 s"
         );
         if let Some(status) = child.try_wait().unwrap() {
             panic!("train ended ({status}) before it could be interrupted");

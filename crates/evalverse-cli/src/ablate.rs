@@ -214,6 +214,7 @@ pub fn ablate(path: &Path) -> Result<ExitCode, Failure> {
                     bootstrap: ab.eval.bootstrap,
                     seed: ab.eval.seed,
                     pairwise: false,
+                    gate: false,
                 },
                 true,
             )?;

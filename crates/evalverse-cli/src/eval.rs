@@ -31,6 +31,9 @@ pub struct EvalArgs<'a> {
     pub seed: u64,
     /// Also judge every pair of clips of a prompt group in both orders (A/B and B/A).
     pub pairwise: bool,
+    /// Also run the operators' context gate and report its N/A precision and recall beside the
+    /// judge's, against the experts' N/A labels.
+    pub gate: bool,
 }
 
 /// Base model, adapter and frame spec named by `--checkpoint` (a run folder, an adapter folder, or
@@ -276,5 +279,86 @@ pub fn run(
             .collect::<String>(),
     )
     .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", out.display())))?;
+    if a.gate {
+        let md = gate_report(&ds, a.split, &judgements, &report, &cache)?;
+        std::fs::write(out.join("gate.md"), &md)
+            .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", out.display())))?;
+        println!("N/A decisions against the experts' N/A labels:\n\n{md}");
+    }
     Ok((report, out))
+}
+
+/// The operators' context gate on every judged clip x dimension, scored against the experts' N/A
+/// majority beside the judge's own N/A answers; a markdown table per dimension and overall.
+fn gate_report(
+    ds: &Dataset,
+    split: Split,
+    judgements: &[evalverse_eval::harness::Judgement],
+    report: &evalverse_eval::report::Report,
+    cache: &DecodeCache,
+) -> Result<String, Failure> {
+    use evalverse_eval::metrics::na_gate;
+    let (evidence, failed) = evalverse_data::prompts::split_evidence(
+        ds,
+        split,
+        &evalverse_data::operators::OperatorSet::all(),
+        cache,
+    );
+    for (id, why) in &failed {
+        eprintln!("warning: gate: no evidence for clip {id}: {why}");
+    }
+    let mut rows = String::from(
+        "| dimension | judge N/A precision | judge N/A recall | gate N/A precision | gate N/A recall |\n|---|---|---|---|---|\n",
+    );
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let (mut all_pred, mut all_truth) = (Vec::new(), Vec::new());
+    for d in &report.dimensions {
+        let Some(dim) = ds.taxonomy.dimension(&d.dimension) else {
+            continue;
+        };
+        let (mut pred, mut truth) = (Vec::new(), Vec::new());
+        for j in judgements.iter().filter(|j| j.dimension == d.dimension) {
+            let clip = ds
+                .clips
+                .iter()
+                .map(|c| &c.record)
+                .find(|c| c.id == j.clip_id);
+            if let (Some(clip), Some(ev)) = (clip, evidence.get(&j.clip_id)) {
+                pred.push(!evalverse_data::operators::gate(dim, clip, ev).applies);
+                truth.push(j.expert_na);
+            }
+        }
+        let g = na_gate(&pred, &truth).ok();
+        rows.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            d.dimension,
+            f(d.na_gate.as_ref().and_then(|g| g.precision)),
+            f(d.na_gate.as_ref().and_then(|g| g.recall)),
+            f(g.as_ref().and_then(|g| g.precision)),
+            f(g.as_ref().and_then(|g| g.recall)),
+        ));
+        all_pred.extend(pred);
+        all_truth.extend(truth);
+    }
+    let g = na_gate(&all_pred, &all_truth).ok();
+    let judged: Vec<_> = judgements
+        .iter()
+        .filter(|j| j.verdict != evalverse_eval::harness::Verdict::Malformed)
+        .collect();
+    let jg = na_gate(
+        &judged
+            .iter()
+            .map(|j| j.verdict == evalverse_eval::harness::Verdict::NotApplicable)
+            .collect::<Vec<_>>(),
+        &judged.iter().map(|j| j.expert_na).collect::<Vec<_>>(),
+    )
+    .ok();
+    rows.push_str(&format!(
+        "| overall | {} | {} | {} | {} |\n",
+        f(jg.as_ref().and_then(|g| g.precision)),
+        f(jg.as_ref().and_then(|g| g.recall)),
+        f(g.as_ref().and_then(|g| g.precision)),
+        f(g.as_ref().and_then(|g| g.recall)),
+    ));
+    Ok(rows)
 }

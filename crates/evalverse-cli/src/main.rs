@@ -217,6 +217,10 @@ struct EvalCmd {
     /// accuracy per order, order-averaged accuracy, position bias and consistency.
     #[arg(long)]
     pairwise: bool,
+    /// Also run the perception operators' context gate on the split and report its N/A precision
+    /// and recall beside the judge's N/A answers (gate.md).
+    #[arg(long)]
+    gate: bool,
 }
 
 #[derive(Args)]
@@ -453,6 +457,7 @@ fn main() -> ExitCode {
             bootstrap: a.bootstrap,
             seed: a.seed,
             pairwise: a.pairwise,
+            gate: a.gate,
         }),
         Command::Model(ModelCommand::Init(a)) => model::init(&model::InitArgs {
             out: &a.out,

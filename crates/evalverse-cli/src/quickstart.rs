@@ -177,6 +177,7 @@ fn judge(
             bootstrap: a.bootstrap,
             seed: 0,
             pairwise: false,
+            gate: false,
         },
         true,
     )?;
