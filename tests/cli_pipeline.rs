@@ -376,3 +376,57 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
     assert_eq!(o.status.code(), Some(0), "{said}");
     assert!(said.contains("sft: reusing"), "{said}");
 }
+
+#[test]
+fn eval_reports_the_operator_gate_and_pairwise_position_bias() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let out = dir.path().join("eval");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        "none",
+        "--base",
+        base.to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--dimensions",
+        "rhythm",
+        "--max-new-tokens",
+        "2",
+        "--bootstrap",
+        "20",
+        "--gate",
+        "--pairwise",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{said}");
+    let gate = std::fs::read_to_string(out.join("gate.md")).unwrap();
+    let row = gate
+        .lines()
+        .find(|l| l.starts_with("| rhythm |"))
+        .unwrap_or_else(|| panic!("{gate}"));
+    // Rhythm is N/A on single-shot clips: the gate (detected cuts) finds most of them.
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let recall: f64 = cells[5].parse().unwrap_or_else(|_| panic!("{row}"));
+    assert!(recall >= 0.8, "{row}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("pairwise.json")).unwrap())
+            .unwrap();
+    let overall = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["dimension"] == "overall")
+        .unwrap();
+    let bias = overall["position_bias"].as_f64().unwrap();
+    assert!((-0.5..=0.5).contains(&bias), "{overall}");
+    assert!(overall["pairs"].as_u64().unwrap() > 0, "{overall}");
+    let lines = std::fs::read_to_string(out.join("pairwise.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines % 2, 0, "both orders of every pair");
+}
