@@ -413,8 +413,7 @@ fn eval_reports_the_operator_gate_and_pairwise_position_bias() {
     let recall: f64 = cells[5].parse().unwrap_or_else(|_| panic!("{row}"));
     assert!(recall >= 0.8, "{row}");
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("pairwise.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("pairwise.json")).unwrap()).unwrap();
     let overall = summary
         .as_array()
         .unwrap()

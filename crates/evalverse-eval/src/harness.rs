@@ -57,20 +57,22 @@ fn prompt(e: &JudgeExample, tokens: usize) -> Vec<Message> {
     ]
 }
 
-fn batch_of<B: Backend>(
+/// A left-padded batch; row `i` holds the clips of `clips[i]`, in prompt order (one video for a
+/// pointwise question, two for an A/B pair).
+pub(crate) fn batch_of<B: Backend>(
     seqs: &[Vec<u32>],
-    clips: &[&CachedClip],
+    clips: &[Vec<&CachedClip>],
     pad: u32,
     device: &B::Device,
 ) -> Batch<B> {
     let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
-    let mut rows = Vec::new();
+    let mut pixels = Vec::new();
     let mut n = 0;
-    for c in clips {
-        rows.extend_from_slice(&c.vision.pixel_values);
+    for c in clips.iter().flatten() {
+        pixels.extend_from_slice(&c.vision.pixel_values);
         n += c.vision.grid_thw.iter().product::<usize>();
     }
-    let row_len = rows.len() / n.max(1);
+    let row_len = pixels.len() / n.max(1);
     Batch {
         ids: seqs
             .iter()
@@ -89,17 +91,19 @@ fn batch_of<B: Backend>(
             })
             .collect(),
         pixel_values: Some(Tensor::<B, 2>::from_data(
-            TensorData::new(rows, [n, row_len]),
+            TensorData::new(pixels, [n, row_len]),
             device,
         )),
         media: clips
             .iter()
-            .map(|c| {
-                vec![MediaGrid {
-                    is_video: true,
-                    grid_thw: c.vision.grid_thw,
-                    second_per_grid: c.vision.second_per_grid,
-                }]
+            .map(|row| {
+                row.iter()
+                    .map(|c| MediaGrid {
+                        is_video: true,
+                        grid_thw: c.vision.grid_thw,
+                        second_per_grid: c.vision.second_per_grid,
+                    })
+                    .collect()
             })
             .collect(),
         vision_embeds: None,
@@ -137,6 +141,7 @@ pub fn judge<B: Backend>(
     let mut out = Vec::with_capacity(usable.len());
     for chunk in usable.chunks(settings.batch_size.max(1)) {
         let cl: Vec<&CachedClip> = chunk.iter().map(|e| &clips[&e.video]).collect();
+        let rows: Vec<Vec<&CachedClip>> = cl.iter().map(|c| vec![*c]).collect();
         let mut prompts = Vec::new();
         for (e, c) in chunk.iter().zip(&cl) {
             let tokens = c.vision.grid_thw.iter().product::<usize>() / 4;
@@ -148,7 +153,7 @@ pub fn judge<B: Backend>(
         }
         let gen = generate(
             model,
-            &batch_of::<B>(&prompts, &cl, pad, &device),
+            &batch_of::<B>(&prompts, &rows, pad, &device),
             &GenerationConfig::greedy(settings.max_new_tokens, vec![tok.special.im_end, pad]),
         )
         .map_err(|e| e.to_string())?;
@@ -171,7 +176,7 @@ pub fn judge<B: Backend>(
         }
         let dists = score_distribution(
             model,
-            &batch_of::<B>(&soft_prompts, &cl, pad, &device),
+            &batch_of::<B>(&soft_prompts, &rows, pad, &device),
             &score_ids,
         )
         .map_err(|e| e.to_string())?;

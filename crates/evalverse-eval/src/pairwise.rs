@@ -13,13 +13,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 use evalverse_data::cache::CachedClip;
 use evalverse_data::prompts::{JudgeExample, SYSTEM_PROMPT};
 use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::generate::score_distribution;
-use evalverse_model::position::MediaGrid;
-use evalverse_model::{Batch, QwenVl};
+use evalverse_model::QwenVl;
 use serde::{Deserialize, Serialize};
 
 /// One ordered judgement of a pair.
@@ -91,59 +89,6 @@ pub fn ordered_pairs(examples: &[JudgeExample]) -> Vec<(&JudgeExample, &JudgeExa
     out
 }
 
-fn batch_of<B: Backend>(
-    seqs: &[Vec<u32>],
-    rows: &[[&CachedClip; 2]],
-    pad: u32,
-    device: &B::Device,
-) -> Batch<B> {
-    let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
-    let mut pixels = Vec::new();
-    let mut n = 0;
-    for row in rows {
-        for c in row {
-            pixels.extend_from_slice(&c.vision.pixel_values);
-            n += c.vision.grid_thw.iter().product::<usize>();
-        }
-    }
-    let row_len = pixels.len() / n.max(1);
-    Batch {
-        ids: seqs
-            .iter()
-            .map(|s| {
-                std::iter::repeat_n(pad, len - s.len())
-                    .chain(s.iter().copied())
-                    .collect()
-            })
-            .collect(),
-        mask: seqs
-            .iter()
-            .map(|s| {
-                std::iter::repeat_n(false, len - s.len())
-                    .chain(std::iter::repeat_n(true, s.len()))
-                    .collect()
-            })
-            .collect(),
-        pixel_values: Some(Tensor::<B, 2>::from_data(
-            TensorData::new(pixels, [n, row_len]),
-            device,
-        )),
-        media: rows
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|c| MediaGrid {
-                        is_video: true,
-                        grid_thw: c.vision.grid_thw,
-                        second_per_grid: c.vision.second_per_grid,
-                    })
-                    .collect()
-            })
-            .collect(),
-        vision_embeds: None,
-    }
-}
-
 /// Judge every ordered pair of `examples` (clips in `clips`).
 pub fn judge_pairs<B: Backend>(
     model: &QwenVl<B>,
@@ -189,10 +134,14 @@ pub fn judge_pairs<B: Backend>(
             let mut ids = tok.encode_chat(&conv, true).map_err(|e| e.to_string())?.ids;
             ids.extend(tok.encode("Better: ").map_err(|e| e.to_string())?);
             seqs.push(ids);
-            rows.push([ca, cb]);
+            rows.push(vec![ca, cb]);
         }
-        let dists = score_distribution(model, &batch_of::<B>(&seqs, &rows, pad, &device), &ab)
-            .map_err(|e| e.to_string())?;
+        let dists = score_distribution(
+            model,
+            &crate::harness::batch_of::<B>(&seqs, &rows, pad, &device),
+            &ab,
+        )
+        .map_err(|e| e.to_string())?;
         for ((a, b), (d, _)) in chunk.iter().zip(dists) {
             out.push(PairJudgement {
                 prompt_group: a.prompt_group.clone(),
