@@ -310,25 +310,28 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
         .unwrap();
     }
     let out = dir.path().join("qs");
-    let o = evalverse(&[
-        "quickstart",
-        "--out",
-        out.to_str().unwrap(),
-        "--recipes",
-        recipes.to_str().unwrap(),
-        "--data",
-        root().join("data/sample").to_str().unwrap(),
-        "--base-spec",
-        root().join("data/tiny-base").to_str().unwrap(),
-        "--tokenizer",
-        tokenizer().to_str().unwrap(),
-        "--dimensions",
-        "lens,rhythm",
-        "--max-new-tokens",
-        "4",
-        "--bootstrap",
-        "20",
-    ]);
+    let run = || {
+        evalverse(&[
+            "quickstart",
+            "--out",
+            out.to_str().unwrap(),
+            "--recipes",
+            recipes.to_str().unwrap(),
+            "--data",
+            root().join("data/sample").to_str().unwrap(),
+            "--base-spec",
+            root().join("data/tiny-base").to_str().unwrap(),
+            "--tokenizer",
+            tokenizer().to_str().unwrap(),
+            "--dimensions",
+            "lens,rhythm",
+            "--max-new-tokens",
+            "4",
+            "--bootstrap",
+            "20",
+        ])
+    };
+    let o = run();
     let said = text(&o);
     assert_eq!(o.status.code(), Some(0), "{said}");
     for needle in [
@@ -353,25 +356,7 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     // A second run reuses every stage.
-    let o = evalverse(&[
-        "quickstart",
-        "--out",
-        out.to_str().unwrap(),
-        "--recipes",
-        recipes.to_str().unwrap(),
-        "--data",
-        root().join("data/sample").to_str().unwrap(),
-        "--base-spec",
-        root().join("data/tiny-base").to_str().unwrap(),
-        "--tokenizer",
-        tokenizer().to_str().unwrap(),
-        "--dimensions",
-        "lens,rhythm",
-        "--max-new-tokens",
-        "4",
-        "--bootstrap",
-        "20",
-    ]);
+    let o = run();
     let said = text(&o);
     assert_eq!(o.status.code(), Some(0), "{said}");
     assert!(said.contains("sft: reusing"), "{said}");

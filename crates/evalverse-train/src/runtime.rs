@@ -103,6 +103,17 @@ pub struct Clips {
     pub cache_hits: usize,
 }
 
+/// The run's decode cache (`data.cache_dir`, default `<output_dir>/cache`).
+fn decode_cache(recipe: &Recipe) -> DecodeCache {
+    DecodeCache::new(
+        recipe
+            .data
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| recipe.run.output_dir.join("cache")),
+    )
+}
+
 /// The judge examples of a split as the recipe asks: with the operators' evidence block in the
 /// questions when `data.operators` names any (measured through the decode cache), and with the
 /// score line alone as the answer when `data.rationale = false`.
@@ -112,13 +123,7 @@ pub fn judge_examples(
     split: evalverse_data::split::Split,
 ) -> Result<Vec<JudgeExample>, TrainError> {
     let set = recipe.data.operator_set().map_err(TrainError::Config)?;
-    let cache = DecodeCache::new(
-        recipe
-            .data
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| recipe.run.output_dir.join("cache")),
-    );
+    let cache = decode_cache(recipe);
     let (evidence, failed) = evalverse_data::prompts::split_evidence(ds, split, &set, &cache);
     for (id, why) in &failed {
         eprintln!("warning: no operator evidence for clip {id}: {why}");
@@ -138,13 +143,7 @@ pub fn judge_examples(
 }
 
 pub fn decode_clips(recipe: &Recipe, ds: &Dataset, examples: &[JudgeExample]) -> Clips {
-    let cache = DecodeCache::new(
-        recipe
-            .data
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| recipe.run.output_dir.join("cache")),
-    );
+    let cache = decode_cache(recipe);
     let mut ids: Vec<&str> = examples.iter().map(|e| e.clip_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
