@@ -414,3 +414,55 @@ fn eval_reports_the_operator_gate_and_pairwise_position_bias() {
         .count();
     assert_eq!(lines % 2, 0, "both orders of every pair");
 }
+
+#[test]
+fn an_aspect_unit_run_trains_on_one_prompt_per_aspect_and_is_judged_per_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let recipe = sft_recipe(dir.path(), "aspect", &base, &root().join("data/sample"), 2);
+    let text_of = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(
+        &recipe,
+        text_of.replace(
+            "dimensions = [\"lens\"]",
+            "dimensions = [\"lens\", \"pacing\"]\nunit = \"aspect\"",
+        ),
+    )
+    .unwrap();
+    let o = evalverse(&["train", recipe.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let run = dir.path().join("aspect");
+    let resolved = std::fs::read_to_string(run.join("recipe.toml")).unwrap();
+    assert!(resolved.contains("unit = \"aspect\""), "{resolved}");
+    let out = dir.path().join("eval");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--dimensions",
+        "lens,pacing",
+        "--max-new-tokens",
+        "3",
+        "--bootstrap",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // One judgement per clip and dimension, both dimensions for every judged clip.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("judgements.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |d: &str| lines.iter().filter(|j| j["dimension"] == d).count();
+    assert!(count("lens") > 0);
+    assert_eq!(count("lens"), count("pacing"));
+    assert_eq!(lines.len(), 2 * count("lens"));
+    for j in &lines {
+        let soft = j["soft"].as_f64().unwrap();
+        assert!((1.0..=5.0).contains(&soft), "{j}");
+    }
+}

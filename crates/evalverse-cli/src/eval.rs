@@ -11,7 +11,7 @@ use evalverse_data::cache::DecodeCache;
 use evalverse_data::dataset::Dataset;
 use evalverse_data::split::Split;
 use evalverse_data::video::{FrameSpec, PatchSpec};
-use evalverse_eval::harness::{judge, JudgeSettings};
+use evalverse_eval::harness::{judge_units, JudgeSettings};
 use evalverse_model::chat::ChatTokenizer;
 use evalverse_model::weights::ModelSource;
 use evalverse_model::{Cpu, QwenVl};
@@ -151,13 +151,20 @@ pub fn run(
     let (base, adapter, frames, default_out) = resolve_checkpoint(a.checkpoint, a.base)?;
     let out = a.out.map(Path::to_path_buf).unwrap_or(default_out);
     let ds = Dataset::load(a.data).map_err(|e| Failure::Usage(anyhow!(e)))?;
-    // A run trained with operator evidence in its prompts is judged with the same evidence.
-    let operators = match Path::new(a.checkpoint).join("recipe.toml") {
-        r if r.is_file() => evalverse_train::recipe::Recipe::load(&r)
-            .map_err(|e| Failure::Usage(anyhow!("{e}")))?
-            .data
-            .operator_set()
-            .map_err(|m| Failure::Usage(anyhow!(m)))?,
+    // A run is judged as it was trained: with the same operator evidence in its prompts and
+    // the same response unit (one prompt per dimension or per aspect).
+    let (operators, unit) = match Path::new(a.checkpoint).join("recipe.toml") {
+        r if r.is_file() => {
+            let recipe = evalverse_train::recipe::Recipe::load(&r)
+                .map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+            (
+                recipe
+                    .data
+                    .operator_set()
+                    .map_err(|m| Failure::Usage(anyhow!(m)))?,
+                recipe.data.unit,
+            )
+        }
         _ => Default::default(),
     };
     let cache = DecodeCache::new(out.join("cache"));
@@ -238,11 +245,13 @@ pub fn run(
         write("pairwise.md", md.clone())?;
         println!("Pairwise, both orders (A/B, B/A):\n\n{md}");
     }
-    let judgements = judge(
+    let units =
+        evalverse_data::prompts::group_units(&ds, examples, unit, &|id| evidence.get(id).cloned());
+    let judgements = judge_units(
         &model,
         &tok,
-        &ds.taxonomy.default_scale,
-        &examples,
+        &ds.taxonomy,
+        &units,
         &by_video,
         &JudgeSettings {
             max_new_tokens: a.max_new_tokens,

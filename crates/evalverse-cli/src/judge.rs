@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use evalverse_data::cache::CachedClip;
-use evalverse_data::prompts::{judge_question, JudgeExample};
+use evalverse_data::prompts::{group_units_with, judge_question, JudgeExample};
 use evalverse_data::taxonomy::Taxonomy;
 use evalverse_data::video::{preprocess_video, PatchSpec};
-use evalverse_eval::harness::{judge as run_judge, JudgeSettings, Verdict};
+use evalverse_eval::harness::{judge_units, JudgeSettings, Verdict};
 
 use crate::Failure;
 
@@ -76,11 +76,22 @@ pub fn judge(a: &JudgeArgs) -> Result<ExitCode, Failure> {
             histogram: vec![],
         })
         .collect();
-    let judgements = run_judge(
+    // Judged as the run was trained: one prompt per dimension or per aspect.
+    let unit = match Path::new(a.checkpoint).join("recipe.toml") {
+        r if r.is_file() => {
+            evalverse_train::recipe::Recipe::load(&r)
+                .map_err(|e| usage(e.to_string()))?
+                .data
+                .unit
+        }
+        _ => Default::default(),
+    };
+    let units = group_units_with(&tax, examples, unit, &|_| (a.prompt.to_string(), None));
+    let judgements = judge_units(
         &model,
         &tok,
-        &tax.default_scale,
-        &examples,
+        &tax,
+        &units,
         &clips,
         &JudgeSettings {
             max_new_tokens: a.max_new_tokens,

@@ -50,10 +50,30 @@ pub fn judge_question_with_evidence(
     evidence: Option<&crate::operators::Evidence>,
 ) -> String {
     let scale = tax.scale(dim);
+    let mut q = format!(
+        "Evaluate the {} of this clip. {}",
+        dim.name,
+        dimension_body(dim)
+    );
+    if let Some(ev) = evidence {
+        q.push_str(&crate::operators::evidence_block(ev));
+        q.push('\n');
+    }
+    q.push_str(&format!(
+        "The clip was generated from the prompt: \"{}\"\nReason about what you see, then end with 'Score: N' where N is from {} to {}, or 'Score: N/A' if the dimension {}.",
+        clip_prompt,
+        scale.min,
+        scale.max,
+        na_clause(dim)
+    ));
+    q
+}
+
+/// A dimension's description, sub-dimensions and numbered expert questions, each line ended.
+fn dimension_body(dim: &Dimension) -> String {
     let subs: Vec<&str> = dim.sub_dimensions.iter().map(|s| s.name.as_str()).collect();
     let mut q = format!(
-        "Evaluate the {} of this clip. {}\nSub-dimensions: {}.\n",
-        dim.name,
+        "{}\nSub-dimensions: {}.\n",
         dim.description,
         if subs.is_empty() {
             "none".to_string()
@@ -64,21 +84,238 @@ pub fn judge_question_with_evidence(
     for (i, question) in dim.questions.iter().enumerate() {
         q.push_str(&format!("{}. {}\n", i + 1, question));
     }
+    q
+}
+
+/// When a judge may answer N/A for `dim`.
+fn na_clause(dim: &Dimension) -> String {
+    let facts = crate::taxonomy::ClipFacts {
+        shots: 1,
+        has_audio: false,
+        has_speech: false,
+    };
+    match dim.applicability.applies(&facts) {
+        Some(true) => "cannot be judged".to_string(),
+        _ => format!("does not apply ({})", dim.applicability.describe()),
+    }
+}
+
+/// How judge responses are grouped (recipe key `data.unit`): one prompt and answer per
+/// dimension, or one per aspect covering all of its dimensions in taxonomy order (dimensions
+/// outside any aspect, the rightness ones, stay one per prompt).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseUnit {
+    #[default]
+    Dimension,
+    Aspect,
+}
+
+/// One prompt and its expert answer, covering the dimensions in `members` (one for
+/// `ResponseUnit::Dimension`). Metrics stay per member dimension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitExample {
+    /// The aspect id, or the dimension id for a one-dimension unit.
+    pub unit: String,
+    pub question: String,
+    pub answer: String,
+    /// Per-dimension examples of the same clip, in taxonomy order.
+    pub members: Vec<JudgeExample>,
+}
+
+impl UnitExample {
+    /// The unit as one trainable example: the first member's clip fields with the unit's
+    /// question and answer (`dimension` is the unit id).
+    pub fn as_example(&self) -> JudgeExample {
+        let first = &self.members[0];
+        JudgeExample {
+            dimension: self.unit.clone(),
+            question: self.question.clone(),
+            answer: self.answer.clone(),
+            rationale: String::new(),
+            score: None,
+            mean: None,
+            histogram: vec![],
+            ..first.clone()
+        }
+    }
+    /// The heading each member's part of the answer starts with ("Lens: "), or none for a
+    /// one-dimension unit.
+    pub fn headings(&self, tax: &Taxonomy) -> Vec<Option<String>> {
+        if self.members.len() == 1 && self.unit == self.members[0].dimension {
+            return vec![None];
+        }
+        self.members
+            .iter()
+            .map(|m| {
+                Some(format!(
+                    "{}:",
+                    tax.dimension(&m.dimension)
+                        .map_or(m.dimension.as_str(), |d| d.name.as_str())
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The question covering several dimensions of one aspect.
+pub fn aspect_question(
+    tax: &Taxonomy,
+    aspect: &crate::taxonomy::Aspect,
+    dims: &[&Dimension],
+    clip_prompt: &str,
+    evidence: Option<&crate::operators::Evidence>,
+) -> String {
+    let names: Vec<&str> = dims.iter().map(|d| d.name.as_str()).collect();
+    let mut q = format!(
+        "Evaluate the {} of this clip on {} dimension{}.\n",
+        aspect.name,
+        dims.len(),
+        if dims.len() == 1 { "" } else { "s" }
+    );
+    for d in dims {
+        q.push_str(&format!("{}: {}", d.name, dimension_body(d)));
+    }
     if let Some(ev) = evidence {
         q.push_str(&crate::operators::evidence_block(ev));
         q.push('\n');
     }
+    let scale = &tax.default_scale;
     q.push_str(&format!(
-        "The clip was generated from the prompt: \"{}\"\nReason about what you see, then end with 'Score: N' where N is from {} to {}, or 'Score: N/A' if the dimension {}.",
+        "The clip was generated from the prompt: \"{}\"\nFor each dimension in this order ({}), write its name and a colon, reason about what you see, then end with 'Score: N' where N is from {} to {}, or 'Score: N/A' if the dimension {}.",
         clip_prompt,
+        names.join(", "),
         scale.min,
         scale.max,
-        match dim.applicability.applies(&crate::taxonomy::ClipFacts { shots: 1, has_audio: false, has_speech: false }) {
-            Some(true) => "cannot be judged".to_string(),
-            _ => format!("does not apply ({})", dim.applicability.describe()),
-        }
+        dims.iter()
+            .map(|d| format!("{}: {}", d.name, na_clause(d)))
+            .collect::<Vec<_>>()
+            .join("; ")
     ));
     q
+}
+
+impl From<JudgeExample> for UnitExample {
+    /// The one-dimension unit.
+    fn from(e: JudgeExample) -> Self {
+        UnitExample {
+            unit: e.dimension.clone(),
+            question: e.question.clone(),
+            answer: e.answer.clone(),
+            members: vec![e],
+        }
+    }
+}
+
+/// Group per-dimension examples of `ds` (as `build_with_evidence` returns them: clip by clip,
+/// taxonomy order) into response units; `evidence` is each clip's operator evidence, as given to
+/// `build_with_evidence`.
+pub fn group_units(
+    ds: &Dataset,
+    examples: Vec<JudgeExample>,
+    unit: ResponseUnit,
+    evidence: &dyn Fn(&str) -> Option<crate::operators::Evidence>,
+) -> Vec<UnitExample> {
+    group_units_with(&ds.taxonomy, examples, unit, &|id| {
+        let prompt = ds
+            .clips
+            .iter()
+            .find(|c| c.record.id == id)
+            .map(|c| c.record.prompt.clone())
+            .unwrap_or_default();
+        (prompt, evidence(id))
+    })
+}
+
+/// `group_units` for clips outside a dataset: `context` gives a clip's generation prompt and
+/// operator evidence by clip id.
+pub fn group_units_with(
+    tax: &Taxonomy,
+    examples: Vec<JudgeExample>,
+    unit: ResponseUnit,
+    context: &dyn Fn(&str) -> (String, Option<crate::operators::Evidence>),
+) -> Vec<UnitExample> {
+    if unit == ResponseUnit::Dimension {
+        return examples.into_iter().map(UnitExample::from).collect();
+    }
+    let key = |e: &JudgeExample| {
+        let aspect = tax.dimension(&e.dimension).and_then(|d| d.aspect.clone());
+        (
+            e.clip_id.clone(),
+            aspect.unwrap_or_else(|| e.dimension.clone()),
+        )
+    };
+    let mut groups: Vec<((String, String), Vec<JudgeExample>)> = Vec::new();
+    for e in examples {
+        let k = key(&e);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, members)) => members.push(e),
+            None => groups.push((k, vec![e])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((clip, unit), members)| match tax.aspect(&unit) {
+            Some(aspect) => {
+                let dims: Vec<&Dimension> = members
+                    .iter()
+                    .filter_map(|m| tax.dimension(&m.dimension))
+                    .collect();
+                let (prompt, evidence) = context(&clip);
+                let answer = dims
+                    .iter()
+                    .zip(&members)
+                    .map(|(d, m)| format!("{}: {}", d.name, m.answer.trim()))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                UnitExample {
+                    question: aspect_question(tax, aspect, &dims, &prompt, evidence.as_ref()),
+                    answer,
+                    unit,
+                    members,
+                }
+            }
+            None => UnitExample {
+                question: members[0].question.clone(),
+                answer: members[0].answer.clone(),
+                unit,
+                members,
+            },
+        })
+        .collect()
+}
+
+/// The part of a unit's answer that belongs to each heading (`UnitExample::headings`): from the
+/// end of the heading's first line-start occurrence to the next found heading, or the whole
+/// answer for `None`. A heading the answer lacks gives `None`.
+pub fn split_unit_answer<'a>(
+    answer: &'a str,
+    headings: &[Option<String>],
+) -> Vec<Option<(usize, &'a str)>> {
+    let starts: Vec<Option<(usize, usize)>> = headings
+        .iter()
+        .map(|h| match h {
+            None => Some((0, 0)),
+            Some(h) => answer
+                .match_indices(h.as_str())
+                .find(|(at, _)| *at == 0 || answer[..*at].ends_with('\n'))
+                .map(|(at, _)| (at, at + h.len())),
+        })
+        .collect();
+    starts
+        .iter()
+        .map(|s| {
+            let (_, body) = (*s)?;
+            let end = starts
+                .iter()
+                .flatten()
+                .map(|(at, _)| *at)
+                .filter(|at| *at >= body && *at > 0)
+                .min()
+                .unwrap_or(answer.len());
+            Some((body, &answer[body..end]))
+        })
+        .collect()
 }
 
 pub fn score_line(score: Option<f64>) -> String {

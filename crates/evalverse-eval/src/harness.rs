@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use evalverse_data::cache::CachedClip;
-use evalverse_data::prompts::{parse_score, JudgeExample, SYSTEM_PROMPT};
-use evalverse_data::taxonomy::Scale;
+use evalverse_data::prompts::{parse_score, split_unit_answer, UnitExample, SYSTEM_PROMPT};
+use evalverse_data::taxonomy::Taxonomy;
 use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::generate::{generate, score_distribution, GenerationConfig};
 use evalverse_model::position::MediaGrid;
@@ -47,12 +47,15 @@ pub struct JudgeSettings {
     pub batch_size: usize,
 }
 
-fn prompt(e: &JudgeExample, tokens: usize) -> Vec<Message> {
+fn prompt(question: &str, tokens: usize) -> Vec<Message> {
     vec![
         Message::text(Role::System, SYSTEM_PROMPT),
         Message {
             role: Role::User,
-            content: vec![Content::Video { tokens }, Content::Text(e.question.clone())],
+            content: vec![
+                Content::Video { tokens },
+                Content::Text(question.to_string()),
+            ],
         },
     ]
 }
@@ -110,16 +113,20 @@ pub(crate) fn batch_of<B: Backend>(
     }
 }
 
-/// Judge `examples` (whose clips are in `clips`) in batches.
-pub fn judge<B: Backend>(
+/// Judge response units (`prompts::group_units`): one generation per unit, with
+/// `max_new_tokens` per member dimension; each member's verdict and soft score are read from its
+/// part of the answer (`split_unit_answer`). A member whose heading the answer lacks is
+/// malformed, and its soft score is read after a forced "Heading: Score: ".
+pub fn judge_units<B: Backend>(
     model: &QwenVl<B>,
     tok: &ChatTokenizer,
-    scale: &Scale,
-    examples: &[JudgeExample],
+    tax: &Taxonomy,
+    units: &[UnitExample],
     clips: &BTreeMap<PathBuf, CachedClip>,
     settings: &JudgeSettings,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Judgement>, String> {
+    let scale = &tax.default_scale;
     let device = model.device();
     let pad = tok.special.endoftext;
     let levels = scale.values();
@@ -134,54 +141,84 @@ pub fn judge<B: Backend>(
             _ => return Err(format!("score level {v} is not a single token")),
         }
     }
-    let usable: Vec<&JudgeExample> = examples
+    let usable: Vec<&UnitExample> = units
         .iter()
-        .filter(|e| clips.contains_key(&e.video))
+        .filter(|u| clips.contains_key(&u.members[0].video))
         .collect();
-    let mut out = Vec::with_capacity(usable.len());
+    let total: usize = usable.iter().map(|u| u.members.len()).sum();
+    let mut out = Vec::with_capacity(total);
     for chunk in usable.chunks(settings.batch_size.max(1)) {
-        let cl: Vec<&CachedClip> = chunk.iter().map(|e| &clips[&e.video]).collect();
+        let cl: Vec<&CachedClip> = chunk.iter().map(|u| &clips[&u.members[0].video]).collect();
         let rows: Vec<Vec<&CachedClip>> = cl.iter().map(|c| vec![*c]).collect();
         let mut prompts = Vec::new();
-        for (e, c) in chunk.iter().zip(&cl) {
+        for (u, c) in chunk.iter().zip(&cl) {
             let tokens = c.vision.grid_thw.iter().product::<usize>() / 4;
             prompts.push(
-                tok.encode_chat(&prompt(e, tokens), true)
+                tok.encode_chat(&prompt(&u.question, tokens), true)
                     .map_err(|e| e.to_string())?
                     .ids,
             );
         }
+        let widest = chunk.iter().map(|u| u.members.len()).max().unwrap_or(1);
         let gen = generate(
             model,
             &batch_of::<B>(&prompts, &rows, pad, &device),
-            &GenerationConfig::greedy(settings.max_new_tokens, vec![tok.special.im_end, pad]),
+            &GenerationConfig::greedy(
+                settings.max_new_tokens * widest,
+                vec![tok.special.im_end, pad],
+            ),
         )
         .map_err(|e| e.to_string())?;
-        // Soft scores: the prompt, the answer up to its last "Score:" (or the whole answer and a
-        // forced score line), then "Score: " -> distribution over the score tokens.
-        let mut answers = Vec::new();
+        // Soft scores: the prompt, the member's part of the answer up to its last "Score:" (or
+        // the part and a forced score line), then "Score: " -> distribution over the score tokens.
+        let mut parts = Vec::new();
         let mut soft_prompts = Vec::new();
-        for (i, p) in prompts.iter().enumerate() {
+        let mut soft_rows = Vec::new();
+        for (i, (u, p)) in chunk.iter().zip(&prompts).enumerate() {
             let answer = tok
                 .decode(&gen.tokens[i], true)
                 .map_err(|e| e.to_string())?;
-            let prefix = match answer.rfind("Score:") {
-                Some(at) => format!("{}Score: ", &answer[..at]),
-                None => format!("{}\nScore: ", answer.trim_end()),
-            };
-            let mut ids = p.clone();
-            ids.extend(tok.encode(&prefix).map_err(|e| e.to_string())?);
-            soft_prompts.push(ids);
-            answers.push(answer);
+            let headings = u.headings(tax);
+            for (m, (part, heading)) in u.members.iter().zip(
+                split_unit_answer(&answer, &headings)
+                    .into_iter()
+                    .zip(&headings),
+            ) {
+                let prefix = match part {
+                    Some((at, text)) => match text.rfind("Score:") {
+                        Some(s) => format!("{}Score: ", &answer[..at + s]),
+                        None => format!("{}\nScore: ", answer[..at + text.len()].trim_end()),
+                    },
+                    None => format!(
+                        "{}\n{} Score: ",
+                        answer.trim_end(),
+                        heading.as_deref().unwrap_or_default()
+                    ),
+                };
+                let mut ids = p.clone();
+                ids.extend(tok.encode(&prefix).map_err(|e| e.to_string())?);
+                soft_prompts.push(ids);
+                soft_rows.push(rows[i].clone());
+                let text = match (headings.len(), part) {
+                    (1, _) if heading.is_none() => answer.clone(),
+                    (_, Some((_, t))) => t.trim().to_string(),
+                    (_, None) => String::new(),
+                };
+                parts.push((m, text, part.is_some()));
+            }
         }
-        let dists = score_distribution(
-            model,
-            &batch_of::<B>(&soft_prompts, &rows, pad, &device),
-            &score_ids,
-        )
-        .map_err(|e| e.to_string())?;
-        for ((e, answer), (dist, _mass)) in chunk.iter().zip(answers).zip(dists) {
-            let verdict = match parse_score(&answer, scale) {
+        let mut dists = Vec::with_capacity(soft_prompts.len());
+        for (ps, rs) in soft_prompts
+            .chunks(settings.batch_size.max(1))
+            .zip(soft_rows.chunks(settings.batch_size.max(1)))
+        {
+            dists.extend(
+                score_distribution(model, &batch_of::<B>(ps, rs, pad, &device), &score_ids)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        for ((e, answer, found), (dist, _mass)) in parts.into_iter().zip(dists) {
+            let verdict = match found.then(|| parse_score(&answer, scale)).flatten() {
                 Some(Some(v)) => Verdict::Score(v),
                 Some(None) => Verdict::NotApplicable,
                 None => Verdict::Malformed,
@@ -201,7 +238,7 @@ pub fn judge<B: Backend>(
                 expert_na: e.score.is_none(),
             });
         }
-        progress(out.len(), usable.len());
+        progress(out.len(), total);
     }
     Ok(out)
 }

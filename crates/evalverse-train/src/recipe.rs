@@ -64,13 +64,7 @@ fn default_dtype() -> Dtype {
     Dtype::F32
 }
 
-/// How responses are grouped: one per dimension, or one per aspect (all its dimensions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResponseUnit {
-    Dimension,
-    Aspect,
-}
+pub use evalverse_data::prompts::ResponseUnit;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,8 +74,11 @@ pub struct DataConfig {
     /// Dimensions to train on (default: every dimension of the taxonomy).
     #[serde(default)]
     pub dimensions: Vec<String>,
-    /// One response per dimension (default). "aspect" (one response per aspect) is refused for now.
-    #[serde(default = "default_unit")]
+    /// "dimension" (default): one prompt and response per clip and dimension. "aspect": one per
+    /// clip and aspect, the response walking through the aspect's dimensions in order ("Lens:
+    /// ... Score: 4"); rightness dimensions stay one per prompt. Evaluation of a run follows its
+    /// recipe's unit. Preference calibration needs "dimension".
+    #[serde(default)]
     pub unit: ResponseUnit,
     /// Train on the expert rationale then the score (chain of thought, default true), or on the
     /// score line alone (direct scoring, for ablations).
@@ -110,10 +107,6 @@ impl DataConfig {
 
 fn default_true() -> bool {
     true
-}
-
-fn default_unit() -> ResponseUnit {
-    ResponseUnit::Dimension
 }
 
 /// The stage and, for preference calibration, its strategy.
@@ -307,8 +300,10 @@ impl Recipe {
             .check()
             .map_err(|m| format!("data.frames: {m}"))?;
         self.data.operator_set()?;
-        if self.data.unit == ResponseUnit::Aspect {
-            return Err("data.unit = \"aspect\" (one response covering an aspect's dimensions) is not implemented yet; use \"dimension\"".into());
+        if self.data.unit == ResponseUnit::Aspect
+            && matches!(self.stage, StageConfig::Preference { .. })
+        {
+            return Err("data.unit = \"aspect\" is for stage sft: preference calibration scores one dimension per prompt; use data.unit = \"dimension\"".into());
         }
         let t = &self.train;
         match (t.max_steps, t.epochs) {
@@ -475,6 +470,26 @@ max_steps = 10
                 && e.contains("motion"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn aspect_unit_is_for_sft_only() {
+        let aspect = SFT.replace("[data.frames]", "unit = \"aspect\"\n[data.frames]");
+        assert_eq!(parse(&aspect).unwrap().data.unit, ResponseUnit::Aspect);
+        assert_eq!(parse(SFT).unwrap().data.unit, ResponseUnit::Dimension);
+        let pref = aspect.replace(
+            "kind = \"sft\"",
+            "kind = \"preference\"\nstrategy = { name = \"bt\" }",
+        );
+        let e = parse(&pref).unwrap_err().to_string();
+        assert!(
+            e.contains("data.unit") && e.contains("\"dimension\""),
+            "{e}"
+        );
+        let e = parse(&SFT.replace("[data.frames]", "unit = \"shot\"\n[data.frames]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shot") && e.contains("aspect"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use evalverse_model::position::MediaGrid;
 use evalverse_model::{Batch, QwenVl};
 
 use crate::examples::{JudgeExample, SYSTEM_PROMPT};
-use crate::recipe::{Dtype, Recipe};
+use crate::recipe::{Dtype, Recipe, ResponseUnit};
 
 /// Errors of a training run; the CLI maps `Config` to exit code 2 and the rest to 1.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +139,13 @@ pub fn judge_examples(
             e.rationale.clear();
         }
     }
-    Ok(all)
+    if recipe.data.unit == ResponseUnit::Dimension {
+        return Ok(all);
+    }
+    let units = evalverse_data::prompts::group_units(ds, all, recipe.data.unit, &|id| {
+        evidence.get(id).cloned()
+    });
+    Ok(units.iter().map(|u| u.as_example()).collect())
 }
 
 pub fn decode_clips(recipe: &Recipe, ds: &Dataset, examples: &[JudgeExample]) -> Clips {
