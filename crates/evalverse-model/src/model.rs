@@ -299,6 +299,30 @@ impl<B: Backend> QwenVl<B> {
 
     /// Logits [n, vocab] at the flattened positions `rows` (index b * len + t) of hidden states.
     pub fn head_at(&self, h: Tensor<B, 3>, rows: &[usize]) -> Tensor<B, 2> {
+        let picked = self.rows_of(h, rows).unsqueeze_dim::<3>(0);
+        let logits = self.head(picked);
+        let [_, n, v] = logits.dims();
+        logits.reshape([n, v])
+    }
+
+    /// The head as a [hidden, vocab] matrix when nothing in it trains (tied to the frozen
+    /// embedding, or an `lm_head` without LoRA, bias or gradient): then a loss can be fused with
+    /// it (`losses::fused_head_nll`). `None` when the head has trainable parts.
+    pub fn frozen_head(&self) -> Option<Tensor<B, 2>> {
+        match &self.lm_head {
+            Some(l) if l.lora.is_none() && l.bias.is_none() && !l.weight.is_require_grad() => {
+                Some(l.weight.val())
+            }
+            Some(_) => None,
+            None => Some(match &self.tied_head {
+                Some(t) => t.clone(),
+                None => self.model.embed_tokens.val().transpose(),
+            }),
+        }
+    }
+
+    /// Rows `rows` (b * len + t) of hidden states [b, len, d], as [rows, d].
+    pub fn rows_of(&self, h: Tensor<B, 3>, rows: &[usize]) -> Tensor<B, 2> {
         let [b, l, d] = h.dims();
         let idx = Tensor::<B, 1, Int>::from_data(
             TensorData::new(
@@ -307,10 +331,7 @@ impl<B: Backend> QwenVl<B> {
             ),
             &h.device(),
         );
-        let picked = h.reshape([b * l, d]).select(0, idx).unsqueeze_dim::<3>(0);
-        let logits = self.head(picked);
-        let [_, n, v] = logits.dims();
-        logits.reshape([n, v])
+        h.reshape([b * l, d]).select(0, idx)
     }
 }
 

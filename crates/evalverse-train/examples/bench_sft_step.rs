@@ -2,7 +2,7 @@
 //! `scripts/bench_sft_step.py run` (see scripts/bench_sft_step.sh for the side-by-side table).
 //!
 //! ```sh
-//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N]
+//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused]
 //! ```
 //!
 //! BASE: a Qwen2.5-VL folder (`evalverse model init`); BATCH: the safetensors file written by
@@ -12,7 +12,8 @@
 //! Python side does.
 //!
 //! One step is what `evalverse_train::sft::run` does per optimizer step (grad_accum 1):
-//! `forward_hidden`, `label_rows` + `head_at` + `token_nll` (logits only at label rows),
+//! `forward_hidden`, `label_rows` + `runtime::label_nll` (the head fused with the loss, logits
+//! only at label rows; its gradient for the hidden states is computed in the forward phase),
 //! `backward`, `accumulate_grads`, `clip_global_norm` (1.0), `AdamWState::update` (lr 1e-4,
 //! torch defaults), `set_lora_params`. LoRA r 8, alpha 16, dropout 0 on the seven language-model
 //! projections. Warm-up steps, then the median of N. Also the medians of the phases: forward
@@ -23,13 +24,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
-use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{DType, ElementConversion, Tensor, TensorData};
 use evalverse_model::lora::{apply_lora, set_training, LoraConfig, DEFAULT_TARGETS};
 use evalverse_model::position::MediaGrid;
 use evalverse_model::{Batch, Cpu, QwenVl};
-use evalverse_train::losses::{label_rows, token_nll};
+use evalverse_train::losses::label_rows;
 use evalverse_train::optim::{clip_global_norm, AdamWConfig, AdamWState};
-use evalverse_train::runtime::{accumulate_grads, lora_params, set_lora_params};
+use evalverse_train::runtime::{accumulate_grads, label_nll, lora_params, set_lora_params};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::json;
 
@@ -82,6 +83,9 @@ fn main() {
     let (base, batch_path) = (&args[0], &args[1]);
     let steps = flag("--steps", 10);
     let warmup = flag("--warmup", 2);
+    // --unfused: the head's logits through the autodiff graph (`head_at` + `token_nll`), the
+    // path before the fused head loss, for comparison.
+    let unfused = args.iter().any(|a| a == "--unfused");
     let device = Default::default();
 
     // ---- batch
@@ -163,11 +167,17 @@ fn main() {
             vision_embeds: None,
         };
         let (h, ..) = model.forward_hidden(&batch, false, None).expect("forward");
-        let logits = model.head_at(h, &rows);
-        let loss = token_nll(
-            logits,
-            Tensor::<B, 1, Int>::from_data(TensorData::new(targets.clone(), [n]), &device),
-        );
+        let loss = if unfused {
+            evalverse_train::losses::token_nll(
+                model.head_at(h, &rows),
+                Tensor::<B, 1, burn::tensor::Int>::from_data(
+                    TensorData::new(targets.clone(), [n]),
+                    &device,
+                ),
+            )
+        } else {
+            label_nll(&model, h, &rows, targets.clone())
+        };
         let value: f64 = loss.clone().into_scalar().elem();
         let t1 = Instant::now();
         let grads = loss.backward();

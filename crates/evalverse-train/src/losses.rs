@@ -4,9 +4,9 @@
 //! difference: our sigmoid loss applies label smoothing (cDPO, Mitchell 2023, as TRL <= 0.19 did);
 //! TRL 1.x ignores it there.
 
-use burn::tensor::activation::{log_sigmoid, log_softmax, relu};
-use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::activation::{log_sigmoid, log_softmax, relu, softmax};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Bool, DType, IndexingUpdateOp, Int, Tensor, TensorData};
 
 /// Next-token cross-entropy on the positions `labels_mask` marks (assistant tokens), averaged
 /// over those tokens: L = -(1/N) sum_t m_{t+1} log p(x_{t+1} | x_<=t). Logits [b, l, v] at
@@ -39,6 +39,66 @@ pub fn token_nll<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -
     }
     let lp = log_softmax(logits, 1);
     lp.gather(1, targets.reshape([n, 1])).mean().neg()
+}
+
+/// Rows of logits materialised at once by `fused_head_nll`: bounds its [rows, vocab] buffers
+/// (about 256 MB of f32 at a 152k vocabulary).
+const HEAD_CHUNK_ELEMENTS: usize = 1 << 26;
+
+/// `token_nll(h W, targets)` for a frozen head W [d, v], with the same value and the same
+/// gradient for `h` [n, d], computed without an autodiff graph over the [n, v] logits (a fused
+/// linear cross-entropy, as Liger-Kernel's): per chunk of rows, logits = h W, p = softmax,
+/// log-sum-exp = max_x - log max_p (max_p >= 1/v never underflows), NLL = lse - x_target, and
+/// dL/dh = (p - onehot(target)) W^T / n. The result is `s - detach(s) + NLL` with s = sum(h *
+/// dL/dh): its value is the NLL and its gradient for h is exactly dL/dh. Chunks of rows keep the
+/// logits buffers under `HEAD_CHUNK_ELEMENTS`. Measured: 2-4x faster than `token_nll` on the
+/// CPU backend, where the graph's element-wise passes over [n, v] run on one thread.
+pub fn fused_head_nll<B: AutodiffBackend>(
+    h: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    targets: &[i64],
+) -> Tensor<B, 1> {
+    fused_head_nll_in_chunks(h, w, targets, HEAD_CHUNK_ELEMENTS)
+}
+
+fn fused_head_nll_in_chunks<B: AutodiffBackend>(
+    h: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    targets: &[i64],
+    chunk_elements: usize,
+) -> Tensor<B, 1> {
+    let [n, d] = h.dims();
+    let device = h.device();
+    if n == 0 {
+        return Tensor::zeros([1], &device);
+    }
+    let v = w.dims()[1];
+    let hi = h.clone().inner().cast(DType::F32);
+    let wi = w.inner().cast(DType::F32);
+    let wt = wi.clone().transpose();
+    let chunk = (chunk_elements / v.max(1)).clamp(1, n);
+    let mut grads = Vec::new();
+    let mut nll = Tensor::<B::InnerBackend, 1>::zeros([1], &device);
+    for start in (0..n).step_by(chunk) {
+        let c = chunk.min(n - start);
+        let t = Tensor::<B::InnerBackend, 2, Int>::from_data(
+            TensorData::new(targets[start..start + c].to_vec(), [c, 1]),
+            &device,
+        );
+        let logits = hi.clone().narrow(0, start, c).matmul(wi.clone()); // [c, v]
+        let x_max = logits.clone().max_dim(1);
+        let x_t = logits.clone().gather(1, t.clone());
+        let p = softmax(logits, 1);
+        let p_max = p.clone().max_dim(1);
+        nll = nll + (x_max - p_max.log() - x_t).sum();
+        let minus_one = Tensor::<B::InnerBackend, 2>::full([c, 1], -1.0, &device);
+        let g = p.scatter(1, t, minus_one, IndexingUpdateOp::Add); // p - onehot
+        grads.push(g.matmul(wt.clone())); // [c, d]
+    }
+    let scale = 1.0 / n as f64;
+    let dh = Tensor::<B::InnerBackend, 2>::cat(grads, 0).mul_scalar(scale);
+    let s = (h.cast(DType::F32) * Tensor::<B, 2>::from_inner(dh).reshape([n, d])).sum();
+    s.clone() - s.detach() + Tensor::<B, 1>::from_inner(nll.mul_scalar(scale))
 }
 
 /// Rows (b * len + t) whose next token t+1 is a label, and those next tokens: the inputs of
@@ -196,6 +256,59 @@ mod tests {
     use super::*;
     use burn::tensor::TensorData;
     type Bk = burn::backend::Flex;
+
+    #[test]
+    fn fused_head_nll_matches_token_nll_in_value_and_gradient() {
+        type Ad = burn::backend::Autodiff<Bk>;
+        let dev = Default::default();
+        let (n, d, v) = (7, 16, 50);
+        let mut rng = evalverse_data::rng::Rng::new(5);
+        let mut draw =
+            |k: usize, s: f64| -> Vec<f32> { (0..k).map(|_| (rng.normal() * s) as f32).collect() };
+        let hv = draw(n * d, 1.0);
+        let wv = draw(d * v, 2.0);
+        let targets: Vec<i64> = (0..n as i64).map(|i| (i * 13) % v as i64).collect();
+        let h =
+            || Tensor::<Ad, 2>::from_data(TensorData::new(hv.clone(), [n, d]), &dev).require_grad();
+        let w = || Tensor::<Ad, 2>::from_data(TensorData::new(wv.clone(), [d, v]), &dev);
+        let h0 = h();
+        let reference = token_nll(
+            h0.clone().matmul(w()),
+            Tensor::<Ad, 1, Int>::from_data(TensorData::new(targets.clone(), [n]), &dev),
+        );
+        let want = reference.clone().into_scalar();
+        let g0 = h0
+            .grad(&reference.backward())
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        // Whole, and in chunks of 3 rows (150 elements / 50), 1 row: the same numbers.
+        for chunk in [1 << 20, 150, 50] {
+            let h1 = h();
+            let fused = fused_head_nll_in_chunks(h1.clone(), w(), &targets, chunk);
+            let got = fused.clone().into_scalar();
+            assert!(
+                (got - want).abs() < 1e-5 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
+            let g1 = h1
+                .grad(&fused.backward())
+                .unwrap()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            for (a, b) in g1.iter().zip(&g0) {
+                assert!((a - b).abs() < 1e-6, "gradient {a} vs {b} (chunk {chunk})");
+            }
+        }
+        // A target far below the maximum (log p ~ -1000) stays finite, as log_softmax does.
+        let big = Tensor::<Ad, 2>::from_data(TensorData::new(vec![1000.0f32, 0.0], [1, 2]), &dev);
+        let eye =
+            Tensor::<Ad, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &dev);
+        let nll = fused_head_nll(big, eye, &[1]).into_scalar();
+        assert!((nll - 1000.0).abs() < 1e-3, "{nll}");
+    }
 
     fn t1(v: &[f32]) -> Tensor<Bk, 1> {
         Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), &Default::default())

@@ -148,6 +148,31 @@ pub fn judge_examples(
     Ok(units.iter().map(|u| u.as_example()).collect())
 }
 
+/// The SFT loss of `model` at label rows `rows` (of hidden states `h` [b, len, d]) with next
+/// tokens `targets`: `losses::fused_head_nll` when the head is frozen (the usual LoRA case), else
+/// the head's logits at those rows through `losses::token_nll`. Same value, same gradients.
+pub fn label_nll<B: AutodiffBackend>(
+    model: &QwenVl<B>,
+    h: Tensor<B, 3>,
+    rows: &[usize],
+    targets: Vec<i64>,
+) -> Tensor<B, 1> {
+    let n = rows.len();
+    match model.frozen_head() {
+        Some(w) => crate::losses::fused_head_nll(model.rows_of(h, rows), w, &targets),
+        None => {
+            let device = h.device();
+            crate::losses::token_nll(
+                model.head_at(h, rows),
+                Tensor::<B, 1, burn::tensor::Int>::from_data(
+                    TensorData::new(targets, [n]),
+                    &device,
+                ),
+            )
+        }
+    }
+}
+
 pub fn decode_clips(recipe: &Recipe, ds: &Dataset, examples: &[JudgeExample]) -> Clips {
     let cache = decode_cache(recipe);
     let mut ids: Vec<&str> = examples.iter().map(|e| e.clip_id.as_str()).collect();

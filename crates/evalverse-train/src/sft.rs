@@ -161,11 +161,7 @@ pub fn run<B: AutodiffBackend>(
             let (rows, targets) = label_rows(&batch.ids, &labels);
             let n = rows.len();
             let (h, ..) = model.forward_hidden(&batch, false, None).map_err(runtime)?;
-            let logits = model.head_at(h, &rows);
-            let loss = token_nll(
-                logits,
-                Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [n]), device),
-            );
+            let loss = runtime::label_nll(&model, h, &rows, targets);
             tokens_seen += batch.mask.iter().flatten().filter(|m| **m).count();
             let value: f64 = loss.clone().into_scalar().elem();
             loss_sum += value / t.grad_accum as f64;
