@@ -169,14 +169,7 @@ pub fn run<B: AutodiffBackend>(
         ));
     };
     let out = &recipe.run.output_dir;
-    if !resume && checkpoint::latest(out).is_some() {
-        return Err(TrainError::Config(format!(
-            "{} already holds checkpoints; pass --resume to continue it",
-            out.display()
-        )));
-    }
-    std::fs::create_dir_all(out).map_err(|e| runtime(format!("{}: {e}", out.display())))?;
-    runtime::write_text(&out.join("recipe.toml"), &recipe.to_toml())?;
+    let _lock = runtime::open_run(recipe, resume)?;
     let ds = Dataset::load(&recipe.data.dataset).map_err(|e| TrainError::Config(e.to_string()))?;
     let all = runtime::judge_examples(recipe, &ds, Split::Train)?;
     let scored: Vec<&JudgeExample> = all.iter().filter(|e| e.score.is_some()).collect();

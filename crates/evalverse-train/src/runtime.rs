@@ -42,6 +42,76 @@ pub fn runtime(e: impl std::fmt::Display) -> TrainError {
     TrainError::Runtime(e.to_string())
 }
 
+/// Exclusive use of a run folder while a stage trains in it: `<output_dir>/train.lock` holds the
+/// trainer's pid (created with `create_new`); a lock left by a process that is gone (no
+/// `/proc/PID`, as after a kill -9) is taken over. Released when dropped. Two trainers writing one
+/// run would interleave metrics and overwrite each other's checkpoints: a `--resume` started
+/// while an interrupted run is still saving its last checkpoint is refused instead.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl RunLock {
+    pub fn acquire(dir: &Path) -> Result<RunLock, TrainError> {
+        std::fs::create_dir_all(dir).map_err(|e| runtime(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("train.lock");
+        let me = std::process::id();
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        };
+        let written = match create() {
+            Ok(mut f) => std::io::Write::write_all(&mut f, me.to_string().as_bytes()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok());
+                if let Some(pid) = holder.filter(|p| *p != me && process_alive(*p)) {
+                    return Err(TrainError::Config(format!(
+                        "{}: another training process (pid {pid}) is using this run folder; wait \
+                         for it to exit (after Ctrl-C it first saves a checkpoint) or stop it",
+                        dir.display()
+                    )));
+                }
+                std::fs::write(&path, me.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| runtime(format!("{}: {e}", path.display())))?;
+        Ok(RunLock { path })
+    }
+}
+
+/// Whether a process with this pid runs (Linux: /proc/PID exists; elsewhere assumed gone, so a
+/// lock is never held against a live run only by mistake of the check).
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The start of every training stage: lock the run folder, refuse to overwrite a run that holds
+/// checkpoints unless resuming, write the resolved recipe. Keep the lock for the whole run.
+pub fn open_run(recipe: &Recipe, resume: bool) -> Result<RunLock, TrainError> {
+    let out = &recipe.run.output_dir;
+    let lock = RunLock::acquire(out)?;
+    if !resume && crate::checkpoint::latest(out).is_some() {
+        return Err(TrainError::Config(format!(
+            "{} already holds checkpoints; pass --resume to continue it",
+            out.display()
+        )));
+    }
+    write_text(&out.join("recipe.toml"), &recipe.to_toml())?;
+    Ok(lock)
+}
+
 pub fn dtype(d: Dtype) -> DType {
     match d {
         Dtype::F32 => DType::F32,
@@ -466,4 +536,28 @@ pub fn restore_checkpoint<B: Backend>(
         .map_err(|e| runtime(format!("{}: {e}", ck.display())))?;
     *state = serde_json::from_str(&text).map_err(|e| runtime(format!("{}: {e}", ck.display())))?;
     Ok(Some(ck))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_holder_keeps_the_run_a_dead_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(dir.path().join("train.lock"), child.id().to_string()).unwrap();
+        let e = RunLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&format!("pid {}", child.id())), "{e}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let lock = RunLock::acquire(dir.path()).expect("a dead holder's lock is taken over");
+        let held = std::fs::read_to_string(dir.path().join("train.lock")).unwrap();
+        assert_eq!(held, std::process::id().to_string());
+        drop(lock);
+        assert!(!dir.path().join("train.lock").exists(), "released on drop");
+    }
 }

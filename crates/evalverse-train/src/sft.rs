@@ -55,14 +55,7 @@ pub fn run<B: AutodiffBackend>(
 ) -> Result<RunSummary, TrainError> {
     // ---- setup
     let out = &recipe.run.output_dir;
-    if !resume && checkpoint::latest(out).is_some() {
-        return Err(TrainError::Config(format!(
-            "{} already holds checkpoints; pass --resume to continue it",
-            out.display()
-        )));
-    }
-    std::fs::create_dir_all(out).map_err(|e| runtime(format!("{}: {e}", out.display())))?;
-    runtime::write_text(&out.join("recipe.toml"), &recipe.to_toml())?;
+    let _lock = runtime::open_run(recipe, resume)?;
     let ds = Dataset::load(&recipe.data.dataset).map_err(|e| TrainError::Config(e.to_string()))?;
     let all = stage_examples(recipe, &ds, Split::Train)?;
     let (mut model, tok) = runtime::load_model::<B>(recipe, device)?;
