@@ -74,6 +74,13 @@ fn rows_to_vec<B: Backend>(logits: Tensor<B, 2>) -> Vec<Vec<f32>> {
     all.chunks(v).map(<[f32]>::to_vec).collect()
 }
 
+/// log sum_i exp(x_i), without allocating (a decode step needs one per sequence over the
+/// whole vocabulary).
+fn log_sum_exp(x: &[f32]) -> f32 {
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    m + x.iter().map(|v| (v - m).exp()).sum::<f32>().ln()
+}
+
 fn log_softmax_vec(x: &[f32]) -> Vec<f32> {
     let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let lse = m + x.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
@@ -150,7 +157,7 @@ pub fn generate<B: Backend>(
                 continue;
             }
             let tok = pick(&logits[i], cfg.temperature, cfg.top_p, &mut rng);
-            let lp = log_softmax_vec(&logits[i])[tok as usize];
+            let lp = logits[i][tok as usize] - log_sum_exp(&logits[i]);
             gen.tokens[i].push(tok);
             gen.logprobs[i].push(lp);
             if cfg.stop_tokens.contains(&tok) {

@@ -167,7 +167,7 @@ impl<B: Backend> QwenVl<B> {
                     Some(t) => t.clone(),
                     None => self.model.embed_tokens.val().transpose(),
                 };
-                burn::tensor::module::linear(h, w, None)
+                crate::nn::linear_rows(h, w, None)
             }
         };
         logits.cast(DType::F32)

@@ -9,7 +9,7 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use crate::config::TextConfig;
 use crate::error::Result;
-use crate::nn::{apply_rotary, attention, repeat_kv, Linear, RmsNorm};
+use crate::nn::{apply_rotary, attention, Linear, RmsNorm};
 use crate::weights::Weights;
 
 #[derive(Module, Debug)]
@@ -282,13 +282,18 @@ impl<B: Backend> SelfAttention<B> {
             None => (k, v),
         };
         let rep = nh / nkv;
-        let o = attention(
-            q,
-            repeat_kv(k, rep),
-            repeat_kv(v, rep),
-            mask,
-            (hd as f64).powf(-0.5),
-        );
+        let scale = (hd as f64).powf(-0.5);
+        let o = if rep == 1 {
+            attention(q, k, v, mask, scale)
+        } else {
+            // Grouped-query attention without repeating K and V (transformers' repeat_kv copies
+            // the whole cache every decode step): the `rep` query heads sharing a KV head become
+            // rows of one matrix, [b, kv, rep * l, hd], with the mask repeated to match. Query
+            // head h reads KV head h / rep, as with repeat_kv.
+            let qg = q.reshape([b, nkv, rep * l, hd]);
+            let m = mask.map(|m| m.repeat_dim(2, rep));
+            attention(qg, k, v, m, scale).reshape([b, nh, l, hd])
+        };
         self.o_proj
             .forward(o.swap_dims(1, 2).reshape([b, l, nh * hd]))
     }
