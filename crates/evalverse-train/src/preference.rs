@@ -28,7 +28,7 @@ use crate::examples::{score_line, JudgeExample};
 use crate::log::Logger;
 use crate::losses::{bt_loss, distribution_kl, dpo_loss, expected_score, label_rows, DpoKind};
 use crate::optim::{clip_global_norm, AdamWState};
-use crate::recipe::{Recipe, StageConfig, Strategy};
+use crate::recipe::{BtRationale, Recipe, StageConfig, Strategy};
 use crate::runtime::{self, runtime, Encoded, TrainError};
 use crate::sft::RunSummary;
 
@@ -76,6 +76,71 @@ fn encode(
         labels: enc.labels,
         video: e.video.clone(),
     })
+}
+
+/// Greedy answers of `model` to the judge questions of `examples`, cut where the judge's score
+/// is read: up to and including the last "Score:" of the answer, or the whole answer when it has
+/// none (the evaluation harness then appends a score line the same way).
+fn own_rationales<B: burn::tensor::backend::Backend>(
+    model: &QwenVl<B>,
+    tok: &ChatTokenizer,
+    examples: &[&JudgeExample],
+    clips: &runtime::Clips,
+    vision: &runtime::VisionCache<B>,
+    max_new_tokens: usize,
+) -> Result<Vec<String>, TrainError> {
+    const BATCH: usize = 16;
+    let device = model.device();
+    let pad = tok.special.endoftext;
+    let mut out = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(BATCH) {
+        let mut prompts = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            let clip = &clips.by_video[&e.video];
+            let enc = tok
+                .encode_chat(
+                    &runtime::conversation(e, runtime::vision_tokens(clip), None),
+                    true,
+                )
+                .map_err(runtime)?;
+            prompts.push(Encoded {
+                labels: vec![false; enc.ids.len()],
+                ids: enc.ids,
+                video: e.video.clone(),
+            });
+        }
+        let refs: Vec<&Encoded> = prompts.iter().collect();
+        let (batch, _) = runtime::make_batch::<B>(&refs, clips, pad, &device, Some(vision));
+        let gen = evalverse_model::generate::generate(
+            model,
+            &batch,
+            &evalverse_model::generate::GenerationConfig::greedy(
+                max_new_tokens,
+                vec![tok.special.im_end, pad],
+            ),
+        )
+        .map_err(runtime)?;
+        for tokens in &gen.tokens {
+            let text = tok.decode(tokens, true).map_err(runtime)?;
+            out.push(match text.rfind("Score:") {
+                Some(i) => text[..i].to_string(),
+                None => format!("{}\n", text.trim_end()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A generated rationale (cut by `own_rationales`) completed with the score line of `score`,
+/// so the score digit sits where the harness reads the soft score.
+fn with_score_line(rationale: &str, score: Option<f64>) -> String {
+    let line = score_line(score);
+    let body = rationale.trim_start_matches('\n');
+    if body.trim().is_empty() {
+        line
+    } else {
+        format!("{body}{line}")
+    }
 }
 
 /// Per-sequence sum (or mean) of answer-token log-probs for a padded batch, computing the head only
@@ -280,7 +345,60 @@ pub fn run<B: AutodiffBackend>(
                 }
             }
         }
-        Strategy::Bt { ties, .. } => {
+        Strategy::Bt {
+            ties,
+            rationale,
+            max_new_tokens,
+            ..
+        } => {
+            // The answer before the score position, per example: the judge's own rationale
+            // (generated once by the starting policy, which equals the SFT reference) or the
+            // experts' consensus.
+            let answers: Vec<String> = match rationale {
+                BtRationale::Expert => scored.iter().map(|e| e.answer.clone()).collect(),
+                BtRationale::Generated => {
+                    eprintln!(
+                        "bt: generating the starting judge's rationales for {} examples",
+                        scored.len()
+                    );
+                    let reference = model.valid();
+                    let ref_vision: runtime::VisionCache<B::InnerBackend> = vision
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone().inner()))
+                        .collect();
+                    let own = own_rationales(
+                        &reference,
+                        &tok,
+                        &scored,
+                        &clips,
+                        &ref_vision,
+                        *max_new_tokens,
+                    )?;
+                    let mut lines = String::new();
+                    for (e, a) in scored.iter().zip(&own) {
+                        lines.push_str(
+                            &serde_json::json!({
+                                "clip_id": e.clip_id,
+                                "dimension": e.dimension,
+                                "generated": a,
+                            })
+                            .to_string(),
+                        );
+                        lines.push('\n');
+                    }
+                    runtime::write_text(&out.join("rationales.jsonl"), &lines)?;
+                    own.iter()
+                        .zip(&scored)
+                        .map(|(a, e)| with_score_line(a, e.score))
+                        .collect()
+                }
+            };
+            let answer_of: BTreeMap<(&str, &str), &str> = scored
+                .iter()
+                .zip(&answers)
+                .map(|(e, a)| ((e.clip_id.as_str(), e.dimension.as_str()), a.as_str()))
+                .collect();
+            let answer = |e: &JudgeExample| answer_of[&(e.clip_id.as_str(), e.dimension.as_str())];
             let mut by_key: BTreeMap<(String, String), Vec<&JudgeExample>> = BTreeMap::new();
             for e in &scored {
                 by_key
@@ -305,8 +423,8 @@ pub fn run<B: AutodiffBackend>(
                             (group[j], group[i])
                         };
                         if let (Some(a), Some(b)) = (
-                            encode(&tok, w, &clips, &w.answer),
-                            encode(&tok, l, &clips, &l.answer),
+                            encode(&tok, w, &clips, answer(w)),
+                            encode(&tok, l, &clips, answer(l)),
                         ) {
                             items.push(Item::Compare { a, b, tie });
                         }
@@ -602,5 +720,24 @@ fn evalverse_model_cfg_without_adapter(recipe: &Recipe) -> crate::recipe::ModelC
     crate::recipe::ModelConfig {
         adapter: None,
         ..recipe.model.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_score_line;
+
+    #[test]
+    fn generated_rationale_gets_the_score_line_where_the_harness_reads_it() {
+        // Cut at the answer's last "Score:" (own_rationales keeps the text before it).
+        assert_eq!(
+            with_score_line("Soft image. Overall poor, so I give 2.\n", Some(4.0)),
+            "Soft image. Overall poor, so I give 2.\nScore: 4"
+        );
+        // An answer without a score line was closed with a newline, as the harness does.
+        assert_eq!(with_score_line("Soft image\n", Some(3.0)), "Soft image\nScore: 3");
+        // Nothing before the score line: the score line alone.
+        assert_eq!(with_score_line("\n", Some(5.0)), "Score: 5");
+        assert_eq!(with_score_line("", Some(1.0)), "Score: 1");
     }
 }

@@ -130,6 +130,17 @@ pub enum Strategy {
     /// Bradley-Terry on the expected score over the score tokens, pairs of clips of a prompt
     /// group ranked by the experts' mean score.
     Bt {
+        /// What the answer holds before the "Score: " where the scalar is read: `generated`
+        /// (default), the starting policy's own greedy rationale, generated once before training
+        /// and cached in the run folder (rationales.jsonl), so the scalar is M_θ(V, X) read
+        /// where evaluation reads the soft score; or `expert`, the consensus rationale, which
+        /// states the verdict ("so I give 4"): the score can be copied from the text without
+        /// looking at the clip (measured: no held-out gain), kept for ablations.
+        #[serde(default)]
+        rationale: BtRationale,
+        /// Longest generated rationale in tokens, for `rationale = "generated"` (default 64).
+        #[serde(default = "default_bt_max_new_tokens")]
+        max_new_tokens: usize,
         /// ignore | rao_kupper | davidson (default ignore: ties dropped).
         #[serde(default = "default_ties")]
         ties: TieModel,
@@ -159,6 +170,19 @@ pub enum Strategy {
     Distribution,
 }
 
+/// The rationale before the Bradley-Terry score position (`stage.strategy.rationale`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BtRationale {
+    #[default]
+    Generated,
+    Expert,
+}
+
+fn default_bt_max_new_tokens() -> usize {
+    64
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TieModel {
@@ -181,7 +205,7 @@ impl Strategy {
     /// The Bradley-Terry tie model of a `bt` strategy.
     pub fn bt_ties(&self) -> Option<BtTies> {
         match self {
-            Strategy::Bt { ties, theta, nu } => Some(match ties {
+            Strategy::Bt { ties, theta, nu, .. } => Some(match ties {
                 TieModel::Ignore => BtTies::Ignore,
                 TieModel::RaoKupper => BtTies::RaoKupper { theta: *theta },
                 TieModel::Davidson => BtTies::Davidson { nu: *nu },
@@ -347,7 +371,15 @@ impl Recipe {
                         ));
                     }
                 }
-                Strategy::Bt { theta, nu, .. } => {
+                Strategy::Bt {
+                    theta,
+                    nu,
+                    max_new_tokens,
+                    ..
+                } => {
+                    if *max_new_tokens == 0 {
+                        return Err("stage.strategy.max_new_tokens must be at least 1".into());
+                    }
                     if !(*theta >= 1.0) {
                         return Err(format!(
                             "stage.strategy.theta must be >= 1 (Rao-Kupper), got {theta}"
