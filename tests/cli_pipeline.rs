@@ -303,6 +303,10 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
         train.insert("max_steps".into(), 2.into());
         train.insert("batch_size".into(), 2.into());
         train.insert("eval_every".into(), 0.into());
+        // Bradley-Terry generates the judge's rationales first: keep them short here too.
+        if let Some(strategy) = t["stage"].get_mut("strategy").and_then(|s| s.as_table_mut()) {
+            strategy.insert("max_new_tokens".into(), 4.into());
+        }
         std::fs::write(
             recipes.join(format!("{name}.toml")),
             toml::to_string(&t).unwrap(),
