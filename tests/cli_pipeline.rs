@@ -304,7 +304,10 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
         train.insert("batch_size".into(), 2.into());
         train.insert("eval_every".into(), 0.into());
         // Bradley-Terry generates the judge's rationales first: keep them short here too.
-        if let Some(strategy) = t["stage"].get_mut("strategy").and_then(|s| s.as_table_mut()) {
+        if let Some(strategy) = t["stage"]
+            .get_mut("strategy")
+            .and_then(|s| s.as_table_mut())
+        {
             strategy.insert("max_new_tokens".into(), 4.into());
         }
         std::fs::write(
@@ -347,6 +350,17 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
     ] {
         assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
     }
+    // The untrained base is judged on the frames the trained judges saw, not the Qwen defaults.
+    let frames = |label: &str| -> serde_json::Value {
+        let r: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("eval-{label}/report.json"))).unwrap(),
+        )
+        .unwrap();
+        r["frames"].clone()
+    };
+    assert_eq!(frames("base")["max_frames"], 4, "{}", frames("base"));
+    assert_eq!(frames("base"), frames("sft"));
+    assert_eq!(frames("base"), frames("calibrated"));
     for f in [
         "base/config.json",
         "sft/adapter/adapter_model.safetensors",

@@ -215,6 +215,8 @@ pub fn ablate(path: &Path) -> Result<ExitCode, Failure> {
                     seed: ab.eval.seed,
                     pairwise: false,
                     gate: false,
+                    // Every variant, trained or not, on the recipe's frames.
+                    frames: Some(&r.data.frames),
                 },
                 true,
             )?;

@@ -34,6 +34,9 @@ pub struct EvalArgs<'a> {
     /// Also run the operators' context gate and report its N/A precision and recall beside the
     /// judge's, against the experts' N/A labels.
     pub gate: bool,
+    /// Frame sampling to judge with instead of the checkpoint's (a run's recipe, else the Qwen
+    /// defaults): a base (`none`) or a bare adapter judged on the same frames as a trained run.
+    pub frames: Option<&'a FrameSpec>,
 }
 
 /// Base model, adapter and frame spec named by `--checkpoint` (a run folder, an adapter folder, or
@@ -149,6 +152,7 @@ pub fn run(
     show_progress: bool,
 ) -> Result<(evalverse_eval::report::Report, PathBuf), Failure> {
     let (base, adapter, frames, default_out) = resolve_checkpoint(a.checkpoint, a.base)?;
+    let frames = a.frames.cloned().unwrap_or(frames);
     let out = a.out.map(Path::to_path_buf).unwrap_or(default_out);
     let ds = Dataset::load(a.data).map_err(|e| Failure::Usage(anyhow!(e)))?;
     // A run is judged as it was trained: with the same operator evidence in its prompts and
@@ -268,7 +272,7 @@ pub fn run(
     if tty {
         eprintln!();
     }
-    let report = evalverse_eval::report::build(
+    let mut report = evalverse_eval::report::build(
         &ds,
         a.split,
         &judgements,
@@ -278,6 +282,7 @@ pub fn run(
         a.bootstrap,
         a.seed,
     );
+    report.frames = Some(frames.clone());
     evalverse_eval::report::write_all(&report, &out)
         .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", out.display())))?;
     std::fs::write(

@@ -221,6 +221,10 @@ struct EvalCmd {
     /// and recall beside the judge's N/A answers (gate.md).
     #[arg(long)]
     gate: bool,
+    /// Judge with this recipe's frame sampling ([data.frames]) instead of the checkpoint's: for
+    /// --checkpoint none or an adapter folder, to judge on the same frames as a trained run.
+    #[arg(long)]
+    frames_from: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -445,20 +449,32 @@ fn main() -> ExitCode {
             bootstrap: a.bootstrap,
             seed: a.seed,
         }),
-        Command::Eval(a) => eval::eval(&eval::EvalArgs {
-            checkpoint: &a.checkpoint,
-            base: a.base.as_deref(),
-            data: &a.data,
-            split: a.split,
-            dimensions: &a.dimensions,
-            out: a.out.as_deref(),
-            max_new_tokens: a.max_new_tokens,
-            batch_size: a.batch_size,
-            bootstrap: a.bootstrap,
-            seed: a.seed,
-            pairwise: a.pairwise,
-            gate: a.gate,
-        }),
+        Command::Eval(a) => (|| {
+            let frames = match &a.frames_from {
+                Some(p) => Some(
+                    evalverse_train::recipe::Recipe::load(p)
+                        .map_err(|e| Failure::Usage(anyhow::anyhow!("--frames-from: {e}")))?
+                        .data
+                        .frames,
+                ),
+                None => None,
+            };
+            eval::eval(&eval::EvalArgs {
+                checkpoint: &a.checkpoint,
+                base: a.base.as_deref(),
+                data: &a.data,
+                split: a.split,
+                dimensions: &a.dimensions,
+                out: a.out.as_deref(),
+                max_new_tokens: a.max_new_tokens,
+                batch_size: a.batch_size,
+                bootstrap: a.bootstrap,
+                seed: a.seed,
+                pairwise: a.pairwise,
+                gate: a.gate,
+                frames: frames.as_ref(),
+            })
+        })(),
         Command::Model(ModelCommand::Init(a)) => model::init(&model::InitArgs {
             out: &a.out,
             tokenizer: &a.tokenizer,

@@ -155,11 +155,14 @@ fn stage(a: &QuickstartArgs, name: &str, recipe: &Path) -> Result<bool, Failure>
     crate::train::run_stage(recipe, resume)
 }
 
+/// Judge the test split; every judge sees the frames the SFT stage trained on (`frames`), the
+/// untrained base included (alone it would get the Qwen defaults: other frames, other pixels).
 fn judge(
     a: &QuickstartArgs,
     label: &str,
     checkpoint: &str,
     base: &Path,
+    frames: &evalverse_data::video::FrameSpec,
 ) -> Result<Report, Failure> {
     let out = a.out.join(format!("eval-{label}"));
     let base = base.display().to_string();
@@ -178,6 +181,7 @@ fn judge(
             seed: 0,
             pairwise: false,
             gate: false,
+            frames: Some(frames),
         },
         true,
     )?;
@@ -261,11 +265,15 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
     if !stage(a, "calibrated", &pref_recipe)? {
         return Ok(ExitCode::from(1));
     }
-    let base_report = judge(a, "base", "none", &base)?;
+    let frames = evalverse_train::recipe::Recipe::load(&sft_recipe)
+        .map_err(usage)?
+        .data
+        .frames;
+    let base_report = judge(a, "base", "none", &base, &frames)?;
     let sft_path = a.out.join("sft").display().to_string();
-    let sft_report = judge(a, "sft", &sft_path, &base)?;
+    let sft_report = judge(a, "sft", &sft_path, &base, &frames)?;
     let cal_path = a.out.join("calibrated").display().to_string();
-    let cal_report = judge(a, "calibrated", &cal_path, &base)?;
+    let cal_report = judge(a, "calibrated", &cal_path, &base, &frames)?;
     let t = table(&[
         ("base", &base_report),
         ("SFT", &sft_report),

@@ -65,6 +65,8 @@ pub struct Report {
     pub malformed: usize,
     pub skipped_clips: Vec<String>,
     pub bootstrap_resamples: usize,
+    /// Frame sampling the clips were judged with (set by the caller that decoded them).
+    pub frames: Option<evalverse_data::video::FrameSpec>,
     pub dimensions: Vec<DimensionReport>,
     pub aspects: Vec<GroupReport>,
     pub stages: Vec<GroupReport>,
@@ -333,6 +335,7 @@ pub fn build(
             .count(),
         skipped_clips: skipped,
         bootstrap_resamples: resamples,
+        frames: None,
         dimensions: dims,
         aspects,
         stages,
