@@ -735,7 +735,10 @@ mod tests {
             "Soft image. Overall poor, so I give 2.\nScore: 4"
         );
         // An answer without a score line was closed with a newline, as the harness does.
-        assert_eq!(with_score_line("Soft image\n", Some(3.0)), "Soft image\nScore: 3");
+        assert_eq!(
+            with_score_line("Soft image\n", Some(3.0)),
+            "Soft image\nScore: 3"
+        );
         // Nothing before the score line: the score line alone.
         assert_eq!(with_score_line("\n", Some(5.0)), "Score: 5");
         assert_eq!(with_score_line("", Some(1.0)), "Score: 1");

@@ -205,7 +205,9 @@ impl Strategy {
     /// The Bradley-Terry tie model of a `bt` strategy.
     pub fn bt_ties(&self) -> Option<BtTies> {
         match self {
-            Strategy::Bt { ties, theta, nu, .. } => Some(match ties {
+            Strategy::Bt {
+                ties, theta, nu, ..
+            } => Some(match ties {
                 TieModel::Ignore => BtTies::Ignore,
                 TieModel::RaoKupper => BtTies::RaoKupper { theta: *theta },
                 TieModel::Davidson => BtTies::Davidson { nu: *nu },

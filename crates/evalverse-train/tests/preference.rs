@@ -121,8 +121,10 @@ fn preference_strategies_train_on_top_of_sft() {
     // Bradley-Terry reads its score after the judge's own rationale by default: generated once,
     // one per scored train example, and kept in the run folder.
     let generated = std::fs::read_to_string(dir.path().join("bt/rationales.jsonl")).unwrap();
-    let rows: Vec<serde_json::Value> =
-        generated.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = generated
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r["generated"].is_string()
         && ["lens", "pacing"].contains(&r["dimension"].as_str().unwrap())));
