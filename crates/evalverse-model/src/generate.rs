@@ -82,8 +82,7 @@ fn log_sum_exp(x: &[f32]) -> f32 {
 }
 
 fn log_softmax_vec(x: &[f32]) -> Vec<f32> {
-    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = m + x.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
+    let lse = log_sum_exp(x);
     x.iter().map(|v| v - lse).collect()
 }
 

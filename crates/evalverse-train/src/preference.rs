@@ -131,6 +131,65 @@ fn own_rationales<B: burn::tensor::backend::Backend>(
     Ok(out)
 }
 
+/// `own_rationales` of the starting policy (the autodiff model's inner copy, on the cached
+/// vision tokens), logged once.
+fn generate_rationales<B: AutodiffBackend>(
+    model: &QwenVl<B>,
+    tok: &ChatTokenizer,
+    scored: &[&JudgeExample],
+    clips: &runtime::Clips,
+    vision: &runtime::VisionCache<B>,
+    max_new_tokens: usize,
+) -> Result<Vec<String>, TrainError> {
+    eprintln!(
+        "bt: generating the starting judge's rationales for {} examples",
+        scored.len()
+    );
+    let inner: runtime::VisionCache<B::InnerBackend> = vision
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().inner()))
+        .collect();
+    own_rationales(&model.valid(), tok, scored, clips, &inner, max_new_tokens)
+}
+
+/// One JSON line per example: clip, dimension and the generated rationale.
+fn write_rationales(
+    path: &std::path::Path,
+    scored: &[&JudgeExample],
+    own: &[String],
+) -> Result<(), TrainError> {
+    let mut lines = String::new();
+    for (e, a) in scored.iter().zip(own) {
+        let row =
+            serde_json::json!({"clip_id": e.clip_id, "dimension": e.dimension, "generated": a});
+        lines.push_str(&row.to_string());
+        lines.push('\n');
+    }
+    runtime::write_text(path, &lines)
+}
+
+/// The rationales a run wrote before it was interrupted, in `scored` order; None unless the
+/// file holds exactly one for every example (then they are generated again: greedy, the same).
+fn kept_rationales(path: &std::path::Path, scored: &[&JudgeExample]) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut by_key = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let key = (
+            v["clip_id"].as_str()?.to_string(),
+            v["dimension"].as_str()?.to_string(),
+        );
+        by_key.insert(key, v["generated"].as_str()?.to_string());
+    }
+    if by_key.len() != scored.len() {
+        return None;
+    }
+    scored
+        .iter()
+        .map(|e| by_key.remove(&(e.clip_id.clone(), e.dimension.clone())))
+        .collect()
+}
+
 /// A generated rationale (cut by `own_rationales`) completed with the score line of `score`,
 /// so the score digit sits where the harness reads the soft score.
 fn with_score_line(rationale: &str, score: Option<f64>) -> String {
@@ -357,36 +416,22 @@ pub fn run<B: AutodiffBackend>(
             let answers: Vec<String> = match rationale {
                 BtRationale::Expert => scored.iter().map(|e| e.answer.clone()).collect(),
                 BtRationale::Generated => {
-                    eprintln!(
-                        "bt: generating the starting judge's rationales for {} examples",
-                        scored.len()
-                    );
-                    let reference = model.valid();
-                    let ref_vision: runtime::VisionCache<B::InnerBackend> = vision
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone().inner()))
-                        .collect();
-                    let own = own_rationales(
-                        &reference,
-                        &tok,
-                        &scored,
-                        &clips,
-                        &ref_vision,
-                        *max_new_tokens,
-                    )?;
-                    let mut lines = String::new();
-                    for (e, a) in scored.iter().zip(&own) {
-                        lines.push_str(
-                            &serde_json::json!({
-                                "clip_id": e.clip_id,
-                                "dimension": e.dimension,
-                                "generated": a,
-                            })
-                            .to_string(),
-                        );
-                        lines.push('\n');
-                    }
-                    runtime::write_text(&out.join("rationales.jsonl"), &lines)?;
+                    let kept = out.join("rationales.jsonl");
+                    let own = match resume.then(|| kept_rationales(&kept, &scored)).flatten() {
+                        Some(own) => own,
+                        None => {
+                            let own = generate_rationales(
+                                &model,
+                                &tok,
+                                &scored,
+                                &clips,
+                                &vision,
+                                *max_new_tokens,
+                            )?;
+                            write_rationales(&kept, &scored, &own)?;
+                            own
+                        }
+                    };
                     own.iter()
                         .zip(&scored)
                         .map(|(a, e)| with_score_line(a, e.score))
@@ -725,7 +770,45 @@ fn evalverse_model_cfg_without_adapter(recipe: &Recipe) -> crate::recipe::ModelC
 
 #[cfg(test)]
 mod tests {
-    use super::with_score_line;
+    use super::{kept_rationales, with_score_line, write_rationales};
+    use crate::examples::JudgeExample;
+
+    fn example(clip: &str, dim: &str) -> JudgeExample {
+        JudgeExample {
+            clip_id: clip.into(),
+            prompt_group: "pg".into(),
+            generator: "g".into(),
+            video: format!("videos/{clip}.mp4").into(),
+            has_audio: false,
+            dimension: dim.into(),
+            question: String::new(),
+            answer: String::new(),
+            rationale: String::new(),
+            score: Some(3.0),
+            mean: Some(3.0),
+            histogram: vec![],
+        }
+    }
+
+    #[test]
+    fn resumed_bt_run_reuses_the_rationales_only_when_every_example_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rationales.jsonl");
+        let (a, b) = (example("c1", "lens"), example("c2", "lens"));
+        write_rationales(&path, &[&a, &b], &["one\n".into(), "two\n".into()]).unwrap();
+        // Read back in the order asked for, whatever the file's order.
+        assert_eq!(
+            kept_rationales(&path, &[&b, &a]),
+            Some(vec!["two\n".to_string(), "one\n".to_string()])
+        );
+        // Another example set (a changed recipe): generate again.
+        assert_eq!(kept_rationales(&path, &[&a]), None);
+        assert_eq!(kept_rationales(&path, &[&a, &example("c3", "lens")]), None);
+        assert_eq!(
+            kept_rationales(&dir.path().join("missing.jsonl"), &[&a]),
+            None
+        );
+    }
 
     #[test]
     fn generated_rationale_gets_the_score_line_where_the_harness_reads_it() {

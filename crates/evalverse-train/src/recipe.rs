@@ -132,10 +132,10 @@ pub enum Strategy {
     Bt {
         /// What the answer holds before the "Score: " where the scalar is read: `generated`
         /// (default), the starting policy's own greedy rationale, generated once before training
-        /// and cached in the run folder (rationales.jsonl), so the scalar is M_θ(V, X) read
-        /// where evaluation reads the soft score; or `expert`, the consensus rationale, which
-        /// states the verdict ("so I give 4"): the score can be copied from the text without
-        /// looking at the clip (measured: no held-out gain), kept for ablations.
+        /// and kept in the run folder (rationales.jsonl, reused by --resume), so the scalar is
+        /// M_θ(V, X) read where evaluation reads the soft score; or `expert`, the consensus
+        /// rationale, which states the verdict ("so I give 4"), so the score can be copied from
+        /// the text without looking at the clip; kept for ablations.
         #[serde(default)]
         rationale: BtRationale,
         /// Longest generated rationale in tokens, for `rationale = "generated"` (default 64).
