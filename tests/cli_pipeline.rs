@@ -365,6 +365,8 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
         "base/config.json",
         "sft/adapter/adapter_model.safetensors",
         "calibrated/adapter/adapter_model.safetensors",
+        "calibrated/adapter/reward_head.safetensors",
+        "calibrated/adapter/reward_head.json",
         "eval-base/report.html",
         "eval-sft/report.json",
         "eval-calibrated/judgements.jsonl",

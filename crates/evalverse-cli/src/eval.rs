@@ -13,6 +13,7 @@ use evalverse_data::split::Split;
 use evalverse_data::video::{FrameSpec, PatchSpec};
 use evalverse_eval::harness::{judge_units, JudgeSettings};
 use evalverse_model::chat::ChatTokenizer;
+use evalverse_model::reward::RewardHead;
 use evalverse_model::weights::ModelSource;
 use evalverse_model::{Cpu, QwenVl};
 
@@ -115,11 +116,12 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The base model with the adapter folded in, and its tokenizer.
+/// The base model with the adapter folded in, its tokenizer, and the reward head saved beside
+/// the adapter if the run trained one.
 pub fn load_judge(
     base: &str,
     adapter: Option<&Path>,
-) -> Result<(QwenVl<Cpu>, ChatTokenizer), Failure> {
+) -> Result<(QwenVl<Cpu>, ChatTokenizer, Option<RewardHead>), Failure> {
     let device = Default::default();
     let files = ModelSource::parse(base)
         .and_then(|s| s.resolve())
@@ -143,7 +145,28 @@ pub fn load_judge(
         // Folded in for speed: identical outputs, one matmul per layer.
         evalverse_model::lora::merge_all(&mut model);
     }
-    Ok((model, tok))
+    // Beside the adapter, or in the model folder of a merged export.
+    let head_dir = adapter
+        .map(Path::to_path_buf)
+        .or_else(|| Path::new(base).is_dir().then(|| PathBuf::from(base)));
+    let head = match &head_dir {
+        Some(dir) => RewardHead::load(dir).map_err(|e| Failure::Usage(anyhow!(e)))?,
+        None => None,
+    };
+    if let Some(h) = &head {
+        if h.config.hidden_size != model.cfg.text.hidden_size {
+            return Err(Failure::Usage(anyhow!(
+                "{}: the reward head is for hidden size {}, base {base} has {}",
+                head_dir
+                    .expect("head")
+                    .join(evalverse_model::reward::CONFIG)
+                    .display(),
+                h.config.hidden_size,
+                model.cfg.text.hidden_size
+            )));
+        }
+    }
+    Ok((model, tok, head))
 }
 
 /// Judge the split and write the reports; returns the report and its folder.
@@ -189,7 +212,7 @@ pub fn run(
             a.split
         )));
     }
-    let (model, tok) = load_judge(&base, adapter.as_deref())?;
+    let (model, tok, head) = load_judge(&base, adapter.as_deref())?;
     let mut ids: Vec<&str> = examples.iter().map(|e| e.clip_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -260,6 +283,7 @@ pub fn run(
         &JudgeSettings {
             max_new_tokens: a.max_new_tokens,
             batch_size: a.batch_size,
+            head,
         },
         |done, total| {
             if tty {

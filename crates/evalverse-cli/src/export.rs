@@ -330,6 +330,19 @@ fn write_export(
             );
         }
     }
+    // A Bradley-Terry run's reward head goes with either format (evaluation scores with it).
+    if evalverse_model::reward::RewardHead::load(adapter)
+        .map_err(|e| usage(e.to_string()))?
+        .is_some()
+    {
+        for name in [
+            evalverse_model::reward::WEIGHTS,
+            evalverse_model::reward::CONFIG,
+        ] {
+            copy(&adapter.join(name), &tmp.join(name))?;
+            files_written.push(name.into());
+        }
+    }
     let card = model_card(
         a.format,
         &base_name,

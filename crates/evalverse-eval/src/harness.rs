@@ -14,6 +14,7 @@ use evalverse_data::taxonomy::Taxonomy;
 use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::generate::{generate, score_distribution, GenerationConfig};
 use evalverse_model::position::MediaGrid;
+use evalverse_model::reward::{self, RewardHead};
 use evalverse_model::{Batch, QwenVl};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,33 @@ pub struct Judgement {
 pub struct JudgeSettings {
     pub max_new_tokens: usize,
     pub batch_size: usize,
+    /// A reward head (Bradley-Terry `readout = "head"`): when given, each dimension it covers
+    /// is scored by it (calibrated to the scale, clamped) instead of by the score tokens; the
+    /// rationale is still generated, and an N/A answer stays N/A.
+    pub head: Option<RewardHead>,
+}
+
+/// A score on the scale as a distribution over the two levels around it (expectation = score).
+fn two_point(score: f64, levels: &[f64]) -> Vec<f64> {
+    let mut d = vec![0.0; levels.len()];
+    let Some(last) = levels.len().checked_sub(1) else {
+        return d;
+    };
+    if score <= levels[0] {
+        d[0] = 1.0;
+    } else if score >= levels[last] {
+        d[last] = 1.0;
+    } else {
+        let j = levels
+            .iter()
+            .rposition(|&v| v <= score)
+            .unwrap_or(0)
+            .min(last - 1);
+        let t = (score - levels[j]) / (levels[j + 1] - levels[j]);
+        d[j] = 1.0 - t;
+        d[j + 1] = t;
+    }
+    d
 }
 
 fn prompt(question: &str, tokens: usize) -> Vec<Message> {
@@ -159,6 +187,28 @@ pub fn judge_units<B: Backend>(
                     .ids,
             );
         }
+        // The reward head reads the prompt: one prefill per unit, a scalar per covered member.
+        let mut head_scores: Vec<Option<f64>> = Vec::new();
+        if let Some(head) = &settings.head {
+            let batch = batch_of::<B>(&prompts, &rows, pad, &device);
+            let (h, ..) = model
+                .forward_hidden(&batch, false, None)
+                .map_err(|e| e.to_string())?;
+            let feats: Vec<f32> = reward::features(model, &batch, h)
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .map_err(|e| format!("{e:?}"))?;
+            let w = head.feature_len();
+            for (i, u) in chunk.iter().enumerate() {
+                for m in &u.members {
+                    head_scores.push(head.index(&m.dimension).map(|d| {
+                        let raw = head.raw_host(&feats[i * w..(i + 1) * w], &[d])[0];
+                        head.calibrated(d, raw).clamp(scale.min, scale.max)
+                    }));
+                }
+            }
+        }
         let widest = chunk.iter().map(|u| u.members.len()).max().unwrap_or(1);
         let gen = generate(
             model,
@@ -217,14 +267,21 @@ pub fn judge_units<B: Backend>(
                     .map_err(|e| e.to_string())?,
             );
         }
-        for ((e, answer, found), (dist, _mass)) in parts.into_iter().zip(dists) {
-            let verdict = match found.then(|| parse_score(&answer, scale)).flatten() {
+        for (k, ((e, answer, found), (dist, _mass))) in parts.into_iter().zip(dists).enumerate() {
+            let mut verdict = match found.then(|| parse_score(&answer, scale)).flatten() {
                 Some(Some(v)) => Verdict::Score(v),
                 Some(None) => Verdict::NotApplicable,
                 None => Verdict::Malformed,
             };
-            let distribution: Vec<f64> = dist.iter().map(|&p| p as f64).collect();
-            let soft = distribution.iter().zip(&levels).map(|(p, v)| p * v).sum();
+            let mut distribution: Vec<f64> = dist.iter().map(|&p| p as f64).collect();
+            let mut soft = distribution.iter().zip(&levels).map(|(p, v)| p * v).sum();
+            if let Some(Some(hs)) = head_scores.get(k) {
+                soft = *hs;
+                distribution = two_point(*hs, &levels);
+                if verdict != Verdict::NotApplicable {
+                    verdict = Verdict::Score(levels[scale.level_index(*hs)]);
+                }
+            }
             out.push(Judgement {
                 clip_id: e.clip_id.clone(),
                 prompt_group: e.prompt_group.clone(),
@@ -241,4 +298,21 @@ pub fn judge_units<B: Backend>(
         progress(out.len(), total);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::two_point;
+
+    #[test]
+    fn a_head_score_becomes_the_two_levels_around_it() {
+        let levels = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let d = two_point(3.25, &levels);
+        assert_eq!(d, vec![0.0, 0.0, 0.75, 0.25, 0.0]);
+        let mean: f64 = d.iter().zip(&levels).map(|(p, v)| p * v).sum();
+        assert!((mean - 3.25).abs() < 1e-12);
+        assert_eq!(two_point(5.0, &levels), vec![0.0, 0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(two_point(0.2, &levels), vec![1.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(two_point(2.0, &levels), vec![0.0, 1.0, 0.0, 0.0, 0.0]);
+    }
 }

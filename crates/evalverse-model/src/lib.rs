@@ -16,6 +16,7 @@ pub mod lora;
 pub mod model;
 pub mod nn;
 pub mod position;
+pub mod reward;
 pub mod text;
 pub mod vision;
 pub mod weights;

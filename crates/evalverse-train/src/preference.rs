@@ -21,6 +21,7 @@ use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
 use evalverse_data::dataset::Dataset;
 use evalverse_data::split::Split;
 use evalverse_model::chat::ChatTokenizer;
+use evalverse_model::reward::{self, RewardHead};
 use evalverse_model::QwenVl;
 
 use crate::checkpoint::{self, TrainerState};
@@ -28,7 +29,7 @@ use crate::examples::{score_line, JudgeExample};
 use crate::log::Logger;
 use crate::losses::{bt_loss, distribution_kl, dpo_loss, expected_score, label_rows, DpoKind};
 use crate::optim::{clip_global_norm, AdamWState};
-use crate::recipe::{BtRationale, Recipe, StageConfig, Strategy};
+use crate::recipe::{BtRationale, BtReadout, Recipe, StageConfig, Strategy};
 use crate::runtime::{self, runtime, Encoded, TrainError};
 use crate::sft::RunSummary;
 
@@ -44,11 +45,38 @@ enum Item {
         a: Encoded,
         b: Encoded,
         tie: bool,
+        /// The pair's dimension (reward head row; 0 when the scalar is read from score tokens).
+        dim: usize,
     },
     Hist {
         seq: Encoded,
         target: Vec<f32>,
     },
+}
+
+const HEAD_W: &str = "reward_head.weight";
+const HEAD_B: &str = "reward_head.bias";
+
+/// Put a reward head's weights into the optimizer's parameter map (bias as [1, n]).
+fn insert_head(
+    params: &mut BTreeMap<String, Vec<f32>>,
+    shapes: &mut BTreeMap<String, [usize; 2]>,
+    h: &RewardHead,
+) {
+    let n = h.config.dimensions.len();
+    params.insert(HEAD_W.into(), h.weight.clone());
+    shapes.insert(HEAD_W.into(), [n, h.feature_len()]);
+    params.insert(HEAD_B.into(), h.bias.clone());
+    shapes.insert(HEAD_B.into(), [1, n]);
+}
+
+/// The reward head of `template`'s layout with the weights of the parameter map.
+fn head_of(params: &BTreeMap<String, Vec<f32>>, template: &RewardHead) -> RewardHead {
+    RewardHead {
+        weight: params[HEAD_W].clone(),
+        bias: params[HEAD_B].clone(),
+        ..template.clone()
+    }
 }
 
 /// Index of the score digit in an encoded answer (the last label token that is a score token).
@@ -78,6 +106,28 @@ fn encode(
     })
 }
 
+/// The prompt of an example up to the assistant's turn (no answer, no labels).
+fn prompt_only(
+    tok: &ChatTokenizer,
+    e: &JudgeExample,
+    clips: &runtime::Clips,
+) -> Result<Option<Encoded>, TrainError> {
+    let Some(clip) = clips.by_video.get(&e.video) else {
+        return Ok(None);
+    };
+    let enc = tok
+        .encode_chat(
+            &runtime::conversation(e, runtime::vision_tokens(clip), None),
+            true,
+        )
+        .map_err(runtime)?;
+    Ok(Some(Encoded {
+        labels: vec![false; enc.ids.len()],
+        ids: enc.ids,
+        video: e.video.clone(),
+    }))
+}
+
 /// Greedy answers of `model` to the judge questions of `examples`, cut where the judge's score
 /// is read: up to and including the last "Score:" of the answer, or the whole answer when it has
 /// none (the evaluation harness then appends a score line the same way).
@@ -96,18 +146,7 @@ fn own_rationales<B: burn::tensor::backend::Backend>(
     for chunk in examples.chunks(BATCH) {
         let mut prompts = Vec::with_capacity(chunk.len());
         for e in chunk {
-            let clip = &clips.by_video[&e.video];
-            let enc = tok
-                .encode_chat(
-                    &runtime::conversation(e, runtime::vision_tokens(clip), None),
-                    true,
-                )
-                .map_err(runtime)?;
-            prompts.push(Encoded {
-                labels: vec![false; enc.ids.len()],
-                ids: enc.ids,
-                video: e.video.clone(),
-            });
+            prompts.push(prompt_only(tok, e, clips)?.expect("decoded clip"));
         }
         let refs: Vec<&Encoded> = prompts.iter().collect();
         let (batch, _) = runtime::make_batch::<B>(&refs, clips, pad, &device, Some(vision));
@@ -341,6 +380,22 @@ pub fn run<B: AutodiffBackend>(
         }
     }
     let pad = tok.special.endoftext;
+    // A Bradley-Terry run with `readout = "head"` trains a reward head (one row per dimension)
+    // with the LoRA; its weights sit in the optimizer's parameter map under these names.
+    let readout = match strategy {
+        Strategy::Bt { readout, .. } => *readout,
+        _ => BtReadout::ScoreTokens,
+    };
+    let head_template = (readout == BtReadout::Head).then(|| {
+        RewardHead::zeros(
+            ds.taxonomy
+                .dimension_ids()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            model.cfg.text.hidden_size,
+        )
+    });
 
     // ---- items (and the reference log-probs, once)
     let mut items = Vec::new();
@@ -412,8 +467,9 @@ pub fn run<B: AutodiffBackend>(
         } => {
             // The answer before the score position, per example: the judge's own rationale
             // (generated once by the starting policy, which equals the SFT reference) or the
-            // experts' consensus.
+            // experts' consensus. A reward head reads the prompt alone.
             let answers: Vec<String> = match rationale {
+                _ if readout == BtReadout::Head => vec![],
                 BtRationale::Expert => scored.iter().map(|e| e.answer.clone()).collect(),
                 BtRationale::Generated => {
                     let kept = out.join("rationales.jsonl");
@@ -467,11 +523,16 @@ pub fn run<B: AutodiffBackend>(
                         } else {
                             (group[j], group[i])
                         };
-                        if let (Some(a), Some(b)) = (
-                            encode(&tok, w, &clips, answer(w)),
-                            encode(&tok, l, &clips, answer(l)),
-                        ) {
-                            items.push(Item::Compare { a, b, tie });
+                        let enc = |e: &JudgeExample| match readout {
+                            BtReadout::Head => prompt_only(&tok, e, &clips),
+                            BtReadout::ScoreTokens => Ok(encode(&tok, e, &clips, answer(e))),
+                        };
+                        let dim = head_template
+                            .as_ref()
+                            .and_then(|h| h.index(&w.dimension))
+                            .unwrap_or(0);
+                        if let (Some(a), Some(b)) = (enc(w)?, enc(l)?) {
+                            items.push(Item::Compare { a, b, tie, dim });
                         }
                     }
                 }
@@ -502,7 +563,10 @@ pub fn run<B: AutodiffBackend>(
             .max(1.0) as usize,
         _ => unreachable!("validated"),
     };
-    let (mut params, shapes) = runtime::lora_params(&mut model);
+    let (mut params, mut shapes) = runtime::lora_params(&mut model);
+    if let Some(h) = &head_template {
+        insert_head(&mut params, &mut shapes, h);
+    }
     let mut opt = AdamWState::default();
     let mut state = TrainerState {
         step: 0,
@@ -514,6 +578,16 @@ pub fn run<B: AutodiffBackend>(
     if resume {
         if let Some(ck) = runtime::restore_checkpoint(out, &mut model, &mut opt, &mut state)? {
             params = runtime::lora_params(&mut model).0;
+            if head_template.is_some() {
+                let dir = ck.join("adapter");
+                let h = RewardHead::load(&dir).map_err(runtime)?.ok_or_else(|| {
+                    runtime(format!(
+                        "{}: the checkpoint has no reward head, but the recipe trains one",
+                        dir.display()
+                    ))
+                })?;
+                insert_head(&mut params, &mut shapes, &h);
+            }
             eprintln!("resuming from {} (step {})", ck.display(), state.step);
         }
     }
@@ -525,8 +599,12 @@ pub fn run<B: AutodiffBackend>(
         recipe.log.progress.then_some(total_steps as u64),
     )
     .map_err(runtime)?;
-    let save = |_step: usize, model: &mut QwenVl<B>, opt: &AdamWState, state: &TrainerState| {
-        runtime::save_checkpoint(recipe, &lora, model, opt, state)
+    let save = |model: &mut QwenVl<B>,
+                opt: &AdamWState,
+                state: &TrainerState,
+                params: &BTreeMap<String, Vec<f32>>| {
+        let head = head_template.as_ref().map(|t| head_of(params, t));
+        runtime::save_checkpoint(recipe, &lora, model, head.as_ref(), opt, state)
     };
     let values = Tensor::<B, 1>::from_data(
         TensorData::new(
@@ -551,6 +629,7 @@ pub fn run<B: AutodiffBackend>(
             let idx = runtime::micro_batch(seed, items.len(), t.batch_size, state.micro_batches);
             state.micro_batches += 1;
             let chunk: Vec<&Item> = idx.iter().map(|&i| &items[i]).collect();
+            let mut head_leaves: Option<(Tensor<B, 2>, Tensor<B, 2>)> = None;
             let (loss, metrics) = match strategy {
                 Strategy::Dpo {
                     loss: kind,
@@ -613,29 +692,55 @@ pub fn run<B: AutodiffBackend>(
                 Strategy::Bt { .. } => {
                     let mut seqs = Vec::new();
                     let mut ties = Vec::new();
+                    let mut dims = Vec::new();
                     for it in &chunk {
-                        if let Item::Compare { a, b, tie } = it {
+                        if let Item::Compare { a, b, tie, dim } = it {
                             seqs.push(a);
                             seqs.push(b);
                             ties.push(*tie);
+                            dims.extend([*dim, *dim]);
                         }
                     }
                     let n = ties.len();
                     let (batch, _) =
                         runtime::make_batch::<B>(&seqs, &clips, pad, device, Some(&vision));
-                    let l = batch.ids[0].len();
-                    let pos: Vec<usize> = seqs
-                        .iter()
-                        .map(|s| {
-                            score_index(s, &score_ids)
-                                .map(|i| i + (l - s.ids.len()))
-                                .unwrap_or(1)
-                        })
-                        .collect();
-                    let s = expected_score(
-                        score_logits(&model, &batch, &pos, &score_ids)?,
-                        values.clone(),
-                    );
+                    let s = match &head_template {
+                        Some(h) => {
+                            // Fresh leaves from the parameter map; their gradients are read
+                            // after the backward pass below.
+                            let leaf = |name: &str, shape: [usize; 2]| {
+                                Tensor::<B, 2>::from_data(
+                                    TensorData::new(params[name].clone(), shape),
+                                    device,
+                                )
+                                .require_grad()
+                            };
+                            let k = h.config.dimensions.len();
+                            let w = leaf(HEAD_W, [k, h.feature_len()]);
+                            let b = leaf(HEAD_B, [1, k]);
+                            let (hid, ..) =
+                                model.forward_hidden(&batch, false, None).map_err(runtime)?;
+                            let feats = reward::features(&model, &batch, hid);
+                            let s = reward::raw(feats, w.clone(), b.clone().reshape([k]), &dims);
+                            head_leaves = Some((w, b));
+                            s
+                        }
+                        None => {
+                            let l = batch.ids[0].len();
+                            let pos: Vec<usize> = seqs
+                                .iter()
+                                .map(|s| {
+                                    score_index(s, &score_ids)
+                                        .map(|i| i + (l - s.ids.len()))
+                                        .unwrap_or(1)
+                                })
+                                .collect();
+                            expected_score(
+                                score_logits(&model, &batch, &pos, &score_ids)?,
+                                values.clone(),
+                            )
+                        }
+                    };
                     let (sw, sl) = split_pairs(s, n, device);
                     let tie = Tensor::<B, 1, Bool>::from_data(TensorData::new(ties, [n]), device);
                     let acc: f64 = sw
@@ -686,6 +791,18 @@ pub fn run<B: AutodiffBackend>(
             }
             let grads = (loss / t.grad_accum as f64).backward();
             runtime::accumulate_grads(&mut model, &grads, 1.0, &mut grads_acc);
+            if let Some((w, b)) = head_leaves.take() {
+                for (name, g) in [(HEAD_W, w.grad(&grads)), (HEAD_B, b.grad(&grads))] {
+                    let Some(g) = g else { continue };
+                    let g: Vec<f32> = g.into_data().convert::<f32>().to_vec().expect("f32");
+                    let slot = grads_acc
+                        .entry(name.to_string())
+                        .or_insert_with(|| vec![0.0; g.len()]);
+                    for (a, v) in slot.iter_mut().zip(g) {
+                        *a += v;
+                    }
+                }
+            }
         }
         let loss = sums["loss"];
         if !loss.is_finite() {
@@ -717,7 +834,7 @@ pub fn run<B: AutodiffBackend>(
         }
         let interrupted = stop(state.step);
         if (t.save_every > 0 && state.step.is_multiple_of(t.save_every)) || interrupted {
-            let ck = save(state.step, &mut model, &opt, &state)?;
+            let ck = save(&mut model, &opt, &state, &params)?;
             if interrupted {
                 return Err(TrainError::Interrupted {
                     step: state.step,
@@ -732,11 +849,27 @@ pub fn run<B: AutodiffBackend>(
         .map(|p| p != checkpoint::checkpoint_dir(out, state.step))
         .unwrap_or(true)
     {
-        save(state.step, &mut model, &opt, &state)?;
+        save(&mut model, &opt, &state, &params)?;
     }
+    // A trained reward head is put on the scale by least squares on the train split, then
+    // saved beside both adapters (evaluation and export find it there).
+    let head = match &head_template {
+        Some(t) => Some(calibrate_head(
+            head_of(&params, t),
+            &model,
+            &tok,
+            &scored,
+            &clips,
+            &vision,
+        )?),
+        None => None,
+    };
     let delta = out.join("adapter_preference");
     evalverse_model::lora::save_peft(&mut model, &lora, &delta, &recipe.model.source)
         .map_err(runtime)?;
+    if let Some(h) = &head {
+        h.save(&delta).map_err(runtime)?;
+    }
     let adapter = out.join("adapter");
     match &recipe.model.adapter {
         Some(sft) => evalverse_model::lora::save_stacked_peft(
@@ -749,6 +882,9 @@ pub fn run<B: AutodiffBackend>(
         None => evalverse_model::lora::save_peft(&mut model, &lora, &adapter, &recipe.model.source)
             .map_err(runtime)?,
     }
+    if let Some(h) = &head {
+        h.save(&adapter).map_err(runtime)?;
+    }
     if let Some(b) = &logger.bar {
         b.finish();
     }
@@ -759,6 +895,58 @@ pub fn run<B: AutodiffBackend>(
         adapter,
         examples: items.len(),
     })
+}
+
+/// Fit the head's per-dimension calibration (`reward::fit_calibration`: raw scalar -> the
+/// experts' mean) on the scored train examples, with the trained policy (no autodiff).
+fn calibrate_head<B: AutodiffBackend>(
+    mut head: RewardHead,
+    model: &QwenVl<B>,
+    tok: &ChatTokenizer,
+    scored: &[&JudgeExample],
+    clips: &runtime::Clips,
+    vision: &runtime::VisionCache<B>,
+) -> Result<RewardHead, TrainError> {
+    const BATCH: usize = 16;
+    let inner = model.valid();
+    let vis: runtime::VisionCache<B::InnerBackend> = vision
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().inner()))
+        .collect();
+    let device = inner.device();
+    let pad = tok.special.endoftext;
+    let mut by_dim: BTreeMap<usize, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let usable: Vec<&&JudgeExample> = scored
+        .iter()
+        .filter(|e| clips.by_video.contains_key(&e.video) && head.index(&e.dimension).is_some())
+        .collect();
+    for chunk in usable.chunks(BATCH) {
+        let mut prompts = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            prompts.push(prompt_only(tok, e, clips)?.expect("decoded clip"));
+        }
+        let refs: Vec<&Encoded> = prompts.iter().collect();
+        let (batch, _) = runtime::make_batch(&refs, clips, pad, &device, Some(&vis));
+        let (h, ..) = inner.forward_hidden(&batch, false, None).map_err(runtime)?;
+        let feats: Vec<f32> = reward::features(&inner, &batch, h)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32");
+        let rows: Vec<usize> = chunk
+            .iter()
+            .map(|e| head.index(&e.dimension).expect("filtered"))
+            .collect();
+        for ((e, &d), r) in chunk.iter().zip(&rows).zip(head.raw_host(&feats, &rows)) {
+            let slot = by_dim.entry(d).or_default();
+            slot.0.push(r);
+            slot.1.push(e.mean.expect("scored"));
+        }
+    }
+    for (d, (raw, target)) in &by_dim {
+        head.config.calibration[*d] = reward::fit_calibration(raw, target);
+    }
+    Ok(head)
 }
 
 fn evalverse_model_cfg_without_adapter(recipe: &Recipe) -> crate::recipe::ModelConfig {

@@ -138,6 +138,15 @@ pub enum Strategy {
         /// the text without looking at the clip; kept for ablations.
         #[serde(default)]
         rationale: BtRationale,
+        /// Where the scalar comes from: `score_tokens` (default), the expected score over the
+        /// score tokens after the rationale; or `head`, a reward head (one output per dimension,
+        /// evalverse_model::reward) on the final hidden states pooled over the video positions
+        /// and at the end of the prompt, trained with the LoRA and then calibrated to the scale
+        /// by least squares on the train split. With `head` no rationale is generated (the
+        /// head reads the prompt) and `rationale` / `max_new_tokens` are not used; the head is
+        /// saved beside the adapter and evaluation scores with it.
+        #[serde(default)]
+        readout: BtReadout,
         /// Longest generated rationale in tokens, for `rationale = "generated"` (default 64).
         #[serde(default = "default_bt_max_new_tokens")]
         max_new_tokens: usize,
@@ -168,6 +177,15 @@ pub enum Strategy {
     },
     /// KL between the raters' score histogram and the score-token distribution.
     Distribution,
+}
+
+/// Where the Bradley-Terry scalar is read (`stage.strategy.readout`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BtReadout {
+    #[default]
+    ScoreTokens,
+    Head,
 }
 
 /// The rationale before the Bradley-Terry score position (`stage.strategy.rationale`).

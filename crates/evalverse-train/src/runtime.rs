@@ -486,12 +486,14 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), TrainError> {
     evalverse_data::error::write_atomic(path, text.as_bytes()).map_err(runtime)
 }
 
-/// Save a checkpoint of a LoRA run at `state.step`: the adapter (PEFT format), the optimizer
-/// moments, the trainer state and the resolved recipe, atomically (checkpoint::commit).
+/// Save a checkpoint of a LoRA run at `state.step`: the adapter (PEFT format) with the reward
+/// head beside it when the run trains one, the optimizer moments, the trainer state and the
+/// resolved recipe, atomically (checkpoint::commit).
 pub fn save_checkpoint<B: Backend>(
     recipe: &Recipe,
     lora: &evalverse_model::lora::LoraConfig,
     model: &mut QwenVl<B>,
+    head: Option<&evalverse_model::reward::RewardHead>,
     opt: &crate::optim::AdamWState,
     state: &crate::checkpoint::TrainerState,
 ) -> Result<PathBuf, TrainError> {
@@ -507,6 +509,9 @@ pub fn save_checkpoint<B: Backend>(
                 &recipe.model.source,
             )
             .map_err(|e| e.to_string())?;
+            if let Some(h) = head {
+                h.save(&dir.join("adapter")).map_err(|e| e.to_string())?;
+            }
             crate::checkpoint::save_optimizer(&dir.join("optimizer.safetensors"), opt)?;
             std::fs::write(
                 dir.join("trainer_state.json"),

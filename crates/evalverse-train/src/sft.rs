@@ -129,7 +129,7 @@ pub fn run<B: AutodiffBackend>(
         b.set_position(state.step as u64);
     }
     let save = |_step: usize, model: &mut QwenVl<B>, opt: &AdamWState, state: &TrainerState| {
-        runtime::save_checkpoint(recipe, &lora, model, opt, state)
+        runtime::save_checkpoint(recipe, &lora, model, None, opt, state)
     };
 
     // ---- train
