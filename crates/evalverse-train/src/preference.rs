@@ -79,6 +79,17 @@ fn head_of(params: &BTreeMap<String, Vec<f32>>, template: &RewardHead) -> Reward
     }
 }
 
+/// Score-digit positions of sequences left-padded to `len` (1 where a sequence has none).
+fn score_positions(seqs: &[&Encoded], len: usize, score_ids: &[u32]) -> Vec<usize> {
+    seqs.iter()
+        .map(|s| {
+            score_index(s, score_ids)
+                .map(|i| i + (len - s.ids.len()))
+                .unwrap_or(1)
+        })
+        .collect()
+}
+
 /// Index of the score digit in an encoded answer (the last label token that is a score token).
 fn score_index(seq: &Encoded, score_ids: &[u32]) -> Option<usize> {
     (0..seq.ids.len())
@@ -726,15 +737,7 @@ pub fn run<B: AutodiffBackend>(
                             s
                         }
                         None => {
-                            let l = batch.ids[0].len();
-                            let pos: Vec<usize> = seqs
-                                .iter()
-                                .map(|s| {
-                                    score_index(s, &score_ids)
-                                        .map(|i| i + (l - s.ids.len()))
-                                        .unwrap_or(1)
-                                })
-                                .collect();
+                            let pos = score_positions(&seqs, batch.ids[0].len(), &score_ids);
                             expected_score(
                                 score_logits(&model, &batch, &pos, &score_ids)?,
                                 values.clone(),
@@ -767,15 +770,7 @@ pub fn run<B: AutodiffBackend>(
                     let n = seqs.len();
                     let (batch, _) =
                         runtime::make_batch::<B>(&seqs, &clips, pad, device, Some(&vision));
-                    let l = batch.ids[0].len();
-                    let pos: Vec<usize> = seqs
-                        .iter()
-                        .map(|s| {
-                            score_index(s, &score_ids)
-                                .map(|i| i + (l - s.ids.len()))
-                                .unwrap_or(1)
-                        })
-                        .collect();
+                    let pos = score_positions(&seqs, batch.ids[0].len(), &score_ids);
                     let logits = score_logits(&model, &batch, &pos, &score_ids)?;
                     let tgt = Tensor::<B, 2>::from_data(
                         TensorData::new(target, [n, levels.len()]),
