@@ -397,7 +397,7 @@ pub fn run<B: AutodiffBackend>(
         Strategy::Bt { readout, .. } => *readout,
         _ => BtReadout::ScoreTokens,
     };
-    let head_template = (readout == BtReadout::Head).then(|| {
+    let mut head_template = (readout == BtReadout::Head).then(|| {
         RewardHead::zeros(
             ds.taxonomy
                 .dimension_ids()
@@ -407,6 +407,14 @@ pub fn run<B: AutodiffBackend>(
             model.cfg.text.hidden_size,
         )
     });
+
+    // Its features are standardised with their train-split statistics under the starting
+    // policy (the same on a resumed run: the starting policy is the same).
+    if let Some(h) = head_template.as_mut() {
+        let usable = head_examples(h, &scored, &clips);
+        let rows = head_feature_rows(&model, &tok, &usable, &clips, &vision)?;
+        h.config.standardize = Some(reward::Standardize::fit(&rows, h.feature_len()));
+    }
 
     // ---- items (and the reference log-probs, once)
     let mut items = Vec::new();
@@ -731,7 +739,7 @@ pub fn run<B: AutodiffBackend>(
                             let b = leaf(HEAD_B, [1, k]);
                             let (hid, ..) =
                                 model.forward_hidden(&batch, false, None).map_err(runtime)?;
-                            let feats = reward::features(&model, &batch, hid);
+                            let feats = h.standardized(reward::features(&model, &batch, hid));
                             let s = reward::raw(feats, w.clone(), b.clone().reshape([k]), &dims);
                             head_leaves = Some((w, b));
                             s
@@ -892,16 +900,15 @@ pub fn run<B: AutodiffBackend>(
     })
 }
 
-/// Fit the head's per-dimension calibration (`reward::fit_calibration`: raw scalar -> the
-/// experts' mean) on the scored train examples, with the trained policy (no autodiff).
-fn calibrate_head<B: AutodiffBackend>(
-    mut head: RewardHead,
+/// Head features (`reward::features`, one row of 2 x hidden per example) of `examples` under
+/// `model` without autodiff, on the cached vision tokens.
+fn head_feature_rows<B: AutodiffBackend>(
     model: &QwenVl<B>,
     tok: &ChatTokenizer,
-    scored: &[&JudgeExample],
+    examples: &[&JudgeExample],
     clips: &runtime::Clips,
     vision: &runtime::VisionCache<B>,
-) -> Result<RewardHead, TrainError> {
+) -> Result<Vec<f32>, TrainError> {
     const BATCH: usize = 16;
     let inner = model.valid();
     let vis: runtime::VisionCache<B::InnerBackend> = vision
@@ -910,12 +917,8 @@ fn calibrate_head<B: AutodiffBackend>(
         .collect();
     let device = inner.device();
     let pad = tok.special.endoftext;
-    let mut by_dim: BTreeMap<usize, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-    let usable: Vec<&&JudgeExample> = scored
-        .iter()
-        .filter(|e| clips.by_video.contains_key(&e.video) && head.index(&e.dimension).is_some())
-        .collect();
-    for chunk in usable.chunks(BATCH) {
+    let mut rows = Vec::new();
+    for chunk in examples.chunks(BATCH) {
         let mut prompts = Vec::with_capacity(chunk.len());
         for e in chunk {
             prompts.push(prompt_only(tok, e, clips)?.expect("decoded clip"));
@@ -923,20 +926,52 @@ fn calibrate_head<B: AutodiffBackend>(
         let refs: Vec<&Encoded> = prompts.iter().collect();
         let (batch, _) = runtime::make_batch(&refs, clips, pad, &device, Some(&vis));
         let (h, ..) = inner.forward_hidden(&batch, false, None).map_err(runtime)?;
-        let feats: Vec<f32> = reward::features(&inner, &batch, h)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .expect("f32");
-        let rows: Vec<usize> = chunk
-            .iter()
-            .map(|e| head.index(&e.dimension).expect("filtered"))
-            .collect();
-        for ((e, &d), r) in chunk.iter().zip(&rows).zip(head.raw_host(&feats, &rows)) {
-            let slot = by_dim.entry(d).or_default();
-            slot.0.push(r);
-            slot.1.push(e.mean.expect("scored"));
-        }
+        rows.extend(
+            reward::features(&inner, &batch, h)
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32"),
+        );
+    }
+    Ok(rows)
+}
+
+/// The scored examples a reward head is trained and calibrated on (clip decoded, dimension
+/// covered by the head).
+fn head_examples<'a>(
+    head: &RewardHead,
+    scored: &[&'a JudgeExample],
+    clips: &runtime::Clips,
+) -> Vec<&'a JudgeExample> {
+    scored
+        .iter()
+        .copied()
+        .filter(|e| clips.by_video.contains_key(&e.video) && head.index(&e.dimension).is_some())
+        .collect()
+}
+
+/// Fit the head's per-dimension calibration (`reward::fit_calibration`: raw scalar -> the
+/// experts' mean) on the scored train examples, with the trained policy.
+fn calibrate_head<B: AutodiffBackend>(
+    mut head: RewardHead,
+    model: &QwenVl<B>,
+    tok: &ChatTokenizer,
+    scored: &[&JudgeExample],
+    clips: &runtime::Clips,
+    vision: &runtime::VisionCache<B>,
+) -> Result<RewardHead, TrainError> {
+    let usable = head_examples(&head, scored, clips);
+    let feats = head_feature_rows(model, tok, &usable, clips, vision)?;
+    let rows: Vec<usize> = usable
+        .iter()
+        .map(|e| head.index(&e.dimension).expect("filtered"))
+        .collect();
+    let mut by_dim: BTreeMap<usize, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for ((e, &d), r) in usable.iter().zip(&rows).zip(head.raw_host(&feats, &rows)) {
+        let slot = by_dim.entry(d).or_default();
+        slot.0.push(r);
+        slot.1.push(e.mean.expect("scored"));
     }
     for (d, (raw, target)) in &by_dim {
         head.config.calibration[*d] = reward::fit_calibration(raw, target);

@@ -170,6 +170,12 @@ fn bt_reward_head_trains_calibrates_and_resumes_exactly() {
         head.weight.iter().any(|&w| w != 0.0),
         "the head got no gradient"
     );
+    let z = head
+        .config
+        .standardize
+        .as_ref()
+        .expect("features standardised");
+    assert!(z.std.iter().all(|&s| s > 0.0) && z.mean.iter().any(|&m| m != 0.0));
     // Trained dimensions get a fitted calibration; the others keep the identity.
     let lens = head.index("lens").unwrap();
     let scene = head.index("scene").unwrap();
