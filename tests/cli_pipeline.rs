@@ -380,6 +380,66 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
     let said = text(&o);
     assert_eq!(o.status.code(), Some(0), "{said}");
     assert!(said.contains("sft: reusing"), "{said}");
+
+    // The calibrated run scores with its reward head; a merged export carries the head, and
+    // judging the merged folder gives the same soft scores.
+    let merged = dir.path().join("merged");
+    let o = evalverse(&[
+        "export",
+        out.join("calibrated").to_str().unwrap(),
+        "--format",
+        "merged",
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for f in ["reward_head.safetensors", "reward_head.json", "config.json"] {
+        assert!(
+            merged.join(f).is_file(),
+            "{f} missing from the merged export"
+        );
+    }
+    let again = dir.path().join("eval-merged");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        "none",
+        "--base",
+        merged.to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--dimensions",
+        "lens,rhythm",
+        "--frames-from",
+        out.join("recipes/calibrated.toml").to_str().unwrap(),
+        "--max-new-tokens",
+        "4",
+        "--bootstrap",
+        "20",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let soft = |dir: &std::path::Path| -> Vec<(String, String, f64)> {
+        std::fs::read_to_string(dir.join("judgements.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["clip_id"].as_str().unwrap().to_string(),
+                    v["dimension"].as_str().unwrap().to_string(),
+                    v["soft"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (soft(&out.join("eval-calibrated")), soft(&again));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((&x.0, &x.1), (&y.0, &y.1));
+        assert!((x.2 - y.2).abs() < 1e-4, "{x:?} vs {y:?}");
+    }
 }
 
 #[test]
