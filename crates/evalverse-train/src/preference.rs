@@ -393,9 +393,13 @@ pub fn run<B: AutodiffBackend>(
     let pad = tok.special.endoftext;
     // A Bradley-Terry run with `readout = "head"` trains a reward head (one row per dimension)
     // with the LoRA; its weights sit in the optimizer's parameter map under these names.
-    let readout = match strategy {
-        Strategy::Bt { readout, .. } => *readout,
-        _ => BtReadout::ScoreTokens,
+    let (readout, train_lora) = match strategy {
+        Strategy::Bt {
+            readout,
+            train_lora,
+            ..
+        } => (*readout, *train_lora),
+        _ => (BtReadout::ScoreTokens, true),
     };
     let mut head_template = (readout == BtReadout::Head).then(|| {
         RewardHead::zeros(
@@ -793,7 +797,9 @@ pub fn run<B: AutodiffBackend>(
                 *sums.entry(k).or_default() += v / t.grad_accum as f64;
             }
             let grads = (loss / t.grad_accum as f64).backward();
-            runtime::accumulate_grads(&mut model, &grads, 1.0, &mut grads_acc);
+            if train_lora {
+                runtime::accumulate_grads(&mut model, &grads, 1.0, &mut grads_acc);
+            }
             if let Some((w, b)) = head_leaves.take() {
                 for (name, g) in [(HEAD_W, w.grad(&grads)), (HEAD_B, b.grad(&grads))] {
                     let Some(g) = g else { continue };

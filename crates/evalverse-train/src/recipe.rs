@@ -147,6 +147,11 @@ pub enum Strategy {
         /// saved beside the adapter and evaluation scores with it.
         #[serde(default)]
         readout: BtReadout,
+        /// With `readout = "head"`: train the LoRA with the head (default true), or the head
+        /// alone on the frozen starting policy, whose rationales then stay the SFT judge's
+        /// (the LoRA, trained for the head only, unlearns the language).
+        #[serde(default = "default_true")]
+        train_lora: bool,
         /// Longest generated rationale in tokens, for `rationale = "generated"` (default 64).
         #[serde(default = "default_bt_max_new_tokens")]
         max_new_tokens: usize,
@@ -395,8 +400,13 @@ impl Recipe {
                     theta,
                     nu,
                     max_new_tokens,
+                    readout,
+                    train_lora,
                     ..
                 } => {
+                    if !*train_lora && *readout != BtReadout::Head {
+                        return Err("stage.strategy.train_lora = false needs readout = \"head\" (nothing else would train)".into());
+                    }
                     if *max_new_tokens == 0 {
                         return Err("stage.strategy.max_new_tokens must be at least 1".into());
                     }

@@ -204,3 +204,42 @@ fn bt_reward_head_trains_calibrates_and_resumes_exactly() {
         Some(head)
     );
 }
+
+/// `train_lora = false`: only the reward head trains, so the preference delta stays zero (the
+/// judge's text is the starting policy's); without a head it is refused at load time.
+#[test]
+fn a_head_on_the_frozen_policy_leaves_the_lora_at_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let device = Default::default();
+    let stage = "kind = \"preference\"\nstrategy = { name = \"bt\", readout = \"head\", train_lora = false }";
+    let r = recipe_with(dir.path(), &base, "frozen", 2, 0.0, stage, "");
+    evalverse_train::preference::run::<B>(&r, false, &device, &|_| false).unwrap();
+    let delta = dir.path().join("frozen/adapter_preference");
+    let bytes = std::fs::read(delta.join("adapter_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut b_tensors = 0;
+    for (name, t) in st.tensors() {
+        if name.contains("lora_B") {
+            b_tensors += 1;
+            assert!(t.data().iter().all(|&x| x == 0), "{name} moved");
+        }
+    }
+    assert!(b_tensors > 0);
+    let head = evalverse_model::reward::RewardHead::load(&dir.path().join("frozen/adapter"))
+        .unwrap()
+        .expect("head");
+    assert!(head.weight.iter().any(|&w| w != 0.0));
+
+    // The same recipe without the head is refused when it loads.
+    let text = std::fs::read_to_string(dir.path().join("frozen.toml"))
+        .unwrap()
+        .replace("readout = \"head\", ", "");
+    assert!(!text.contains("readout"));
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, text).unwrap();
+    let e = evalverse_train::recipe::Recipe::load(&p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("train_lora"), "{e}");
+}
