@@ -47,6 +47,8 @@ enum Item {
         tie: bool,
         /// The pair's dimension (reward head row; 0 when the scalar is read from score tokens).
         dim: usize,
+        /// (clip, dimension) of a and b.
+        keys: [(String, String); 2],
     },
     Hist {
         seq: Encoded,
@@ -414,10 +416,21 @@ pub fn run<B: AutodiffBackend>(
 
     // Its features are standardised with their train-split statistics under the starting
     // policy (the same on a resumed run: the starting policy is the same).
+    // With the policy frozen (`train_lora = false`) those features are the same at every step,
+    // so they are kept per (clip, dimension) and training runs no forward pass.
+    let mut frozen_features: BTreeMap<(String, String), Vec<f32>> = BTreeMap::new();
     if let Some(h) = head_template.as_mut() {
         let usable = head_examples(h, &scored, &clips);
         let rows = head_feature_rows(&model, &tok, &usable, &clips, &vision)?;
-        h.config.standardize = Some(reward::Standardize::fit(&rows, h.feature_len()));
+        let w = h.feature_len();
+        h.config.standardize = Some(reward::Standardize::fit(&rows, w));
+        if !train_lora {
+            frozen_features = usable
+                .iter()
+                .zip(rows.chunks_exact(w))
+                .map(|(e, r)| ((e.clip_id.clone(), e.dimension.clone()), r.to_vec()))
+                .collect();
+        }
     }
 
     // ---- items (and the reference log-probs, once)
@@ -554,8 +567,15 @@ pub fn run<B: AutodiffBackend>(
                             .as_ref()
                             .and_then(|h| h.index(&w.dimension))
                             .unwrap_or(0);
+                        let key = |e: &JudgeExample| (e.clip_id.clone(), e.dimension.clone());
                         if let (Some(a), Some(b)) = (enc(w)?, enc(l)?) {
-                            items.push(Item::Compare { a, b, tie, dim });
+                            items.push(Item::Compare {
+                                a,
+                                b,
+                                tie,
+                                dim,
+                                keys: [key(w), key(l)],
+                            });
                         }
                     }
                 }
@@ -716,17 +736,26 @@ pub fn run<B: AutodiffBackend>(
                     let mut seqs = Vec::new();
                     let mut ties = Vec::new();
                     let mut dims = Vec::new();
+                    let mut keys = Vec::new();
                     for it in &chunk {
-                        if let Item::Compare { a, b, tie, dim } = it {
+                        if let Item::Compare {
+                            a,
+                            b,
+                            tie,
+                            dim,
+                            keys: k,
+                        } = it
+                        {
                             seqs.push(a);
                             seqs.push(b);
                             ties.push(*tie);
                             dims.extend([*dim, *dim]);
+                            keys.extend(k.iter());
                         }
                     }
                     let n = ties.len();
-                    let (batch, _) =
-                        runtime::make_batch::<B>(&seqs, &clips, pad, device, Some(&vision));
+                    let batch =
+                        || runtime::make_batch::<B>(&seqs, &clips, pad, device, Some(&vision)).0;
                     let s = match &head_template {
                         Some(h) => {
                             // Fresh leaves from the parameter map; their gradients are read
@@ -741,14 +770,28 @@ pub fn run<B: AutodiffBackend>(
                             let k = h.config.dimensions.len();
                             let w = leaf(HEAD_W, [k, h.feature_len()]);
                             let b = leaf(HEAD_B, [1, k]);
-                            let (hid, ..) =
-                                model.forward_hidden(&batch, false, None).map_err(runtime)?;
-                            let feats = h.standardized(reward::features(&model, &batch, hid));
+                            let feats = if frozen_features.is_empty() {
+                                let batch = batch();
+                                let (hid, ..) =
+                                    model.forward_hidden(&batch, false, None).map_err(runtime)?;
+                                reward::features(&model, &batch, hid)
+                            } else {
+                                let rows: Vec<f32> = keys
+                                    .iter()
+                                    .flat_map(|k| frozen_features[*k].iter().copied())
+                                    .collect();
+                                Tensor::<B, 2>::from_data(
+                                    TensorData::new(rows, [keys.len(), h.feature_len()]),
+                                    device,
+                                )
+                            };
+                            let feats = h.standardized(feats);
                             let s = reward::raw(feats, w.clone(), b.clone().reshape([k]), &dims);
                             head_leaves = Some((w, b));
                             s
                         }
                         None => {
+                            let batch = batch();
                             let pos = score_positions(&seqs, batch.ids[0].len(), &score_ids);
                             expected_score(
                                 score_logits(&model, &batch, &pos, &score_ids)?,
@@ -802,13 +845,8 @@ pub fn run<B: AutodiffBackend>(
             }
             if let Some((w, b)) = head_leaves.take() {
                 for (name, g) in [(HEAD_W, w.grad(&grads)), (HEAD_B, b.grad(&grads))] {
-                    let Some(g) = g else { continue };
-                    let g: Vec<f32> = g.into_data().convert::<f32>().to_vec().expect("f32");
-                    let slot = grads_acc
-                        .entry(name.to_string())
-                        .or_insert_with(|| vec![0.0; g.len()]);
-                    for (a, v) in slot.iter_mut().zip(g) {
-                        *a += v;
+                    if let Some(g) = g {
+                        runtime::add_grad(&mut grads_acc, name, g, 1.0);
                     }
                 }
             }

@@ -453,16 +453,26 @@ pub fn accumulate_grads<B: AutodiffBackend>(
                 let Some(g) = p.val().grad(grads) else {
                     continue;
                 };
-                let g: Vec<f32> = g.into_data().convert::<f32>().to_vec().expect("f32");
-                let slot = acc
-                    .entry(format!("{path}.{suffix}"))
-                    .or_insert_with(|| vec![0.0; g.len()]);
-                for (a, b) in slot.iter_mut().zip(g) {
-                    *a += b * scale;
-                }
+                add_grad(acc, &format!("{path}.{suffix}"), g, scale);
             }
         }
     });
+}
+
+/// Add gradient `g` of parameter `name`, times `scale`, into `acc`.
+pub fn add_grad<B: Backend, const D: usize>(
+    acc: &mut BTreeMap<String, Vec<f32>>,
+    name: &str,
+    g: Tensor<B, D>,
+    scale: f32,
+) {
+    let g: Vec<f32> = g.into_data().convert::<f32>().to_vec().expect("f32");
+    let slot = acc
+        .entry(name.to_string())
+        .or_insert_with(|| vec![0.0; g.len()]);
+    for (a, b) in slot.iter_mut().zip(g) {
+        *a += b * scale;
+    }
 }
 
 /// The run's deterministic permutation of `n` examples for `epoch`.
