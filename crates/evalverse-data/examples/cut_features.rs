@@ -15,12 +15,6 @@ use std::path::Path;
 
 use evalverse_data::operators::{self, motion, shots, AnalysisSpec};
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s.get(s.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -46,20 +40,25 @@ fn main() {
         let z = shots::jump_scores(&pairs);
         let colour = shots::colour_change(&clip);
         let detected = shots::detect_cuts(&clip, &pairs);
-        let vx = median(&pairs.iter().map(|p| p.dx).collect::<Vec<_>>());
-        let vy = median(&pairs.iter().map(|p| p.dy).collect::<Vec<_>>());
-        let step = 1.0 / clip.source_fps;
+        // The median pan, as `jump_scores` takes it.
+        let median = |f: fn(&motion::PairMotion) -> f64| {
+            operators::median(&pairs.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
+        };
+        let (vx, vy) = (median(|p| p.dx), median(|p| p.dy));
+        let norm: Vec<Vec<f32>> = clip
+            .frames
+            .iter()
+            .map(|f| motion::normalised(&f.luma))
+            .collect();
+        let step = clip.frame_step_s;
         let n = clip.frames.len();
         for k in 1..n {
             let t = clip.frames[k].time_s;
             let truth = cuts.iter().any(|&e| t >= e - 1e-9 && t - e < step);
             let p = pairs[k - 1];
-            let (a, b) = (
-                motion::normalised(&clip.frames[k - 1].luma),
-                motion::normalised(&clip.frames[k].luma),
-            );
-            let gain = motion::residual_near(&a, &b, clip.width, clip.height, (vx, vy))
-                / p.residual.max(1e-9);
+            let gain =
+                motion::residual_near(&norm[k - 1], &norm[k], clip.width, clip.height, (vx, vy))
+                    / p.residual.max(1e-9);
             let (i, j) = (k.saturating_sub(2), (k + 1).min(n - 1));
             let direct = motion::align(
                 &clip.frames[i].luma,

@@ -421,7 +421,7 @@ pub fn evidence_block(ev: &Evidence) -> String {
 }
 
 /// Median of a slice (NaNs excluded); None when empty.
-pub(crate) fn median(v: &[f64]) -> Option<f64> {
+pub fn median(v: &[f64]) -> Option<f64> {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if s.is_empty() {
         return None;

@@ -25,6 +25,7 @@ pub struct PairMotion {
     pub raw: f64,
 }
 
+/// Luma divided by its mean (all zeros for a black frame), so a gain change is not motion.
 pub fn normalised(luma: &[f32]) -> Vec<f32> {
     let mean = luma.iter().map(|&v| v as f64).sum::<f64>() / luma.len().max(1) as f64;
     let k = if mean > 1e-4 {
