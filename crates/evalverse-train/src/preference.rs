@@ -770,7 +770,7 @@ pub fn run<B: AutodiffBackend>(
                             let k = h.config.dimensions.len();
                             let w = leaf(HEAD_W, [k, h.feature_len()]);
                             let b = leaf(HEAD_B, [1, k]);
-                            let feats = if frozen_features.is_empty() {
+                            let feats = if train_lora {
                                 let batch = batch();
                                 let (hid, ..) =
                                     model.forward_hidden(&batch, false, None).map_err(runtime)?;
