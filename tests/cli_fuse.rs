@@ -95,6 +95,22 @@ fn fuse_reports_vlm_operators_and_fused_per_dimension() {
         .unwrap()
         .iter()
         .any(|f| f == "shake"));
+    // The fused predictions are a judge of their own, with the eval report's figures: its soft
+    // SRCC per dimension is the fused SRCC of fusion.json.
+    let fused: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(train.join("fused/report.json")).unwrap())
+            .unwrap();
+    let dims = fused["dimensions"].as_array().unwrap();
+    assert_eq!(dims.len(), 2, "{fused}");
+    for d in dims {
+        let name = d["dimension"].as_str().unwrap();
+        let want = report["dimensions"][name]["fused"]["srcc"]["estimate"]
+            .as_f64()
+            .unwrap();
+        let got = d["soft_srcc_ci"]["estimate"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9, "{name}: {got} vs {want}");
+    }
+    assert!(train.join("fused/judgements.jsonl").is_file());
 }
 
 #[test]

@@ -347,6 +347,8 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
         "human ceiling SRCC",
         "| Cinematography |",
         "| Overall |",
+        "fused SRCC",
+        "operators-only SRCC",
     ] {
         assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
     }
@@ -372,6 +374,10 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
         "eval-calibrated/judgements.jsonl",
         "recipes/sft.toml",
         "summary.md",
+        "eval-calibrated-train/judgements.jsonl",
+        "fusion/fusion.json",
+        "fusion/fused/report.html",
+        "fusion/fused/judgements.jsonl",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
@@ -440,6 +446,47 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
         assert_eq!((&x.0, &x.1), (&y.0, &y.1));
         assert!((x.2 - y.2).abs() < 1e-4, "{x:?} vs {y:?}");
     }
+    // Head-only scoring (no rationale) gives the scores judging with a rationale gives: the head
+    // reads the prompt, not the answer.
+    let head_only = dir.path().join("eval-head-only");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        out.join("calibrated").to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--dimensions",
+        "lens,rhythm",
+        "--max-new-tokens",
+        "0",
+        "--bootstrap",
+        "20",
+        "--out",
+        head_only.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let c = soft(&head_only);
+    assert_eq!(a.len(), c.len());
+    for (x, y) in a.iter().zip(&c) {
+        assert_eq!((&x.0, &x.1), (&y.0, &y.1));
+        assert!((x.2 - y.2).abs() < 1e-4, "{x:?} vs {y:?}");
+    }
+    // Without a head there is nothing to score with: a usage error.
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        out.join("sft").to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--dimensions",
+        "lens",
+        "--max-new-tokens",
+        "0",
+        "--out",
+        dir.path().join("eval-no-head").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("reward head"), "{}", text(&o));
 }
 
 #[test]

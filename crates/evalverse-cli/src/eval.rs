@@ -213,6 +213,13 @@ pub fn run(
         )));
     }
     let (model, tok, head) = load_judge(&base, adapter.as_deref())?;
+    if a.max_new_tokens == 0 && head.is_none() {
+        return Err(Failure::Usage(anyhow!(
+            "--max-new-tokens 0 scores with the run's reward head alone, and {} has none \
+             (a Bradley-Terry run with readout = \"head\" has one)",
+            a.checkpoint
+        )));
+    }
     let mut ids: Vec<&str> = examples.iter().map(|e| e.clip_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();

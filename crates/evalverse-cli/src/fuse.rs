@@ -3,7 +3,9 @@
 //! with the operators (cached beside the decoded clips), fits a regressor per dimension on the
 //! dataset's train split from [soft score, measurements] to the experts' mean, and reports
 //! VLM-only, operators-only and fused agreement on the test split with bootstrap intervals
-//! (fusion.json, and a table on stdout).
+//! (fusion.json, and a table on stdout). The fused predictions are also written as a judge of
+//! their own (fused/judgements.jsonl and fused/report.*), the same report `evalverse eval` makes,
+//! so the fused judge sits in a leaderboard beside the others.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,8 @@ use evalverse_data::dataset::Dataset;
 use evalverse_data::operators::{AnalysisSpec, Evidence, OperatorSet};
 use evalverse_data::split::Split;
 use evalverse_eval::fusion::{compare, FusionComparison, FusionRow, MlpConfig, Regressor};
-use evalverse_eval::harness::Judgement;
+use evalverse_eval::harness::{Judgement, Verdict};
+use evalverse_eval::report::Report;
 
 use crate::Failure;
 
@@ -31,7 +34,7 @@ pub struct FuseArgs<'a> {
 }
 
 /// judgements.jsonl of an eval folder or of a run's eval/ folder.
-fn judgements_of(run: &Path) -> Result<Vec<Judgement>, Failure> {
+pub fn judgements_of(run: &Path) -> Result<Vec<Judgement>, Failure> {
     let file = [
         run.join("judgements.jsonl"),
         run.join("eval/judgements.jsonl"),
@@ -56,19 +59,241 @@ fn judgements_of(run: &Path) -> Result<Vec<Judgement>, Failure> {
         .collect()
 }
 
-pub fn fuse(a: &FuseArgs) -> Result<ExitCode, Failure> {
-    let how = match a.regressor {
-        "ridge" => Regressor::Ridge { lambda: a.lambda },
-        "mlp" => Regressor::Mlp(MlpConfig {
-            seed: a.seed,
+/// The regressor named on the command line.
+pub fn regressor(name: &str, lambda: f64, seed: u64) -> Result<Regressor, Failure> {
+    match name {
+        "ridge" => Ok(Regressor::Ridge { lambda }),
+        "mlp" => Ok(Regressor::Mlp(MlpConfig {
+            seed,
             ..MlpConfig::default()
-        }),
-        other => {
-            return Err(Failure::Usage(anyhow!(
-                "--regressor '{other}' (allowed: ridge, mlp)"
-            )))
+        })),
+        other => Err(Failure::Usage(anyhow!(
+            "--regressor '{other}' (allowed: ridge, mlp)"
+        ))),
+    }
+}
+
+/// What fitting gave: the per-dimension comparison, the dimensions left out, the feature names,
+/// and the fused judge's test-split judgements.
+pub struct Fusion {
+    pub results: BTreeMap<String, FusionComparison>,
+    pub skipped: Vec<String>,
+    pub features: Vec<String>,
+    /// The test split's judgements with `soft` replaced by the fused prediction (and the
+    /// verdict's level and the distribution by the prediction clamped to the scale); dimensions
+    /// without a fit keep the judge's own score, and an N/A answer stays N/A.
+    pub fused: Vec<Judgement>,
+}
+
+/// Measure the judged clips with `set` (cached in `cache`), fit `how` per dimension on the train
+/// split's judgements and compare VLM-only, operators-only and fused on the test split.
+pub fn fit(
+    ds: &Dataset,
+    data: &Path,
+    judgements: &[Judgement],
+    set: &OperatorSet,
+    how: &Regressor,
+    cache: &DecodeCache,
+    bootstrap: usize,
+    seed: u64,
+) -> Result<Fusion, Failure> {
+    let spec = AnalysisSpec::default();
+    let mut evidence: BTreeMap<String, Evidence> = BTreeMap::new();
+    let mut names: Vec<String> = Vec::new();
+    for j in judgements {
+        if evidence.contains_key(&j.clip_id) {
+            continue;
         }
+        let clip = ds
+            .clips
+            .iter()
+            .map(|c| &c.record)
+            .find(|c| c.id == j.clip_id)
+            .ok_or_else(|| {
+                Failure::Usage(anyhow!(
+                    "clip '{}' of the judgements is not in {}",
+                    j.clip_id,
+                    data.display()
+                ))
+            })?;
+        let (ev, _) = cache.get_or_measure(&ds.video_path(clip), set, &spec)?;
+        for m in &ev.measurements {
+            if !names.contains(&m.name) {
+                names.push(m.name.clone());
+            }
+        }
+        evidence.insert(j.clip_id.clone(), ev);
+    }
+    let split_of = |j: &Judgement| {
+        ds.splits
+            .get(&j.prompt_group)
+            .copied()
+            .unwrap_or(Split::Train)
     };
+    let features = |j: &Judgement| -> Vec<f64> {
+        let ev = &evidence[&j.clip_id];
+        names
+            .iter()
+            .map(|n| ev.get(n).unwrap_or(f64::NAN))
+            .collect()
+    };
+    // Rows per dimension and split; one row per (clip, dimension) (the first judgement wins when
+    // runs overlap).
+    let mut rows: BTreeMap<String, (Vec<FusionRow>, Vec<FusionRow>)> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut test_judgements = Vec::new();
+    for j in judgements {
+        if !seen.insert((j.clip_id.clone(), j.dimension.clone())) {
+            continue;
+        }
+        if split_of(j) == Split::Test {
+            test_judgements.push(j.clone());
+        }
+        let Some(expert) = j.expert_mean.filter(|_| !j.expert_na) else {
+            continue;
+        };
+        if !j.soft.is_finite() {
+            continue;
+        }
+        let row = FusionRow {
+            clip_id: j.clip_id.clone(),
+            prompt_group: j.prompt_group.clone(),
+            vlm_soft: j.soft,
+            operators: features(j),
+            expert_mean: expert,
+        };
+        let e = rows.entry(j.dimension.clone()).or_default();
+        match split_of(j) {
+            Split::Train => e.0.push(row),
+            Split::Test => e.1.push(row),
+            Split::Val => {}
+        }
+    }
+    let mut results: BTreeMap<String, FusionComparison> = BTreeMap::new();
+    let mut models = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for (dim, (train, test)) in &rows {
+        if train.len() < 4 || test.len() < 3 {
+            skipped.push(format!(
+                "{dim} ({} train, {} test rows)",
+                train.len(),
+                test.len()
+            ));
+            continue;
+        }
+        let (c, _, m_fused) = compare(train, test, how, bootstrap, seed)
+            .map_err(|e| Failure::Runtime(anyhow!("dimension {dim}: {e}")))?;
+        results.insert(dim.clone(), c);
+        models.insert(dim.clone(), m_fused);
+    }
+    if results.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "no dimension has judgements on both the train and test splits ({}); judge both splits \
+             (`evalverse eval --split train --out A`, `--split test --out B`) and pass --run A --run B",
+            skipped.join(", ")
+        )));
+    }
+    let scale = &ds.taxonomy.default_scale;
+    let levels = scale.values();
+    let fused = test_judgements
+        .into_iter()
+        .map(|mut j| {
+            if let Some(m) = models.get(&j.dimension).filter(|_| j.soft.is_finite()) {
+                let mut x = vec![j.soft];
+                x.extend(features(&j));
+                // The soft score is the prediction itself (clamping would tie the clips beyond
+                // the scale's ends, and the figures would differ from fusion.json's); the
+                // distribution and the verdict's level are the clamped prediction's.
+                let p = m.predict(&x);
+                let on_scale = p.clamp(scale.min, scale.max);
+                j.soft = p;
+                j.distribution = evalverse_eval::harness::two_point(on_scale, &levels);
+                if let Verdict::Score(_) = j.verdict {
+                    j.verdict = Verdict::Score(levels[scale.level_index(on_scale)]);
+                }
+            }
+            j
+        })
+        .collect();
+    Ok(Fusion {
+        results,
+        skipped,
+        features: names,
+        fused,
+    })
+}
+
+/// The per-dimension table: SRCC with its 95% interval for VLM-only, operators-only and fused.
+pub fn table(f: &Fusion) -> String {
+    let ci = |f: &evalverse_eval::fusion::FusionFigure| match f.srcc {
+        Some(c) => format!("{:.3} [{:.3}, {:.3}]", c.estimate, c.lower, c.upper),
+        None => "-".into(),
+    };
+    let mut out = String::from(
+        "| dimension | train/test rows | VLM-only SRCC | operators-only SRCC | fused SRCC |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for (dim, c) in &f.results {
+        out.push_str(&format!(
+            "| {dim} | {}/{} | {} | {} | {} |\n",
+            c.train_rows,
+            c.test_rows,
+            ci(&c.vlm_only),
+            ci(&c.operators_only),
+            ci(&c.fused)
+        ));
+    }
+    if !f.skipped.is_empty() {
+        out.push_str(&format!(
+            "\nnot fitted (the judge's own score is kept): {}\n",
+            f.skipped.join(", ")
+        ));
+    }
+    out
+}
+
+/// Write fusion.json to `out` and the fused judge's report (report.json/md/html) and
+/// judgements.jsonl to `out/fused/`; returns the fused judge's report.
+pub fn write(
+    f: &Fusion,
+    ds: &Dataset,
+    how: &Regressor,
+    set: &OperatorSet,
+    model: &str,
+    out: &Path,
+    bootstrap: usize,
+    seed: u64,
+) -> Result<Report, Failure> {
+    let report = serde_json::json!({
+        "regressor": how, "operators": set, "features": f.features, "dimensions": f.results,
+        "skipped": f.skipped,
+    });
+    std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+    let path = out.join("fusion.json");
+    evalverse_data::error::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let dir = out.join("fused");
+    let r = evalverse_eval::report::build(
+        ds,
+        Split::Test,
+        &f.fused,
+        model,
+        None,
+        Vec::new(),
+        bootstrap,
+        seed,
+    );
+    evalverse_eval::report::write_all(&r, &dir)
+        .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", dir.display())))?;
+    let lines: String = f
+        .fused
+        .iter()
+        .map(|j| serde_json::to_string(j).expect("json") + "\n")
+        .collect();
+    evalverse_data::error::write_atomic(&dir.join("judgements.jsonl"), lines.as_bytes())?;
+    Ok(r)
+}
+
+pub fn fuse(a: &FuseArgs) -> Result<ExitCode, Failure> {
+    let how = regressor(a.regressor, a.lambda, a.seed)?;
     let set = if a.operators.is_empty() {
         OperatorSet::all()
     } else {
@@ -84,114 +309,37 @@ pub fn fuse(a: &FuseArgs) -> Result<ExitCode, Failure> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| a.runs[0].clone());
     let cache = DecodeCache::new(out.join("cache"));
-    let spec = AnalysisSpec::default();
-    let mut evidence: BTreeMap<String, Evidence> = BTreeMap::new();
-    let mut names: Vec<String> = Vec::new();
-    for j in &judgements {
-        if evidence.contains_key(&j.clip_id) {
-            continue;
-        }
-        let clip = ds
-            .clips
+    let f = fit(
+        &ds,
+        a.data,
+        &judgements,
+        &set,
+        &how,
+        &cache,
+        a.bootstrap,
+        a.seed,
+    )?;
+    print!("{}", table(&f));
+    let model = format!(
+        "fused ({}) of {}",
+        a.regressor,
+        a.runs
             .iter()
-            .map(|c| &c.record)
-            .find(|c| c.id == j.clip_id)
-            .ok_or_else(|| {
-                Failure::Usage(anyhow!(
-                    "clip '{}' of the judgements is not in {}",
-                    j.clip_id,
-                    a.data.display()
-                ))
-            })?;
-        let (ev, _) = cache.get_or_measure(&ds.video_path(clip), &set, &spec)?;
-        for m in &ev.measurements {
-            if !names.contains(&m.name) {
-                names.push(m.name.clone());
-            }
-        }
-        evidence.insert(j.clip_id.clone(), ev);
-    }
-    // Rows per dimension and split; one row per (clip, dimension) (the first judgement wins when
-    // runs overlap).
-    let mut rows: BTreeMap<String, (Vec<FusionRow>, Vec<FusionRow>)> = BTreeMap::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for j in &judgements {
-        let Some(expert) = j.expert_mean.filter(|_| !j.expert_na) else {
-            continue;
-        };
-        if !j.soft.is_finite() || !seen.insert((j.clip_id.clone(), j.dimension.clone())) {
-            continue;
-        }
-        let ev = &evidence[&j.clip_id];
-        let row = FusionRow {
-            clip_id: j.clip_id.clone(),
-            prompt_group: j.prompt_group.clone(),
-            vlm_soft: j.soft,
-            operators: names
-                .iter()
-                .map(|n| ev.get(n).unwrap_or(f64::NAN))
-                .collect(),
-            expert_mean: expert,
-        };
-        let split = ds
-            .splits
-            .get(&j.prompt_group)
-            .copied()
-            .unwrap_or(Split::Train);
-        let e = rows.entry(j.dimension.clone()).or_default();
-        match split {
-            Split::Train => e.0.push(row),
-            Split::Test => e.1.push(row),
-            Split::Val => {}
-        }
-    }
-    let mut results: BTreeMap<String, FusionComparison> = BTreeMap::new();
-    let mut skipped = Vec::new();
-    for (dim, (train, test)) in &rows {
-        if train.len() < 4 || test.len() < 3 {
-            skipped.push(format!(
-                "{dim} ({} train, {} test rows)",
-                train.len(),
-                test.len()
-            ));
-            continue;
-        }
-        let (c, _, _) = compare(train, test, &how, a.bootstrap, a.seed)
-            .map_err(|e| Failure::Runtime(anyhow!("dimension {dim}: {e}")))?;
-        results.insert(dim.clone(), c);
-    }
-    if results.is_empty() {
-        return Err(Failure::Usage(anyhow!(
-            "no dimension has judgements on both the train and test splits ({}); judge both splits \
-             (`evalverse eval --split train --out A`, `--split test --out B`) and pass --run A --run B",
-            skipped.join(", ")
-        )));
-    }
-    let ci = |f: &evalverse_eval::fusion::FusionFigure| match f.srcc {
-        Some(c) => format!("{:.3} [{:.3}, {:.3}]", c.estimate, c.lower, c.upper),
-        None => "-".into(),
-    };
-    println!("| dimension | train/test rows | VLM-only SRCC | operators-only SRCC | fused SRCC |");
-    println!("| --- | --- | --- | --- | --- |");
-    for (dim, c) in &results {
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let r = write(&f, &ds, &how, &set, &model, &out, a.bootstrap, a.seed)?;
+    if let Some(o) = r.overall.srcc {
         println!(
-            "| {dim} | {}/{} | {} | {} | {} |",
-            c.train_rows,
-            c.test_rows,
-            ci(&c.vlm_only),
-            ci(&c.operators_only),
-            ci(&c.fused)
+            "\nfused judge, all test dimensions: SRCC {:.3} [{:.3}, {:.3}]",
+            o.estimate, o.lower, o.upper
         );
     }
-    if !skipped.is_empty() {
-        println!("skipped: {}", skipped.join(", "));
-    }
-    let report = serde_json::json!({
-        "regressor": how, "operators": set, "features": names, "dimensions": results,
-        "skipped": skipped,
-    });
-    let path = out.join("fusion.json");
-    evalverse_data::error::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
-    println!("-> {}", path.display());
+    println!(
+        "-> {} and {}",
+        out.join("fusion.json").display(),
+        out.join("fused/report.html").display()
+    );
     Ok(ExitCode::SUCCESS)
 }

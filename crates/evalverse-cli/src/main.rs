@@ -201,7 +201,8 @@ struct EvalCmd {
     /// Report folder (default: <run>/eval).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Longest rationale generated, in tokens.
+    /// Longest rationale generated, in tokens; 0: no rationale, the run's reward head alone
+    /// scores (one prefill per prompt; for fusion features or reward scoring).
     #[arg(long, default_value_t = 96)]
     max_new_tokens: usize,
     /// Prompts judged together.
@@ -261,7 +262,8 @@ struct FuseArgs {
     /// Operators to measure (comma-separated; default all).
     #[arg(long, value_delimiter = ',')]
     operators: Vec<String>,
-    /// Where fusion.json and the evidence cache go (default: the first --run).
+    /// Where fusion.json, the evidence cache and the fused judge's report (fused/) go
+    /// (default: the first --run).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Bootstrap resamples for the 95% intervals.

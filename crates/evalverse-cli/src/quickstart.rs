@@ -1,8 +1,10 @@
 //! `evalverse quickstart`: the whole pipeline on CPU with a tiny Qwen2.5-VL. Rebuilds the
 //! caption-pretrained tiny base (random init + the shipped pretraining adapter, merged), runs
 //! chain-of-thought LoRA SFT and preference calibration from recipes/quickstart/, judges the
-//! held-out split with the base, the SFT judge and the calibrated judge, and prints their
-//! agreement with the experts per aspect beside the human ceiling. Stages whose output exists
+//! held-out split with the base, the SFT judge and the calibrated judge, fuses the calibrated
+//! judge's scores with the perception operators (an MLP per dimension fitted on the train split,
+//! `evalverse fuse`), and prints their agreement with the experts per aspect beside the human
+//! ceiling. Stages whose output exists
 //! are reused; an interrupted stage resumes from its checkpoint.
 
 use std::path::{Path, PathBuf};
@@ -188,6 +190,69 @@ fn judge(
     Ok(report)
 }
 
+/// The fused judge (the paper's last step): the calibrated judge's reward head scores the train
+/// split (no rationale: one prefill per prompt), an MLP per dimension is fitted there from
+/// [head score, operator measurements] to the experts' mean, and predicts the test split. None
+/// when the calibrated run has no reward head to score the train split with.
+fn fused(
+    a: &QuickstartArgs,
+    frames: &evalverse_data::video::FrameSpec,
+) -> Result<Option<(Report, String)>, Failure> {
+    let cal = a.out.join("calibrated");
+    let head = evalverse_model::reward::RewardHead::load(&cal.join("adapter"))
+        .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    if head.is_none() {
+        eprintln!(
+            "[quickstart] fused: skipped ({} has no reward head to score the train split with)",
+            cal.display()
+        );
+        return Ok(None);
+    }
+    let train_out = a.out.join("eval-calibrated-train");
+    let cal_path = cal.display().to_string();
+    eprintln!("[quickstart] fused: reward-head scores of the train split (no rationale)");
+    crate::eval::run(
+        &EvalArgs {
+            checkpoint: &cal_path,
+            base: None,
+            data: a.data,
+            split: evalverse_data::split::Split::Train,
+            dimensions: a.dimensions,
+            out: Some(&train_out),
+            max_new_tokens: 0,
+            batch_size: 16,
+            bootstrap: a.bootstrap,
+            seed: 0,
+            pairwise: false,
+            gate: false,
+            frames: Some(frames),
+        },
+        true,
+    )?;
+    let mut judgements = crate::fuse::judgements_of(&a.out.join("eval-calibrated"))?;
+    judgements.extend(crate::fuse::judgements_of(&train_out)?);
+    let ds = evalverse_data::dataset::Dataset::load(a.data)?;
+    let set = evalverse_data::operators::OperatorSet::all();
+    let how = crate::fuse::regressor("mlp", 1.0, 0)?;
+    eprintln!(
+        "[quickstart] fused: operators on every clip, an MLP per dimension on the train split"
+    );
+    let cache = evalverse_data::cache::DecodeCache::new(a.out.join("cache"));
+    let f = match crate::fuse::fit(&ds, a.data, &judgements, &set, &how, &cache, a.bootstrap, 0) {
+        Ok(f) => f,
+        // Too few judged rows on one side for any dimension (a cut-down run): no fused judge.
+        Err(Failure::Usage(e)) => {
+            eprintln!("[quickstart] fused: skipped: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let out = a.out.join("fusion");
+    let model = format!("fused (mlp) of {} and the operators", cal.display());
+    let report = crate::fuse::write(&f, &ds, &how, &set, &model, &out, a.bootstrap, 0)?;
+    Ok(Some((report, crate::fuse::table(&f))))
+}
+
 fn cell(ci: &Option<evalverse_eval::bootstrap::ConfidenceInterval>) -> String {
     match ci {
         Some(c) if c.estimate.is_finite() => format!("{:.3}", c.estimate),
@@ -274,16 +339,29 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
     let sft_report = judge(a, "sft", &sft_path, &base, &frames)?;
     let cal_path = a.out.join("calibrated").display().to_string();
     let cal_report = judge(a, "calibrated", &cal_path, &base, &frames)?;
-    let t = table(&[
+    let fusion = fused(a, &frames)?;
+    let mut judges = vec![
         ("base", &base_report),
         ("SFT", &sft_report),
         ("calibrated", &cal_report),
-    ]);
+    ];
+    if let Some((r, _)) = &fusion {
+        judges.push(("fused", r));
+    }
+    let t = table(&judges);
+    let fusion_note = match &fusion {
+        Some((_, per_dim)) => format!(
+            "\nfused = the calibrated judge's score and the perception operators' measurements, \
+             through an MLP per dimension fitted on the train split (`evalverse fuse`); SRCC per \
+             dimension with 95% intervals:\n\n{per_dim}"
+        ),
+        None => String::new(),
+    };
     let summary = a.out.join("summary.md");
     std::fs::write(
         &summary,
         format!(
-            "# evalverse quickstart\n\nHeld-out split of {}: soft scores (expected value over the score tokens) against the mean expert score; the human ceiling is leave-one-rater-out SRCC.\n\n{t}",
+            "# evalverse quickstart\n\nHeld-out split of {}: soft scores (expected value over the score tokens, or the reward head's score) against the mean expert score; the human ceiling is leave-one-rater-out SRCC.\n\n{t}{fusion_note}",
             a.data.display()
         ),
     )
@@ -292,26 +370,27 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
         "\nHeld-out agreement with the experts (test split of {}):\n",
         a.data.display()
     );
-    println!("{t}");
-    println!(
-        "reports:     {}",
-        ["base", "sft", "calibrated"]
+    println!("{t}{fusion_note}");
+    let mut evals: Vec<PathBuf> = ["base", "sft", "calibrated"]
+        .iter()
+        .map(|l| a.out.join(format!("eval-{l}")))
+        .collect();
+    if fusion.is_some() {
+        evals.push(a.out.join("fusion/fused"));
+    }
+    let list = |f: &dyn Fn(&PathBuf) -> PathBuf, sep: &str| {
+        evals
             .iter()
-            .map(|l| a
-                .out
-                .join(format!("eval-{l}/report.html"))
-                .display()
-                .to_string())
+            .map(|e| f(e).display().to_string())
             .collect::<Vec<_>>()
-            .join("  ")
-    );
+            .join(sep)
+    };
+    println!("reports:     {}", list(&|e| e.join("report.html"), "  "));
     println!("tensorboard: tensorboard --logdir {}", a.out.display());
     println!("summary:     {}", summary.display());
     println!(
-        "compare:     evalverse leaderboard {} {} {}",
-        a.out.join("eval-base").display(),
-        a.out.join("eval-sft").display(),
-        a.out.join("eval-calibrated").display()
+        "compare:     evalverse leaderboard {}",
+        list(&|e| e.clone(), " ")
     );
     println!("done in {:.1} min", started.elapsed().as_secs_f64() / 60.0);
     Ok(ExitCode::SUCCESS)

@@ -48,12 +48,13 @@ pub struct JudgeSettings {
     pub batch_size: usize,
     /// A reward head (Bradley-Terry `readout = "head"`): when given, each dimension it covers
     /// is scored by it (calibrated to the scale, clamped) instead of by the score tokens; the
-    /// rationale is still generated, and an N/A answer stays N/A.
+    /// rationale is still generated, and an N/A answer stays N/A. With `max_new_tokens` 0 the
+    /// head alone scores (no generation, no N/A answers): every dimension must be covered.
     pub head: Option<RewardHead>,
 }
 
 /// A score on the scale as a distribution over the two levels around it (expectation = score).
-fn two_point(score: f64, levels: &[f64]) -> Vec<f64> {
+pub fn two_point(score: f64, levels: &[f64]) -> Vec<f64> {
     let mut d = vec![0.0; levels.len()];
     let Some(last) = levels.len().checked_sub(1) else {
         return d;
@@ -154,6 +155,12 @@ pub fn judge_units<B: Backend>(
     settings: &JudgeSettings,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Judgement>, String> {
+    if settings.max_new_tokens == 0 && settings.head.is_none() {
+        return Err(
+            "max_new_tokens 0 (no rationale) needs a reward head to score with; this judge has none"
+                .into(),
+        );
+    }
     let scale = &tax.default_scale;
     let device = model.device();
     let pad = tok.special.endoftext;
@@ -208,6 +215,33 @@ pub fn judge_units<B: Backend>(
                     }));
                 }
             }
+        }
+        if settings.max_new_tokens == 0 {
+            // Head-only scoring: no rationale, one prefill per unit.
+            let members = chunk.iter().flat_map(|u| &u.members);
+            for (m, hs) in members.zip(&head_scores) {
+                let hs = hs.ok_or_else(|| {
+                    format!(
+                        "max_new_tokens 0 scores with the reward head alone, and the head does \
+                         not cover dimension '{}'",
+                        m.dimension
+                    )
+                })?;
+                out.push(Judgement {
+                    clip_id: m.clip_id.clone(),
+                    prompt_group: m.prompt_group.clone(),
+                    generator: m.generator.clone(),
+                    dimension: m.dimension.clone(),
+                    answer: String::new(),
+                    verdict: Verdict::Score(levels[scale.level_index(hs)]),
+                    soft: hs,
+                    distribution: two_point(hs, &levels),
+                    expert_mean: m.mean,
+                    expert_na: m.score.is_none(),
+                });
+            }
+            progress(out.len(), total);
+            continue;
         }
         let widest = chunk.iter().map(|u| u.members.len()).max().unwrap_or(1);
         let gen = generate(
