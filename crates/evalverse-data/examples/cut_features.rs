@@ -9,7 +9,11 @@
 //! pair displacement (`dx`, `dy`, `jump`, px), the colour-change ratio and distance, the aligned
 //! residual, `gain` (residual at the clip's median pan over the aligned residual: how much the
 //! jump explains) and `persist_dx/dy` (frame k-2 aligned directly with k+1, less the other two
-//! pairs' motion: the part of the jump that persists across the boundary).
+//! pairs' motion: the part of the jump that persists across the boundary), and from per-block
+//! motion (`motion::block_motion`, 4 x 3 blocks) the blocks with a distinct match at the
+//! boundary and its neighbours (`blocks`, `shots::block_vote`), and of those the ones whose displacement stays within
+//! 1.5 px of their own median around the boundary (`still`) or leaves it by 3 px or more
+//! (`moved`): a cut moves every layer at once, a subject's stutter only its own blocks.
 
 use std::path::Path;
 
@@ -23,7 +27,7 @@ fn main() {
     let text = std::fs::read_to_string(root.join("truth.jsonl"))
         .unwrap_or_else(|e| panic!("{}: {e}", root.join("truth.jsonl").display()));
     println!(
-        "id,k,time_s,truth,detected,shake,boil,z,dx,dy,jump,colour_ratio,colour_dist,residual,gain,persist_dx,persist_dy"
+        "id,k,time_s,truth,detected,shake,boil,z,dx,dy,jump,colour_ratio,colour_dist,residual,gain,persist_dx,persist_dy,blocks,still,moved"
     );
     for (line_no, line) in text.lines().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line)
@@ -69,8 +73,9 @@ fn main() {
             let others = (i..j)
                 .filter(|&q| q != k - 1)
                 .fold((0.0, 0.0), |s, q| (s.0 + pairs[q].dx, s.1 + pairs[q].dy));
+            let vote = shots::block_vote(&clip, k);
             println!(
-                "{id},{k},{t:.4},{},{},{:.3},{:.3},{:.3},{:.2},{:.2},{:.2},{:.3},{:.4},{:.5},{:.3},{:.2},{:.2}",
+                "{id},{k},{t:.4},{},{},{:.3},{:.3},{:.3},{:.2},{:.2},{:.2},{:.3},{:.4},{:.5},{:.3},{:.2},{:.2},{},{},{}",
                 u8::from(truth),
                 u8::from(detected.contains(&k)),
                 v["defects"]["shake"].as_f64().unwrap_or(0.0),
@@ -85,6 +90,9 @@ fn main() {
                 gain,
                 direct.dx - others.0,
                 direct.dy - others.1,
+                vote.voters,
+                vote.still,
+                vote.moved,
             );
         }
     }

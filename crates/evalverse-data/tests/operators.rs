@@ -138,15 +138,15 @@ fn detected_cuts_match_true_cuts() {
         println!("  {b}");
     }
     assert!(
-        precision >= 0.8 && recall >= 0.7,
+        precision >= 0.9 && recall >= 0.7,
         "cut precision {precision:.3} recall {recall:.3}"
     );
     assert!(
-        exact >= 83,
+        exact >= 87,
         "only {exact}/{n} clips have exactly the true cuts"
     );
     assert!(
-        exact_calm * 100 >= calm * 88,
+        exact_calm * 100 >= calm * 92,
         "{exact_calm}/{calm} calm clips exact"
     );
 }

@@ -136,6 +136,66 @@ pub fn align(a: &[f32], b: &[f32], w: usize, h: usize) -> PairMotion {
     }
 }
 
+/// Motion of one block of a frame into the next (`block_motion`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockMotion {
+    /// Best integer displacement of the block's content, px.
+    pub dx: i32,
+    pub dy: i32,
+    /// SAD at the best shift over the median SAD of all shifts searched: near 0 a distinct
+    /// match (structure that moved), near 1 none (flat, or texture re-drawn every frame).
+    pub distinct: f64,
+}
+
+/// Per-block motion between mean-normalised luma frames `a` and `b` (w x h): the interior
+/// (`radius` px from every edge) cut into `cols` x `rows` blocks, each matched exhaustively over
+/// ±`radius` px. Row-major, `cols * rows` entries.
+pub fn block_motion(
+    a: &[f32],
+    b: &[f32],
+    w: usize,
+    h: usize,
+    cols: usize,
+    rows: usize,
+    radius: usize,
+) -> Vec<BlockMotion> {
+    let (iw, ih) = (w - 2 * radius, h - 2 * radius);
+    let (bw, bh) = (iw / cols, ih / rows);
+    let r = radius as i32;
+    let mut out = Vec::with_capacity(cols * rows);
+    let mut sads = Vec::with_capacity((2 * radius + 1).pow(2));
+    for by in 0..rows {
+        for bx in 0..cols {
+            let (x0, y0) = (radius + bx * bw, radius + by * bh);
+            sads.clear();
+            let mut best = (f64::INFINITY, 0, 0);
+            for dy in -r..=r {
+                for dx in -r..=r {
+                    let mut acc = 0f32;
+                    for y in y0..y0 + bh {
+                        let ra = &a[y * w + x0..y * w + x0 + bw];
+                        let start = ((y as i32 + dy) as usize) * w + (x0 as i32 + dx) as usize;
+                        let rb = &b[start..start + bw];
+                        acc += ra.iter().zip(rb).map(|(p, q)| (p - q).abs()).sum::<f32>();
+                    }
+                    let s = acc as f64 / (bw * bh) as f64;
+                    sads.push(s);
+                    if s < best.0 {
+                        best = (s, dx, dy);
+                    }
+                }
+            }
+            let med = super::median(&sads).unwrap_or(0.0);
+            out.push(BlockMotion {
+                dx: best.1,
+                dy: best.2,
+                distinct: if med > 1e-9 { best.0 / med } else { 1.0 },
+            });
+        }
+    }
+    out
+}
+
 /// Motion of every consecutive pair of analysed frames.
 pub fn pair_motion(clip: &Analysed) -> Vec<PairMotion> {
     clip.frames
