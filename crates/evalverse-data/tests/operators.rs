@@ -269,12 +269,14 @@ fn audio_level_measurements_rank_with_noise() {
     let (drift, nd) = srcc(|t, e| Some((e.get("colour_drift")?, t.d("drift"))));
     let (hiss, nh) = srcc(|t, e| Some((e.get("hiss")?, t.d("noise"))));
     let (floor, _) = srcc(|t, e| Some((e.get("noise_floor")?, t.d("noise"))));
-    // Continuity and drift are printed for the record (weak on the sample, see docs/OPERATORS.md);
-    // they are tested on controlled renders in `continuity_and_drift_respond_to_their_defect`.
+    // Continuity and drift are also tested on controlled renders in
+    // `continuity_and_drift_respond_to_their_defect`.
     println!(
         "SRCC: hiss vs noise {hiss:.3}, noise_floor vs noise {floor:.3} ({nh} audio clips); \
          shot_similarity vs -continuity {cont:.3} ({nc} multi-shot clips); colour_drift vs drift {drift:.3} ({nd})"
     );
+    assert!(cont >= 0.6, "shot_similarity SRCC {cont:.3} ({nc} clips)");
+    assert!(drift >= 0.3, "colour_drift SRCC {drift:.3} ({nd} clips)");
     assert!(hiss >= 0.95, "hiss SRCC {hiss:.3}");
     assert!(floor >= 0.85, "noise floor SRCC {floor:.3}");
 }

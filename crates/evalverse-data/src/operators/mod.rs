@@ -29,7 +29,7 @@ use crate::error::{DataError, Result};
 pub use gate::{detected_facts, gate, GateDecision, GateSource};
 
 /// Bump when an operator's output changes, so cached evidence is recomputed.
-pub const OPERATORS_VERSION: u32 = 2;
+pub const OPERATORS_VERSION: u32 = 3;
 
 /// One operator family. The names are what recipes list under `[data] operators`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
