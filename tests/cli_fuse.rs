@@ -76,12 +76,16 @@ fn fuse_reports_vlm_operators_and_fused_per_dimension() {
         sample().to_str().unwrap(),
         "--bootstrap",
         "200",
+        "--cv-folds",
+        "0",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(train.join("fusion.json")).unwrap()).unwrap();
     println!("{}", text(&o));
     let pacing = &report["dimensions"]["pacing"];
+    // Without cross-validation the penalty is --lambda's (1).
+    assert_eq!(pacing["operators_penalty"], 1.0, "{pacing}");
     for k in ["vlm_only", "operators_only", "fused"] {
         assert!(pacing[k]["srcc"]["estimate"].is_number(), "{k}: {pacing}");
     }
@@ -111,6 +115,43 @@ fn fuse_reports_vlm_operators_and_fused_per_dimension() {
         assert!((got - want).abs() < 1e-9, "{name}: {got} vs {want}");
     }
     assert!(train.join("fused/judgements.jsonl").is_file());
+
+    // The default chooses ridge's penalty per dimension by grouped cross-validation: from the
+    // grid, reported in the table and in fusion.json, and the fused judge still beats the noisy
+    // judge alone on pacing.
+    let cv = tmp.path().join("cv");
+    let o = evalverse(&[
+        "fuse",
+        "--run",
+        train.to_str().unwrap(),
+        "--run",
+        test.to_str().unwrap(),
+        "--data",
+        sample().to_str().unwrap(),
+        "--bootstrap",
+        "50",
+        "--out",
+        cv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("penalty (operators / fused)"),
+        "{}",
+        text(&o)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cv.join("fusion.json")).unwrap()).unwrap();
+    let grid = evalverse_eval::fusion::RIDGE_GRID;
+    for dim in ["pacing", "visual_quality"] {
+        let d = &report["dimensions"][dim];
+        for k in ["operators_penalty", "fused_penalty"] {
+            let p = d[k].as_f64().unwrap();
+            assert!(grid.contains(&p), "{dim} {k} {p} not in {grid:?}");
+        }
+    }
+    let pacing = &report["dimensions"]["pacing"];
+    let srcc = |k: &str| pacing[k]["srcc"]["estimate"].as_f64().unwrap();
+    assert!(srcc("fused") > srcc("vlm_only"), "{pacing}");
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub struct FuseArgs<'a> {
     pub data: &'a Path,
     pub regressor: &'a str,
     pub lambda: f64,
+    /// None: 5 for ridge, 0 (the MLP's own weight decay) for the MLP.
+    pub cv_folds: Option<usize>,
     pub operators: &'a [String],
     pub out: Option<&'a Path>,
     pub bootstrap: usize,
@@ -86,13 +88,16 @@ pub struct Fusion {
 }
 
 /// Measure the judged clips with `set` (cached in `cache`), fit `how` per dimension on the train
-/// split's judgements and compare VLM-only, operators-only and fused on the test split.
+/// split's judgements (its penalty chosen by `cv_folds`-fold cross-validation over the train
+/// split's prompt groups; < 2: `how`'s own) and compare VLM-only, operators-only and fused on the
+/// test split.
 pub fn fit(
     ds: &Dataset,
     data: &Path,
     judgements: &[Judgement],
     set: &OperatorSet,
     how: &Regressor,
+    cv_folds: usize,
     cache: &DecodeCache,
     bootstrap: usize,
     seed: u64,
@@ -181,7 +186,7 @@ pub fn fit(
             ));
             continue;
         }
-        let (c, _, m_fused) = compare(train, test, how, bootstrap, seed)
+        let (c, _, m_fused) = compare(train, test, how, cv_folds, bootstrap, seed)
             .map_err(|e| Failure::Runtime(anyhow!("dimension {dim}: {e}")))?;
         results.insert(dim.clone(), c);
         models.insert(dim.clone(), m_fused);
@@ -230,16 +235,18 @@ pub fn table(f: &Fusion) -> String {
         None => "-".into(),
     };
     let mut out = String::from(
-        "| dimension | train/test rows | VLM-only SRCC | operators-only SRCC | fused SRCC |\n| --- | --- | --- | --- | --- |\n",
+        "| dimension | train/test rows | VLM-only SRCC | operators-only SRCC | fused SRCC | penalty (operators / fused) |\n| --- | --- | --- | --- | --- | --- |\n",
     );
     for (dim, c) in &f.results {
         out.push_str(&format!(
-            "| {dim} | {}/{} | {} | {} | {} |\n",
+            "| {dim} | {}/{} | {} | {} | {} | {} / {} |\n",
             c.train_rows,
             c.test_rows,
             ci(&c.vlm_only),
             ci(&c.operators_only),
-            ci(&c.fused)
+            ci(&c.fused),
+            c.operators_penalty,
+            c.fused_penalty
         ));
     }
     if !f.skipped.is_empty() {
@@ -315,6 +322,10 @@ pub fn fuse(a: &FuseArgs) -> Result<ExitCode, Failure> {
         &judgements,
         &set,
         &how,
+        a.cv_folds.unwrap_or(match how {
+            Regressor::Ridge { .. } => 5,
+            Regressor::Mlp(_) => 0,
+        }),
         &cache,
         a.bootstrap,
         a.seed,

@@ -2,7 +2,8 @@
 //! caption-pretrained tiny base (random init + the shipped pretraining adapter, merged), runs
 //! chain-of-thought LoRA SFT and preference calibration from recipes/quickstart/, judges the
 //! held-out split with the base, the SFT judge and the calibrated judge, fuses the calibrated
-//! judge's scores with the perception operators (an MLP per dimension fitted on the train split,
+//! judge's scores with the perception operators (a ridge regression per dimension fitted on the
+//! train split, its penalty chosen by cross-validation over the train split's prompt groups,
 //! `evalverse fuse`), and prints their agreement with the experts per aspect beside the human
 //! ceiling. Stages whose output exists
 //! are reused; an interrupted stage resumes from its checkpoint.
@@ -191,7 +192,8 @@ fn judge(
 }
 
 /// The fused judge (the paper's last step): the calibrated judge's reward head scores the train
-/// split (no rationale: one prefill per prompt), an MLP per dimension is fitted there from
+/// split (no rationale: one prefill per prompt), a ridge regression per dimension (penalty by
+/// 5-fold cross-validation over prompt groups) is fitted there from
 /// [head score, operator measurements] to the experts' mean, and predicts the test split. None
 /// when the calibrated run has no reward head to score the train split with.
 fn fused(
@@ -233,12 +235,22 @@ fn fused(
     judgements.extend(crate::fuse::judgements_of(&train_out)?);
     let ds = evalverse_data::dataset::Dataset::load(a.data)?;
     let set = evalverse_data::operators::OperatorSet::all();
-    let how = crate::fuse::regressor("mlp", 1.0, 0)?;
+    let how = crate::fuse::regressor("ridge", 1.0, 0)?;
     eprintln!(
-        "[quickstart] fused: operators on every clip, an MLP per dimension on the train split"
+        "[quickstart] fused: operators on every clip, a ridge regression per dimension on the train split"
     );
     let cache = evalverse_data::cache::DecodeCache::new(a.out.join("cache"));
-    let f = match crate::fuse::fit(&ds, a.data, &judgements, &set, &how, &cache, a.bootstrap, 0) {
+    let f = match crate::fuse::fit(
+        &ds,
+        a.data,
+        &judgements,
+        &set,
+        &how,
+        5,
+        &cache,
+        a.bootstrap,
+        0,
+    ) {
         Ok(f) => f,
         // Too few judged rows on one side for any dimension (a cut-down run): no fused judge.
         Err(Failure::Usage(e)) => {
@@ -248,7 +260,10 @@ fn fused(
         Err(e) => return Err(e),
     };
     let out = a.out.join("fusion");
-    let model = format!("fused (mlp) of {} and the operators", cal.display());
+    let model = format!(
+        "fused (ridge, penalty by 5-fold CV) of {} and the operators",
+        cal.display()
+    );
     let report = crate::fuse::write(&f, &ds, &how, &set, &model, &out, a.bootstrap, 0)?;
     Ok(Some((report, crate::fuse::table(&f))))
 }
@@ -352,7 +367,8 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
     let fusion_note = match &fusion {
         Some((_, per_dim)) => format!(
             "\nfused = the calibrated judge's score and the perception operators' measurements, \
-             through an MLP per dimension fitted on the train split (`evalverse fuse`); SRCC per \
+             through a ridge regression per dimension fitted on the train split, its penalty chosen \
+             by 5-fold cross-validation over the train split's prompt groups (`evalverse fuse`); SRCC per \
              dimension with 95% intervals:\n\n{per_dim}"
         ),
         None => String::new(),

@@ -353,6 +353,85 @@ pub enum Regressor {
     Mlp(MlpConfig),
 }
 
+/// Ridge penalties searched by `choose_penalty` (on standardised features).
+pub const RIDGE_GRID: [f64; 9] = [0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
+/// MLP weight decays searched by `choose_penalty`.
+pub const MLP_GRID: [f64; 5] = [1e-3, 1e-2, 1e-1, 1.0, 10.0];
+
+impl Regressor {
+    /// The L2 penalty: ridge's lambda or the MLP's weight decay.
+    pub fn penalty(&self) -> f64 {
+        match self {
+            Regressor::Ridge { lambda } => *lambda,
+            Regressor::Mlp(cfg) => cfg.weight_decay,
+        }
+    }
+    /// The same regressor with another penalty.
+    pub fn with_penalty(&self, p: f64) -> Regressor {
+        match self {
+            Regressor::Ridge { .. } => Regressor::Ridge { lambda: p },
+            Regressor::Mlp(cfg) => Regressor::Mlp(MlpConfig {
+                weight_decay: p,
+                ..cfg.clone()
+            }),
+        }
+    }
+    fn grid(&self) -> &'static [f64] {
+        match self {
+            Regressor::Ridge { .. } => &RIDGE_GRID,
+            Regressor::Mlp(_) => &MLP_GRID,
+        }
+    }
+}
+
+/// The penalty of `how`'s grid (`RIDGE_GRID` / `MLP_GRID`) with the lowest mean squared error in
+/// grouped K-fold cross-validation on (x, y): rows of one prompt group are never split between
+/// fitting and validation (group i of the sorted groups is in fold i mod `folds`), so the choice
+/// reflects unseen prompts as the held-out split does. Ties go to the larger penalty. With fewer
+/// than two groups (nothing to validate on), `how`'s own penalty.
+pub fn choose_penalty(
+    x: &[Vec<f64>],
+    y: &[f64],
+    groups: &[&str],
+    how: &Regressor,
+    folds: usize,
+) -> Result<f64, MetricError> {
+    check(x, y, "penalty choice")?;
+    let mut names: Vec<&str> = groups.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    let k = folds.min(names.len());
+    if k < 2 || groups.len() != y.len() {
+        return Ok(how.penalty());
+    }
+    let fold_of: Vec<usize> = groups
+        .iter()
+        .map(|g| names.binary_search(g).expect("group") % k)
+        .collect();
+    let mut best = (f64::INFINITY, how.penalty());
+    for &p in how.grid().iter().rev() {
+        let cand = how.with_penalty(p);
+        let mut sq = 0.0;
+        for f in 0..k {
+            let (mut fx, mut fy) = (Vec::new(), Vec::new());
+            for i in (0..y.len()).filter(|&i| fold_of[i] != f) {
+                fx.push(x[i].clone());
+                fy.push(y[i]);
+            }
+            let m = Fitted::fit(&fx, &fy, &cand)?;
+            sq += (0..y.len())
+                .filter(|&i| fold_of[i] == f)
+                .map(|i| (m.predict(&x[i]) - y[i]).powi(2))
+                .sum::<f64>();
+        }
+        let mse = sq / y.len() as f64;
+        if mse < best.0 - 1e-12 {
+            best = (mse, p);
+        }
+    }
+    Ok(best.1)
+}
+
 /// A fitted regressor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -406,6 +485,10 @@ pub struct FusionComparison {
     pub operators_only: FusionFigure,
     /// The regressor on [soft score, operator measurements].
     pub fused: FusionFigure,
+    /// The penalties the two regressors were fitted with (chosen by grouped cross-validation on
+    /// the train rows when `cv_folds` >= 2, else the regressor's own).
+    pub operators_penalty: f64,
+    pub fused_penalty: f64,
 }
 
 fn figure(pred: &[f64], rows: &[FusionRow], resamples: usize, seed: u64) -> FusionFigure {
@@ -438,6 +521,7 @@ pub fn compare(
     train: &[FusionRow],
     test: &[FusionRow],
     how: &Regressor,
+    cv_folds: usize,
     resamples: usize,
     seed: u64,
 ) -> Result<(FusionComparison, Fitted, Fitted), MetricError> {
@@ -453,18 +537,27 @@ pub fn compare(
         v
     };
     let y: Vec<f64> = train.iter().map(|r| r.expert_mean).collect();
-    let m_ops = Fitted::fit(&train.iter().map(ops).collect::<Vec<_>>(), &y, how)?;
-    let m_fused = Fitted::fit(&train.iter().map(fused).collect::<Vec<_>>(), &y, how)?;
+    let groups: Vec<&str> = train.iter().map(|r| r.prompt_group.as_str()).collect();
+    let (x_ops, x_fused): (Vec<_>, Vec<_>) = (
+        train.iter().map(ops).collect(),
+        train.iter().map(fused).collect(),
+    );
+    let p_ops = choose_penalty(&x_ops, &y, &groups, how, cv_folds)?;
+    let p_fused = choose_penalty(&x_fused, &y, &groups, how, cv_folds)?;
+    let m_ops = Fitted::fit(&x_ops, &y, &how.with_penalty(p_ops))?;
+    let m_fused = Fitted::fit(&x_fused, &y, &how.with_penalty(p_fused))?;
     let vlm: Vec<f64> = test.iter().map(|r| r.vlm_soft).collect();
-    let p_ops: Vec<f64> = test.iter().map(|r| m_ops.predict(&ops(r))).collect();
-    let p_fused: Vec<f64> = test.iter().map(|r| m_fused.predict(&fused(r))).collect();
+    let pred_ops: Vec<f64> = test.iter().map(|r| m_ops.predict(&ops(r))).collect();
+    let pred_fused: Vec<f64> = test.iter().map(|r| m_fused.predict(&fused(r))).collect();
     Ok((
         FusionComparison {
             train_rows: train.len(),
             test_rows: test.len(),
             vlm_only: figure(&vlm, test, resamples, seed),
-            operators_only: figure(&p_ops, test, resamples, seed),
-            fused: figure(&p_fused, test, resamples, seed),
+            operators_only: figure(&pred_ops, test, resamples, seed),
+            fused: figure(&pred_fused, test, resamples, seed),
+            operators_penalty: p_ops,
+            fused_penalty: p_fused,
         },
         m_ops,
         m_fused,
@@ -565,6 +658,32 @@ mod tests {
     }
 
     #[test]
+    fn cross_validation_penalises_noise_and_spares_signal() {
+        let mut rng = Rng::new(3);
+        let n = 60;
+        let groups: Vec<String> = (0..n).map(|i| format!("g{}", i / 4)).collect();
+        let g: Vec<&str> = groups.iter().map(String::as_str).collect();
+        // 20 pure-noise features, 60 rows: any fit is overfitting.
+        let x: Vec<Vec<f64>> = (0..n)
+            .map(|_| (0..20).map(|_| rng.normal()).collect())
+            .collect();
+        let noise: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let how = Regressor::Ridge { lambda: 1.0 };
+        let p = choose_penalty(&x, &noise, &g, &how, 5).unwrap();
+        assert!(p >= 100.0, "noise: penalty {p}");
+        // y is a linear map of two features plus a little noise: keep the penalty small.
+        let y: Vec<f64> = x
+            .iter()
+            .map(|r| 2.0 * r[0] - r[1] + 0.1 * rng.normal())
+            .collect();
+        let p = choose_penalty(&x, &y, &g, &how, 5).unwrap();
+        assert!(p <= 1.0, "signal: penalty {p}");
+        // One group: nothing to validate on, the regressor's own penalty.
+        let one = vec!["g"; n];
+        assert_eq!(choose_penalty(&x, &y, &one, &how, 5).unwrap(), 1.0);
+    }
+
+    #[test]
     fn fusion_beats_either_source_when_they_carry_different_signal() {
         let (train, test) = (rows(200, 1), rows(120, 2));
         for how in [
@@ -574,7 +693,7 @@ mod tests {
                 ..MlpConfig::default()
             }),
         ] {
-            let (c, _, _) = compare(&train, &test, &how, 200, 7).unwrap();
+            let (c, _, _) = compare(&train, &test, &how, 0, 200, 7).unwrap();
             let s = |f: &FusionFigure| f.srcc.unwrap().estimate;
             let (v, o, f) = (s(&c.vlm_only), s(&c.operators_only), s(&c.fused));
             assert!(
