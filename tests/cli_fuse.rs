@@ -64,21 +64,22 @@ fn fuse_reports_vlm_operators_and_fused_per_dimension() {
     let ds = Dataset::load(&sample()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (train, test) = (tmp.path().join("train"), tmp.path().join("test"));
+    let sample_dir = sample();
     write_judgements(&ds, Split::Train, &["pacing", "visual_quality"], &train, 1);
     write_judgements(&ds, Split::Test, &["pacing", "visual_quality"], &test, 2);
-    let o = evalverse(&[
-        "fuse",
-        "--run",
-        train.to_str().unwrap(),
-        "--run",
-        test.to_str().unwrap(),
-        "--data",
-        sample().to_str().unwrap(),
-        "--bootstrap",
-        "200",
-        "--cv-folds",
-        "0",
-    ]);
+    let fuse = |extra: &[&str]| {
+        let mut args = vec![
+            "fuse",
+            "--run",
+            train.to_str().unwrap(),
+            "--run",
+            test.to_str().unwrap(),
+        ];
+        args.extend_from_slice(&["--data", sample_dir.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        evalverse(&args)
+    };
+    let o = fuse(&["--bootstrap", "200", "--cv-folds", "0"]);
     assert!(o.status.success(), "{}", text(&o));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(train.join("fusion.json")).unwrap()).unwrap();
@@ -120,19 +121,7 @@ fn fuse_reports_vlm_operators_and_fused_per_dimension() {
     // grid, reported in the table and in fusion.json, and the fused judge still beats the noisy
     // judge alone on pacing.
     let cv = tmp.path().join("cv");
-    let o = evalverse(&[
-        "fuse",
-        "--run",
-        train.to_str().unwrap(),
-        "--run",
-        test.to_str().unwrap(),
-        "--data",
-        sample().to_str().unwrap(),
-        "--bootstrap",
-        "50",
-        "--out",
-        cv.to_str().unwrap(),
-    ]);
+    let o = fuse(&["--bootstrap", "50", "--out", cv.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("penalty (operators / fused)"),

@@ -167,18 +167,38 @@ fn judge(
     base: &Path,
     frames: &evalverse_data::video::FrameSpec,
 ) -> Result<Report, Failure> {
-    let out = a.out.join(format!("eval-{label}"));
     let base = base.display().to_string();
     eprintln!("[quickstart] eval {label}: judging the test split");
+    judge_split(
+        a,
+        &a.out.join(format!("eval-{label}")),
+        checkpoint,
+        (checkpoint == "none").then_some(base.as_str()),
+        evalverse_data::split::Split::Test,
+        a.max_new_tokens,
+        frames,
+    )
+}
+
+/// `evalverse eval` of one split into `out`.
+fn judge_split(
+    a: &QuickstartArgs,
+    out: &Path,
+    checkpoint: &str,
+    base: Option<&str>,
+    split: evalverse_data::split::Split,
+    max_new_tokens: usize,
+    frames: &evalverse_data::video::FrameSpec,
+) -> Result<Report, Failure> {
     let (report, _) = crate::eval::run(
         &EvalArgs {
             checkpoint,
-            base: (checkpoint == "none").then_some(base.as_str()),
+            base,
             data: a.data,
-            split: evalverse_data::split::Split::Test,
+            split,
             dimensions: a.dimensions,
-            out: Some(&out),
-            max_new_tokens: a.max_new_tokens,
+            out: Some(out),
+            max_new_tokens,
             batch_size: 16,
             bootstrap: a.bootstrap,
             seed: 0,
@@ -213,23 +233,14 @@ fn fused(
     let train_out = a.out.join("eval-calibrated-train");
     let cal_path = cal.display().to_string();
     eprintln!("[quickstart] fused: reward-head scores of the train split (no rationale)");
-    crate::eval::run(
-        &EvalArgs {
-            checkpoint: &cal_path,
-            base: None,
-            data: a.data,
-            split: evalverse_data::split::Split::Train,
-            dimensions: a.dimensions,
-            out: Some(&train_out),
-            max_new_tokens: 0,
-            batch_size: 16,
-            bootstrap: a.bootstrap,
-            seed: 0,
-            pairwise: false,
-            gate: false,
-            frames: Some(frames),
-        },
-        true,
+    judge_split(
+        a,
+        &train_out,
+        &cal_path,
+        None,
+        evalverse_data::split::Split::Train,
+        0,
+        frames,
     )?;
     let mut judgements = crate::fuse::judgements_of(&a.out.join("eval-calibrated"))?;
     judgements.extend(crate::fuse::judgements_of(&train_out)?);
