@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::backend::Autodiff;
 use evalverse_train::recipe::{Recipe, StageConfig};
 use evalverse_train::runtime::TrainError;
@@ -13,6 +14,8 @@ use evalverse_train::runtime::TrainError;
 use crate::Failure;
 
 type TrainBackend = Autodiff<evalverse_model::Cpu>;
+/// `train.gradient_checkpointing = true`: memory-bound operations recomputed in the backward pass.
+type CheckpointedBackend = Autodiff<evalverse_model::Cpu, BalancedCheckpointing>;
 
 pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
     Ok(if run_stage(recipe_path, resume)? {
@@ -37,12 +40,19 @@ pub fn run_stage(recipe_path: &Path, resume: bool) -> Result<bool, Failure> {
     });
     let should_stop = |_: usize| STOP.load(Ordering::SeqCst);
     let device = Default::default();
-    let result = match recipe.stage {
-        StageConfig::Sft | StageConfig::Caption => {
-            evalverse_train::sft::run::<TrainBackend>(&recipe, resume, &device, &should_stop)
+    use evalverse_train::{preference, sft};
+    let result = match (&recipe.stage, recipe.train.gradient_checkpointing) {
+        (StageConfig::Sft | StageConfig::Caption, false) => {
+            sft::run::<TrainBackend>(&recipe, resume, &device, &should_stop)
         }
-        StageConfig::Preference { .. } => {
-            evalverse_train::preference::run::<TrainBackend>(&recipe, resume, &device, &should_stop)
+        (StageConfig::Sft | StageConfig::Caption, true) => {
+            sft::run::<CheckpointedBackend>(&recipe, resume, &device, &should_stop)
+        }
+        (StageConfig::Preference { .. }, false) => {
+            preference::run::<TrainBackend>(&recipe, resume, &device, &should_stop)
+        }
+        (StageConfig::Preference { .. }, true) => {
+            preference::run::<CheckpointedBackend>(&recipe, resume, &device, &should_stop)
         }
     };
     match result {

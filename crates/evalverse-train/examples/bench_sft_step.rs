@@ -2,8 +2,17 @@
 //! `scripts/bench_sft_step.py run` (see scripts/bench_sft_step.sh for the side-by-side table).
 //!
 //! ```sh
-//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused]
+//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused] [--checkpointing]
+//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE synthetic:T,H,W[,TEXT] [...]
 //! ```
+//!
+//! `synthetic:T,H,W[,TEXT]` builds the batch here instead of reading it (no Python needed): two
+//! sequences of TEXT (default 100) random text tokens, vision_start, the video tokens of grid
+//! [T, H, W], vision_end, TEXT more; loss on the last 64 tokens; pixels uniform in [-1, 1), seed
+//! 0 (other values than the Python batch, same layout). `--checkpointing` trains on
+//! `Autodiff<Cpu, BalancedCheckpointing>` (the recipe's `train.gradient_checkpointing`): burn
+//! recomputes memory-bound operations in the backward pass instead of keeping their outputs. The
+//! JSON adds `peak_rss_mb`, the process's peak resident memory (VmHWM) after the steps.
 //!
 //! BASE: a Qwen2.5-VL folder (`evalverse model init`); BATCH: the safetensors file written by
 //! `scripts/bench_sft_step.py batch` (input_ids, attention_mask, labels_mask [b, len] i64;
@@ -21,9 +30,12 @@
 //! set_lora_params). One JSON object on stdout.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
+use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
 use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, ElementConversion, Tensor, TensorData};
 use evalverse_model::lora::{apply_lora, set_training, LoraConfig, DEFAULT_TARGETS};
 use evalverse_model::position::MediaGrid;
@@ -33,8 +45,6 @@ use evalverse_train::optim::{clip_global_norm, AdamWConfig, AdamWState};
 use evalverse_train::runtime::{accumulate_grads, label_nll, lora_params, set_lora_params};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::json;
-
-type B = Autodiff<Cpu>;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -86,17 +96,118 @@ fn main() {
     // --unfused: the head's logits through the autodiff graph (`head_at` + `token_nll`), the
     // path before the fused head loss, for comparison.
     let unfused = args.iter().any(|a| a == "--unfused");
+    if args.iter().any(|a| a == "--checkpointing") {
+        bench::<Autodiff<Cpu, BalancedCheckpointing>>(
+            base, batch_path, steps, warmup, unfused, true,
+        );
+    } else {
+        bench::<Autodiff<Cpu, NoCheckpointing>>(base, batch_path, steps, warmup, unfused, false);
+    }
+}
+
+/// The batch tensors as the Python side writes them: (input_ids, attention_mask, labels_mask,
+/// pixel_values, video_grid_thw, second_per_grid_ts) with their shapes.
+type RawBatch = (
+    (Vec<i64>, Vec<usize>),
+    Vec<i64>,
+    Vec<i64>,
+    (Vec<f32>, Vec<usize>),
+    Vec<i64>,
+    Vec<f32>,
+);
+
+fn read_batch(path: &str) -> RawBatch {
+    let bytes = std::fs::read(path).expect("batch file");
+    let st = SafeTensors::deserialize(&bytes).expect("safetensors");
+    (
+        i64s(&st, "input_ids"),
+        i64s(&st, "attention_mask").0,
+        i64s(&st, "labels_mask").0,
+        f32s(&st, "pixel_values"),
+        i64s(&st, "video_grid_thw").0,
+        f32s(&st, "second_per_grid_ts").0,
+    )
+}
+
+/// `synthetic:T,H,W[,TEXT]` (see the module docs), with the ids of `base`'s config.json.
+fn synthetic_batch(base: &str, spec: &str) -> RawBatch {
+    let v: Vec<usize> = spec
+        .split(',')
+        .map(|x| x.parse().expect("synthetic:T,H,W[,TEXT]"))
+        .collect();
+    let (t, h, w, text) = (v[0], v[1], v[2], v.get(3).copied().unwrap_or(100));
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(base).join("config.json")).expect("config.json"),
+    )
+    .expect("config.json");
+    let id = |k: &str| {
+        cfg[k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("config.json: {k}"))
+    };
+    let special = [
+        "image_token_id",
+        "video_token_id",
+        "vision_start_token_id",
+        "vision_end_token_id",
+    ];
+    let hi = special.iter().map(|k| id(k)).min().unwrap() as u64;
+    let vc = &cfg["vision_config"];
+    let merge = vc["spatial_merge_size"].as_u64().unwrap_or(2) as usize;
+    let patch = vc["patch_size"].as_u64().unwrap_or(14) as usize;
+    let patch_dim = 3 * vc["temporal_patch_size"].as_u64().unwrap_or(2) as usize * patch * patch;
+    let n_video = t * (h / merge) * (w / merge);
+    let mut rng = evalverse_data::rng::Rng::new(0);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.extend((0..text).map(|_| (rng.next_u64() % hi) as i64));
+        ids.push(id("vision_start_token_id"));
+        ids.extend(std::iter::repeat_n(id("video_token_id"), n_video));
+        ids.push(id("vision_end_token_id"));
+        ids.extend((0..text).map(|_| (rng.next_u64() % hi) as i64));
+    }
+    let len = 2 * text + 2 + n_video;
+    let labels: Vec<i64> = (0..2)
+        .flat_map(|_| (0..len).map(|j| i64::from(j >= len - 64)))
+        .collect();
+    let rows = 2 * t * h * w;
+    let px: Vec<f32> = (0..rows * patch_dim)
+        .map(|_| (rng.range(-1.0, 1.0)) as f32)
+        .collect();
+    (
+        (ids, vec![2, len]),
+        vec![1; 2 * len],
+        labels,
+        (px, vec![rows, patch_dim]),
+        [t, h, w, t, h, w].iter().map(|&x| x as i64).collect(),
+        vec![1.0, 1.0],
+    )
+}
+
+/// Peak resident memory of this process (VmHWM), MB; None off Linux.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn bench<B: AutodiffBackend>(
+    base: &str,
+    batch_path: &str,
+    steps: usize,
+    warmup: usize,
+    unfused: bool,
+    checkpointing: bool,
+) {
     let device = Default::default();
 
     // ---- batch
-    let bytes = std::fs::read(batch_path).expect("batch file");
-    let st = SafeTensors::deserialize(&bytes).expect("safetensors");
-    let (ids, ids_shape) = i64s(&st, "input_ids");
-    let (mask, _) = i64s(&st, "attention_mask");
-    let (lab, _) = i64s(&st, "labels_mask");
-    let (px, px_shape) = f32s(&st, "pixel_values");
-    let (grid, _) = i64s(&st, "video_grid_thw");
-    let (spg, _) = f32s(&st, "second_per_grid_ts");
+    let ((ids, ids_shape), mask, lab, (px, px_shape), grid, spg) =
+        match batch_path.strip_prefix("synthetic:") {
+            Some(spec) => synthetic_batch(base, spec),
+            None => read_batch(batch_path),
+        };
     let ids: Vec<Vec<u32>> = rows2(&ids, &ids_shape)
         .into_iter()
         .map(|r| r.into_iter().map(|t| t as u32).collect())
@@ -214,6 +325,8 @@ fn main() {
             "grads_s": median(grd),
             "optim_s": median(opt_t),
             "losses": losses,
+            "checkpointing": checkpointing,
+            "peak_rss_mb": peak_rss_mb(),
         })
     );
 }

@@ -59,3 +59,29 @@ fn sft_resume_after_half_reproduces_losses_and_loss_falls() {
         .collect();
     assert_eq!(cks.len(), 2, "keep_last = 2");
 }
+
+#[test]
+fn gradient_checkpointing_trains_to_the_same_losses() {
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+    type Checkpointed = burn::backend::Autodiff<evalverse_model::Cpu, BalancedCheckpointing>;
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let device = Default::default();
+    let plain = evalverse_train::sft::run::<B>(
+        &recipe(dir.path(), &base, "plain", 2, 0.1),
+        false,
+        &device,
+        &|_| false,
+    )
+    .unwrap();
+    let mut r = recipe(dir.path(), &base, "checkpointed", 2, 0.1);
+    r.train.gradient_checkpointing = true;
+    let ck = evalverse_train::sft::run::<Checkpointed>(&r, false, &device, &|_| false).unwrap();
+    assert_eq!(plain.losses.len(), ck.losses.len());
+    for ((s1, a), (_, b)) in plain.losses.iter().zip(&ck.losses) {
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+            "step {s1}: {a} vs checkpointed {b}"
+        );
+    }
+}
