@@ -182,4 +182,23 @@ fn train_refuses_a_bad_recipe_with_exit_two() {
         "{}",
         text(&o)
     );
+    // A CUDA recipe on a binary built without CUDA: a configuration error naming the fix.
+    let shipped = std::fs::read_to_string(root().join("recipes/quickstart/sft.toml")).unwrap();
+    let mut t: toml::Table = toml::from_str(&shipped).unwrap();
+    t["run"]
+        .as_table_mut()
+        .unwrap()
+        .insert("device".into(), "cuda".into());
+    let cuda = dir.path().join("cuda.toml");
+    std::fs::write(&cuda, toml::to_string(&t).unwrap()).unwrap();
+    if cfg!(feature = "cuda") {
+        return; // this binary has CUDA; whether a GPU is there is another matter
+    }
+    let o = evalverse(&["train", cuda.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("cuda.toml") && text(&o).contains("--features cuda"),
+        "{}",
+        text(&o)
+    );
 }

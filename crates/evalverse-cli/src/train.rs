@@ -8,14 +8,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::anyhow;
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::backend::Autodiff;
-use evalverse_train::recipe::{Recipe, StageConfig};
+use burn::tensor::backend::Backend;
+use evalverse_train::recipe::{Device, Recipe, StageConfig};
 use evalverse_train::runtime::TrainError;
+use evalverse_train::sft::RunSummary;
 
 use crate::Failure;
 
-type TrainBackend = Autodiff<evalverse_model::Cpu>;
-/// `train.gradient_checkpointing = true`: memory-bound operations recomputed in the backward pass.
-type CheckpointedBackend = Autodiff<evalverse_model::Cpu, BalancedCheckpointing>;
+/// The stage on `Autodiff<Inner>`, or with `train.gradient_checkpointing = true` on
+/// `Autodiff<Inner, BalancedCheckpointing>` (memory-bound operations recomputed in the backward
+/// pass).
+fn run_on<Inner: Backend>(
+    recipe: &Recipe,
+    resume: bool,
+    device: &Inner::Device,
+    stop: &dyn Fn(usize) -> bool,
+) -> Result<RunSummary, TrainError> {
+    use evalverse_train::{preference, sft};
+    type Plain<I> = Autodiff<I>;
+    type Checkpointed<I> = Autodiff<I, BalancedCheckpointing>;
+    match (&recipe.stage, recipe.train.gradient_checkpointing) {
+        (StageConfig::Sft | StageConfig::Caption, false) => {
+            sft::run::<Plain<Inner>>(recipe, resume, device, stop)
+        }
+        (StageConfig::Sft | StageConfig::Caption, true) => {
+            sft::run::<Checkpointed<Inner>>(recipe, resume, device, stop)
+        }
+        (StageConfig::Preference { .. }, false) => {
+            preference::run::<Plain<Inner>>(recipe, resume, device, stop)
+        }
+        (StageConfig::Preference { .. }, true) => {
+            preference::run::<Checkpointed<Inner>>(recipe, resume, device, stop)
+        }
+    }
+}
 
 pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
     Ok(if run_stage(recipe_path, resume)? {
@@ -39,20 +65,24 @@ pub fn run_stage(recipe_path: &Path, resume: bool) -> Result<bool, Failure> {
         });
     });
     let should_stop = |_: usize| STOP.load(Ordering::SeqCst);
-    let device = Default::default();
-    use evalverse_train::{preference, sft};
-    let result = match (&recipe.stage, recipe.train.gradient_checkpointing) {
-        (StageConfig::Sft | StageConfig::Caption, false) => {
-            sft::run::<TrainBackend>(&recipe, resume, &device, &should_stop)
+    let result = match recipe.run.device {
+        Device::Cpu => {
+            run_on::<evalverse_model::Cpu>(&recipe, resume, &Default::default(), &should_stop)
         }
-        (StageConfig::Sft | StageConfig::Caption, true) => {
-            sft::run::<CheckpointedBackend>(&recipe, resume, &device, &should_stop)
-        }
-        (StageConfig::Preference { .. }, false) => {
-            preference::run::<TrainBackend>(&recipe, resume, &device, &should_stop)
-        }
-        (StageConfig::Preference { .. }, true) => {
-            preference::run::<CheckpointedBackend>(&recipe, resume, &device, &should_stop)
+        #[cfg(feature = "cuda")]
+        Device::Cuda => run_on::<burn::backend::Cuda>(
+            &recipe,
+            resume,
+            &burn::backend::cuda::CudaDevice::new(0),
+            &should_stop,
+        ),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => {
+            return Err(Failure::Usage(anyhow!(
+                "{}: run.device = \"cuda\", and this evalverse was built without CUDA \
+                 (cargo build --release -p evalverse-cli --features cuda)",
+                recipe_path.display()
+            )))
         }
     };
     match result {

@@ -34,6 +34,19 @@ pub struct RunConfig {
     /// Seed of data order, LoRA init and dropout.
     #[serde(default)]
     pub seed: u64,
+    /// Where the stage trains: "cpu" (burn Flex, default) or "cuda" (burn-cuda, device 0; needs
+    /// a binary built with `--features cuda`).
+    #[serde(default)]
+    pub device: Device,
+}
+
+/// The training device (`run.device`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,8 +7,14 @@ mod common;
 use common::{recipe, tiny_base, B};
 use evalverse_train::runtime::TrainError;
 
+/// The tests here compare losses to 1e-6: two training runs at once in one process share the
+/// CPU backend's thread pool, and its work splitting (hence the float summation order) then
+/// differs from a run alone (measured: 5e-6 relative at step 2). They take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn sft_resume_after_half_reproduces_losses_and_loss_falls() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let base = tiny_base(dir.path());
     let device = Default::default();
@@ -64,6 +70,7 @@ fn sft_resume_after_half_reproduces_losses_and_loss_falls() {
 fn gradient_checkpointing_trains_to_the_same_losses() {
     use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
     type Checkpointed = burn::backend::Autodiff<evalverse_model::Cpu, BalancedCheckpointing>;
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let base = tiny_base(dir.path());
     let device = Default::default();
