@@ -201,4 +201,33 @@ fn train_refuses_a_bad_recipe_with_exit_two() {
         "{}",
         text(&o)
     );
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        "none",
+        "--base",
+        "unused",
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--device",
+        "cuda",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--features cuda"), "{}", text(&o));
+    let data = root().join("data/sample");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        "none",
+        "--data",
+        data.to_str().unwrap(),
+        "--device",
+        "tpu",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("'tpu' (allowed: cpu, cuda)"),
+        "{}",
+        text(&o)
+    );
 }

@@ -217,6 +217,8 @@ pub fn ablate(path: &Path) -> Result<ExitCode, Failure> {
                     gate: false,
                     // Every variant, trained or not, on the recipe's frames.
                     frames: Some(&r.data.frames),
+                    // Judged where the recipe trains.
+                    device: r.run.device,
                 },
                 true,
             )?;

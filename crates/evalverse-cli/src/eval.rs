@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
+use burn::tensor::backend::Backend;
 use burn::tensor::DType;
 use evalverse_data::cache::DecodeCache;
 use evalverse_data::dataset::Dataset;
@@ -16,6 +17,7 @@ use evalverse_model::chat::ChatTokenizer;
 use evalverse_model::reward::RewardHead;
 use evalverse_model::weights::ModelSource;
 use evalverse_model::{Cpu, QwenVl};
+use evalverse_train::recipe::Device;
 
 use crate::Failure;
 
@@ -38,6 +40,8 @@ pub struct EvalArgs<'a> {
     /// Frame sampling to judge with instead of the checkpoint's (a run's recipe, else the Qwen
     /// defaults): a base (`none`) or a bare adapter judged on the same frames as a trained run.
     pub frames: Option<&'a FrameSpec>,
+    /// Where the judge runs (`cuda` needs a `--features cuda` build).
+    pub device: Device,
 }
 
 /// Base model, adapter and frame spec named by `--checkpoint` (a run folder, an adapter folder, or
@@ -118,11 +122,11 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Failure> {
 
 /// The base model with the adapter folded in, its tokenizer, and the reward head saved beside
 /// the adapter if the run trained one.
-pub fn load_judge(
+pub fn load_judge<B: Backend>(
     base: &str,
     adapter: Option<&Path>,
-) -> Result<(QwenVl<Cpu>, ChatTokenizer, Option<RewardHead>), Failure> {
-    let device = Default::default();
+    device: &B::Device,
+) -> Result<(QwenVl<B>, ChatTokenizer, Option<RewardHead>), Failure> {
     let files = ModelSource::parse(base)
         .and_then(|s| s.resolve())
         .map_err(|e| Failure::Usage(anyhow!("--base {base}: {e}")))?;
@@ -131,7 +135,7 @@ pub fn load_judge(
         .clone()
         .ok_or_else(|| Failure::Usage(anyhow!("{base} has no tokenizer.json")))?;
     let tok = ChatTokenizer::from_file(&tok_path).map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let mut model = QwenVl::<Cpu>::load_files(&files.config, &files.weights, DType::F32, &device)
+    let mut model = QwenVl::<B>::load_files(&files.config, &files.weights, DType::F32, device)
         .map_err(|e| Failure::Runtime(anyhow!(e)))?;
     tok.check_model(&model.cfg)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
@@ -174,6 +178,28 @@ pub fn run(
     a: &EvalArgs,
     show_progress: bool,
 ) -> Result<(evalverse_eval::report::Report, PathBuf), Failure> {
+    match a.device {
+        Device::Cpu => run_on::<Cpu>(a, show_progress, &Default::default()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => run_on::<burn::backend::Cuda>(
+            a,
+            show_progress,
+            &burn::backend::cuda::CudaDevice::new(0),
+        ),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => Err(Failure::Usage(anyhow!(
+            "--device cuda: this evalverse was built without CUDA \
+             (cargo build --release -p evalverse-cli --features cuda)"
+        ))),
+    }
+}
+
+/// `run` on backend B (f32 weights).
+fn run_on<B: Backend>(
+    a: &EvalArgs,
+    show_progress: bool,
+    device: &B::Device,
+) -> Result<(evalverse_eval::report::Report, PathBuf), Failure> {
     let (base, adapter, frames, default_out) = resolve_checkpoint(a.checkpoint, a.base)?;
     let frames = a.frames.cloned().unwrap_or(frames);
     let out = a.out.map(Path::to_path_buf).unwrap_or(default_out);
@@ -212,7 +238,7 @@ pub fn run(
             a.split
         )));
     }
-    let (model, tok, head) = load_judge(&base, adapter.as_deref())?;
+    let (model, tok, head) = load_judge::<B>(&base, adapter.as_deref(), device)?;
     if a.max_new_tokens == 0 && head.is_none() {
         return Err(Failure::Usage(anyhow!(
             "--max-new-tokens 0 scores with the run's reward head alone, and {} has none \

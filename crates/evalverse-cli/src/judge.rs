@@ -42,7 +42,11 @@ pub fn judge(a: &JudgeArgs) -> Result<ExitCode, Failure> {
         return Err(usage(format!("{}: no such video file", a.video.display())));
     }
     let (base, adapter, frames, _) = crate::eval::resolve_checkpoint(a.checkpoint, a.base)?;
-    let (model, tok, head) = crate::eval::load_judge(&base, adapter.as_deref())?;
+    let (model, tok, head) = crate::eval::load_judge::<evalverse_model::Cpu>(
+        &base,
+        adapter.as_deref(),
+        &Default::default(),
+    )?;
     let vision = preprocess_video(a.video, &frames, &PatchSpec::default())
         .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", a.video.display())))?;
     let clips = BTreeMap::from([(

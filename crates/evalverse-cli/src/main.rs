@@ -205,6 +205,9 @@ struct EvalCmd {
     /// scores (one prefill per prompt; for fusion features or reward scoring).
     #[arg(long, default_value_t = 96)]
     max_new_tokens: usize,
+    /// Where the judge runs: cpu, or cuda (device 0; a build with --features cuda).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: evalverse_train::recipe::Device,
     /// Prompts judged together.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -410,6 +413,14 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+fn parse_device(s: &str) -> Result<evalverse_train::recipe::Device, String> {
+    match s {
+        "cpu" => Ok(evalverse_train::recipe::Device::Cpu),
+        "cuda" => Ok(evalverse_train::recipe::Device::Cuda),
+        other => Err(format!("'{other}' (allowed: cpu, cuda)")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -481,6 +492,7 @@ fn main() -> ExitCode {
                 pairwise: a.pairwise,
                 gate: a.gate,
                 frames: frames.as_ref(),
+                device: a.device,
             })
         })(),
         Command::Model(ModelCommand::Init(a)) => model::init(&model::InitArgs {

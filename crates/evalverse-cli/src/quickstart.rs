@@ -205,6 +205,7 @@ fn judge_split(
             pairwise: false,
             gate: false,
             frames: Some(frames),
+            device: Default::default(),
         },
         true,
     )?;
