@@ -13,6 +13,8 @@
 //! `Autodiff<Cpu, BalancedCheckpointing>` (the recipe's `train.gradient_checkpointing`): burn
 //! recomputes memory-bound operations in the backward pass instead of keeping their outputs. The
 //! JSON adds `peak_rss_mb`, the process's peak resident memory (VmHWM) after the steps.
+//! `--cuda` (an example built with `--features cuda`) runs the same steps on burn-cuda, device
+//! 0, f32 weights (not yet run on a GPU).
 //!
 //! BASE: a Qwen2.5-VL folder (`evalverse model init`); BATCH: the safetensors file written by
 //! `scripts/bench_sft_step.py batch` (input_ids, attention_mask, labels_mask [b, len] i64;
@@ -96,12 +98,31 @@ fn main() {
     // --unfused: the head's logits through the autodiff graph (`head_at` + `token_nll`), the
     // path before the fused head loss, for comparison.
     let unfused = args.iter().any(|a| a == "--unfused");
-    if args.iter().any(|a| a == "--checkpointing") {
-        bench::<Autodiff<Cpu, BalancedCheckpointing>>(
-            base, batch_path, steps, warmup, unfused, true,
-        );
-    } else {
-        bench::<Autodiff<Cpu, NoCheckpointing>>(base, batch_path, steps, warmup, unfused, false);
+    let ck = args.iter().any(|a| a == "--checkpointing");
+    let cuda = args.iter().any(|a| a == "--cuda");
+    let run = (
+        base.as_str(),
+        batch_path.as_str(),
+        steps,
+        warmup,
+        unfused,
+        ck,
+    );
+    match (cuda, ck) {
+        (false, true) => bench::<Autodiff<Cpu, BalancedCheckpointing>>(run, &Default::default()),
+        (false, false) => bench::<Autodiff<Cpu, NoCheckpointing>>(run, &Default::default()),
+        #[cfg(feature = "cuda")]
+        (true, true) => bench::<Autodiff<burn::backend::Cuda, BalancedCheckpointing>>(
+            run,
+            &burn::backend::cuda::CudaDevice::new(0),
+        ),
+        #[cfg(feature = "cuda")]
+        (true, false) => bench::<Autodiff<burn::backend::Cuda, NoCheckpointing>>(
+            run,
+            &burn::backend::cuda::CudaDevice::new(0),
+        ),
+        #[cfg(not(feature = "cuda"))]
+        (true, _) => panic!("--cuda: build the example with --features cuda"),
     }
 }
 
@@ -192,15 +213,12 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn bench<B: AutodiffBackend>(
-    base: &str,
-    batch_path: &str,
-    steps: usize,
-    warmup: usize,
-    unfused: bool,
-    checkpointing: bool,
-) {
-    let device = Default::default();
+/// (base, batch, steps, warm-up steps, unfused head loss, checkpointing).
+type Run<'a> = (&'a str, &'a str, usize, usize, bool, bool);
+
+fn bench<B: AutodiffBackend>(run: Run, device: &B::Device) {
+    let (base, batch_path, steps, warmup, unfused, checkpointing) = run;
+    let device = device.clone();
 
     // ---- batch
     let ((ids, ids_shape), mask, lab, (px, px_shape), grid, spg) =
