@@ -5,7 +5,7 @@
 //! cargo run --release -p evalverse-model --example bench_attention -- LEN HEADS HEAD_DIM [--full] [--reps N]
 //! ```
 //!
-//! Causal mask, batch 1, random q/k/v (burn's default RNG: other values in every process, so
+//! Causal mask (`model::causal_mask`, as the decoder builds it), batch 1, random q/k/v (burn's default RNG: other values in every process, so
 //! `output_sum` only keeps the work from being skipped). `--full` sets the chunk
 //! budget to unlimited (the score matrix at once); otherwise `ATTENTION_CHUNK_ELEMS`, what the
 //! model uses. One JSON line: median seconds per call over `--reps` (default 3) after one warm-up,
@@ -13,7 +13,8 @@
 
 use std::time::Instant;
 
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Distribution, Tensor};
+use evalverse_model::model::causal_mask;
 use evalverse_model::nn::{attention_chunked, ATTENTION_CHUNK_ELEMS};
 use evalverse_model::Cpu;
 
@@ -41,16 +42,7 @@ fn main() {
     let device = Default::default();
     let r = || Tensor::<Cpu, 4>::random([1, h, l, d], Distribution::Normal(0.0, 1.0), &device);
     let (q, k, v) = (r(), r(), r());
-    let causal: Vec<f32> = (0..l * l)
-        .map(|i| {
-            if i % l > i / l {
-                f32::NEG_INFINITY
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let mask = Tensor::<Cpu, 4>::from_data(TensorData::new(causal, [1, 1, l, l]), &device);
+    let mask = causal_mask::<Cpu>(&[vec![true; l]], 0, &device);
     let before = peak_rss_mb();
     let mut times = Vec::new();
     let mut check = 0f32;

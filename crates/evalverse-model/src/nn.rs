@@ -364,16 +364,7 @@ mod tests {
         };
         let (q, k, v) = (r([b, h, l, d]), r([b, h, l, d]), r([b, h, l, d]));
         // Causal mask per row, and a key-padding mask broadcast over the query rows.
-        let causal: Vec<f32> = (0..l * l)
-            .map(|i| {
-                if i % l > i / l {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let causal = Tensor::<B, 4>::from_data(TensorData::new(causal, [1, 1, l, l]), &device);
+        let causal = crate::model::causal_mask::<B>(&[vec![true; l]], 0, &device);
         let pad: Vec<f32> = (0..b * l)
             .map(|i| {
                 if i / l == 1 && i % l < 3 {
