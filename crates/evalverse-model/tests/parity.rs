@@ -101,3 +101,34 @@ fn video_batch_matches_transformers_on_tied_new_layout_nested_config() {
 fn text_only_batch_matches_transformers() {
     check_case("tiny_a", "case_text_a.safetensors");
 }
+
+/// The base weights loaded in bf16 (`model.dtype = "bf16"`, what the GPU path uses), compute
+/// through the same graph on the CPU backend: the logits follow transformers' f32 logits to bf16
+/// precision (8 bits of mantissa in every weight and activation between the f32 norms, softmax
+/// and RoPE).
+#[test]
+fn bf16_weights_follow_the_f32_logits_to_bf16_precision() {
+    let device = Default::default();
+    let model = QwenVl::<Cpu>::from_source(
+        fixtures().join("tiny_a").to_str().unwrap(),
+        DType::BF16,
+        &device,
+    )
+    .unwrap();
+    let case = load_case("case_video_a.safetensors");
+    let batch = batch(&case, &device);
+    let out = model.forward(&batch, false, None).unwrap();
+    let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
+    let v = model.cfg.text.vocab_size;
+    let (md, mr) = diff(
+        &out.logits.cast(DType::F32),
+        &case.get("logits").0,
+        &keep,
+        v,
+    );
+    println!(
+        "bf16 weights: logits max|d| {md:.2e} (max|ref| {mr:.2}, rel {:.2e})",
+        md / mr
+    );
+    assert!(md / mr < 5e-2, "bf16 logits rel err {}", md / mr);
+}

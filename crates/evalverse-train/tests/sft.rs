@@ -92,3 +92,29 @@ fn gradient_checkpointing_trains_to_the_same_losses() {
         );
     }
 }
+
+#[test]
+fn a_bf16_base_trains_along_the_f32_loss_curve() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let device = Default::default();
+    let f32_run = evalverse_train::sft::run::<B>(
+        &recipe(dir.path(), &base, "f32", 3, 0.0),
+        false,
+        &device,
+        &|_| false,
+    )
+    .unwrap();
+    // Base weights in bf16, LoRA weights and optimizer state in f32 (model.dtype = "bf16").
+    let mut r = recipe(dir.path(), &base, "bf16", 3, 0.0);
+    r.model.dtype = evalverse_train::recipe::Dtype::Bf16;
+    let bf16_run = evalverse_train::sft::run::<B>(&r, false, &device, &|_| false).unwrap();
+    for ((s, a), (_, b)) in f32_run.losses.iter().zip(&bf16_run.losses) {
+        println!("step {s}: f32 {a:.5} bf16 {b:.5}");
+        assert!(
+            b.is_finite() && (a - b).abs() <= 1e-3 * a.abs(),
+            "step {s}: {a} vs bf16 {b}"
+        );
+    }
+}
