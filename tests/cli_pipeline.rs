@@ -471,6 +471,32 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
         assert_eq!((&x.0, &x.1), (&y.0, &y.1));
         assert!((x.2 - y.2).abs() < 1e-4, "{x:?} vs {y:?}");
     }
+    // bf16 base weights (the adapter folded into them) judge within bf16 precision of f32.
+    let bf16 = dir.path().join("eval-bf16");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        out.join("calibrated").to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--dimensions",
+        "lens,rhythm",
+        "--max-new-tokens",
+        "0",
+        "--dtype",
+        "bf16",
+        "--bootstrap",
+        "20",
+        "--out",
+        bf16.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let e = soft(&bf16);
+    assert_eq!(a.len(), e.len());
+    for (x, y) in a.iter().zip(&e) {
+        assert_eq!((&x.0, &x.1), (&y.0, &y.1));
+        assert!((x.2 - y.2).abs() < 0.25, "bf16: {x:?} vs {y:?}");
+    }
     // Without a head there is nothing to score with: a usage error.
     let o = evalverse(&[
         "eval",

@@ -219,6 +219,7 @@ pub fn ablate(path: &Path) -> Result<ExitCode, Failure> {
                     frames: Some(&r.data.frames),
                     // Judged where the recipe trains.
                     device: r.run.device,
+                    dtype: r.model.dtype,
                 },
                 true,
             )?;

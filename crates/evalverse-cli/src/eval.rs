@@ -42,6 +42,8 @@ pub struct EvalArgs<'a> {
     pub frames: Option<&'a FrameSpec>,
     /// Where the judge runs (`cuda` needs a `--features cuda` build).
     pub device: Device,
+    /// Dtype of the base weights (an adapter folded in takes it too).
+    pub dtype: evalverse_train::recipe::Dtype,
 }
 
 /// Base model, adapter and frame spec named by `--checkpoint` (a run folder, an adapter folder, or
@@ -125,6 +127,7 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Failure> {
 pub fn load_judge<B: Backend>(
     base: &str,
     adapter: Option<&Path>,
+    dtype: DType,
     device: &B::Device,
 ) -> Result<(QwenVl<B>, ChatTokenizer, Option<RewardHead>), Failure> {
     let files = ModelSource::parse(base)
@@ -135,7 +138,7 @@ pub fn load_judge<B: Backend>(
         .clone()
         .ok_or_else(|| Failure::Usage(anyhow!("{base} has no tokenizer.json")))?;
     let tok = ChatTokenizer::from_file(&tok_path).map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let mut model = QwenVl::<B>::load_files(&files.config, &files.weights, DType::F32, device)
+    let mut model = QwenVl::<B>::load_files(&files.config, &files.weights, dtype, device)
         .map_err(|e| Failure::Runtime(anyhow!(e)))?;
     tok.check_model(&model.cfg)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
@@ -194,7 +197,7 @@ pub fn run(
     }
 }
 
-/// `run` on backend B (f32 weights).
+/// `run` on backend B.
 fn run_on<B: Backend>(
     a: &EvalArgs,
     show_progress: bool,
@@ -238,7 +241,8 @@ fn run_on<B: Backend>(
             a.split
         )));
     }
-    let (model, tok, head) = load_judge::<B>(&base, adapter.as_deref(), device)?;
+    let dtype = evalverse_train::runtime::dtype(a.dtype);
+    let (model, tok, head) = load_judge::<B>(&base, adapter.as_deref(), dtype, device)?;
     if a.max_new_tokens == 0 && head.is_none() {
         return Err(Failure::Usage(anyhow!(
             "--max-new-tokens 0 scores with the run's reward head alone, and {} has none \

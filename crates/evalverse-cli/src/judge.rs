@@ -45,6 +45,7 @@ pub fn judge(a: &JudgeArgs) -> Result<ExitCode, Failure> {
     let (model, tok, head) = crate::eval::load_judge::<evalverse_model::Cpu>(
         &base,
         adapter.as_deref(),
+        burn::tensor::DType::F32,
         &Default::default(),
     )?;
     let vision = preprocess_video(a.video, &frames, &PatchSpec::default())

@@ -208,6 +208,9 @@ struct EvalCmd {
     /// Where the judge runs: cpu, or cuda (device 0; a build with --features cuda).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: evalverse_train::recipe::Device,
+    /// Dtype of the base weights: f32, bf16 or f16.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    dtype: evalverse_train::recipe::Dtype,
     /// Prompts judged together.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -413,6 +416,16 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+fn parse_dtype(s: &str) -> Result<evalverse_train::recipe::Dtype, String> {
+    use evalverse_train::recipe::Dtype;
+    match s {
+        "f32" => Ok(Dtype::F32),
+        "bf16" => Ok(Dtype::Bf16),
+        "f16" => Ok(Dtype::F16),
+        other => Err(format!("'{other}' (allowed: f32, bf16, f16)")),
+    }
+}
+
 fn parse_device(s: &str) -> Result<evalverse_train::recipe::Device, String> {
     match s {
         "cpu" => Ok(evalverse_train::recipe::Device::Cpu),
@@ -493,6 +506,7 @@ fn main() -> ExitCode {
                 gate: a.gate,
                 frames: frames.as_ref(),
                 device: a.device,
+                dtype: a.dtype,
             })
         })(),
         Command::Model(ModelCommand::Init(a)) => model::init(&model::InitArgs {

@@ -206,6 +206,7 @@ fn judge_split(
             gate: false,
             frames: Some(frames),
             device: Default::default(),
+            dtype: evalverse_train::recipe::Dtype::F32,
         },
         true,
     )?;
