@@ -440,77 +440,49 @@ fn a_cut_down_quickstart_trains_calibrates_and_prints_the_table() {
             })
             .collect()
     };
-    let (a, b) = (soft(&out.join("eval-calibrated")), soft(&again));
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!((&x.0, &x.1), (&y.0, &y.1));
-        assert!((x.2 - y.2).abs() < 1e-4, "{x:?} vs {y:?}");
-    }
+    // The same (clip, dimension) rows, soft scores within `tol`.
+    let close = |a: &[(String, String, f64)], b: &[(String, String, f64)], tol: f64| {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!((&x.0, &x.1), (&y.0, &y.1));
+            assert!((x.2 - y.2).abs() < tol, "{x:?} vs {y:?} (tolerance {tol})");
+        }
+    };
+    let a = soft(&out.join("eval-calibrated"));
+    close(&a, &soft(&again), 1e-4);
+    // `eval --max-new-tokens 0` of a run on lens and rhythm into `dir/name`, with `extra` flags.
+    let head_eval = |run: &str, name: &str, extra: &[&str]| {
+        let folder = dir.path().join(name);
+        let mut args = vec![
+            "eval".to_string(),
+            "--checkpoint".into(),
+            out.join(run).display().to_string(),
+            "--data".into(),
+            root().join("data/sample").display().to_string(),
+            "--dimensions".into(),
+            "lens,rhythm".into(),
+            "--max-new-tokens".into(),
+            "0".into(),
+            "--bootstrap".into(),
+            "20".into(),
+            "--out".into(),
+            folder.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = evalverse(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        (o, folder)
+    };
     // Head-only scoring (no rationale) gives the scores judging with a rationale gives: the head
     // reads the prompt, not the answer.
-    let head_only = dir.path().join("eval-head-only");
-    let o = evalverse(&[
-        "eval",
-        "--checkpoint",
-        out.join("calibrated").to_str().unwrap(),
-        "--data",
-        root().join("data/sample").to_str().unwrap(),
-        "--dimensions",
-        "lens,rhythm",
-        "--max-new-tokens",
-        "0",
-        "--bootstrap",
-        "20",
-        "--out",
-        head_only.to_str().unwrap(),
-    ]);
+    let (o, folder) = head_eval("calibrated", "eval-head-only", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let c = soft(&head_only);
-    assert_eq!(a.len(), c.len());
-    for (x, y) in a.iter().zip(&c) {
-        assert_eq!((&x.0, &x.1), (&y.0, &y.1));
-        assert!((x.2 - y.2).abs() < 1e-4, "{x:?} vs {y:?}");
-    }
+    close(&a, &soft(&folder), 1e-4);
     // bf16 base weights (the adapter folded into them) judge within bf16 precision of f32.
-    let bf16 = dir.path().join("eval-bf16");
-    let o = evalverse(&[
-        "eval",
-        "--checkpoint",
-        out.join("calibrated").to_str().unwrap(),
-        "--data",
-        root().join("data/sample").to_str().unwrap(),
-        "--dimensions",
-        "lens,rhythm",
-        "--max-new-tokens",
-        "0",
-        "--dtype",
-        "bf16",
-        "--bootstrap",
-        "20",
-        "--out",
-        bf16.to_str().unwrap(),
-    ]);
+    let (o, folder) = head_eval("calibrated", "eval-bf16", &["--dtype", "bf16"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let e = soft(&bf16);
-    assert_eq!(a.len(), e.len());
-    for (x, y) in a.iter().zip(&e) {
-        assert_eq!((&x.0, &x.1), (&y.0, &y.1));
-        assert!((x.2 - y.2).abs() < 0.25, "bf16: {x:?} vs {y:?}");
-    }
+    close(&a, &soft(&folder), 0.25);
     // Without a head there is nothing to score with: a usage error.
-    let o = evalverse(&[
-        "eval",
-        "--checkpoint",
-        out.join("sft").to_str().unwrap(),
-        "--data",
-        root().join("data/sample").to_str().unwrap(),
-        "--dimensions",
-        "lens",
-        "--max-new-tokens",
-        "0",
-        "--out",
-        dir.path().join("eval-no-head").to_str().unwrap(),
-    ]);
+    let (o, _) = head_eval("sft", "eval-no-head", &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("reward head"), "{}", text(&o));
 }
