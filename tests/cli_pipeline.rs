@@ -287,6 +287,51 @@ fn judge_prints_a_verdict_per_dimension_and_refuses_unknown_ones() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("'bokeh'"), "{}", text(&o));
+    // The same clip with bf16 base weights: the same dimensions, soft scores close to f32's.
+    let o = evalverse(&[
+        "judge",
+        video.to_str().unwrap(),
+        "--prompt",
+        "A detective in a desert canyon.",
+        "--checkpoint",
+        "none",
+        "--base",
+        base.to_str().unwrap(),
+        "--dimensions",
+        "lens,pacing",
+        "--max-new-tokens",
+        "3",
+        "--json",
+        "--dtype",
+        "bf16",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let bf16: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(bf16.len(), 2);
+    for (x, y) in lines.iter().zip(&bf16) {
+        assert_eq!(x["dimension"], y["dimension"]);
+        let (p, q) = (x["soft"].as_f64().unwrap(), y["soft"].as_f64().unwrap());
+        assert!(
+            (p - q).abs() < 0.25,
+            "{}: f32 {p} vs bf16 {q}",
+            x["dimension"]
+        );
+    }
+    if !cfg!(feature = "cuda") {
+        let o = evalverse(&[
+            "judge",
+            video.to_str().unwrap(),
+            "--prompt",
+            "x",
+            "--device",
+            "cuda",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("--features cuda"), "{}", text(&o));
+    }
 }
 
 #[test]

@@ -23,9 +23,32 @@ pub struct JudgeArgs<'a> {
     pub taxonomy: &'a str,
     pub max_new_tokens: usize,
     pub json: bool,
+    /// Where the judge runs (`cuda` needs a `--features cuda` build).
+    pub device: evalverse_train::recipe::Device,
+    /// Dtype of the base weights.
+    pub dtype: evalverse_train::recipe::Dtype,
 }
 
 pub fn judge(a: &JudgeArgs) -> Result<ExitCode, Failure> {
+    use evalverse_train::recipe::Device;
+    match a.device {
+        Device::Cpu => judge_on::<evalverse_model::Cpu>(a, &Default::default()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => {
+            judge_on::<burn::backend::Cuda>(a, &burn::backend::cuda::CudaDevice::new(0))
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => Err(Failure::Usage(anyhow!(
+            "--device cuda: this evalverse was built without CUDA \
+             (cargo build --release -p evalverse-cli --features cuda)"
+        ))),
+    }
+}
+
+fn judge_on<B: burn::tensor::backend::Backend>(
+    a: &JudgeArgs,
+    device: &B::Device,
+) -> Result<ExitCode, Failure> {
     let usage = |m: String| Failure::Usage(anyhow!(m));
     let tax = Taxonomy::load(a.taxonomy, Path::new("."))
         .map_err(|e| usage(format!("--taxonomy {}: {e}", a.taxonomy)))?;
@@ -42,11 +65,11 @@ pub fn judge(a: &JudgeArgs) -> Result<ExitCode, Failure> {
         return Err(usage(format!("{}: no such video file", a.video.display())));
     }
     let (base, adapter, frames, _) = crate::eval::resolve_checkpoint(a.checkpoint, a.base)?;
-    let (model, tok, head) = crate::eval::load_judge::<evalverse_model::Cpu>(
+    let (model, tok, head) = crate::eval::load_judge::<B>(
         &base,
         adapter.as_deref(),
-        burn::tensor::DType::F32,
-        &Default::default(),
+        evalverse_train::runtime::dtype(a.dtype),
+        device,
     )?;
     let vision = preprocess_video(a.video, &frames, &PatchSpec::default())
         .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", a.video.display())))?;

@@ -179,6 +179,12 @@ struct JudgeCmd {
     /// One JSON judgement per line instead of text.
     #[arg(long)]
     json: bool,
+    /// Where the judge runs: cpu, or cuda (device 0; a build with --features cuda).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: evalverse_train::recipe::Device,
+    /// Dtype of the base weights: f32, bf16 or f16.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    dtype: evalverse_train::recipe::Dtype,
 }
 
 #[derive(Args)]
@@ -456,6 +462,8 @@ fn main() -> ExitCode {
             taxonomy: &a.taxonomy,
             max_new_tokens: a.max_new_tokens,
             json: a.json,
+            device: a.device,
+            dtype: a.dtype,
         }),
         Command::Quickstart(a) => quickstart::quickstart(&quickstart::QuickstartArgs {
             data: &a.data,
