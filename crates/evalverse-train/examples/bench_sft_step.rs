@@ -2,7 +2,7 @@
 //! `scripts/bench_sft_step.py run` (see scripts/bench_sft_step.sh for the side-by-side table).
 //!
 //! ```sh
-//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused] [--checkpointing]
+//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused] [--checkpointing] [--bf16] [--cuda]
 //! cargo run --release -p evalverse-train --example bench_sft_step -- BASE synthetic:T,H,W[,TEXT] [...]
 //! ```
 //!
@@ -14,7 +14,7 @@
 //! recomputes memory-bound operations in the backward pass instead of keeping their outputs. The
 //! JSON adds `peak_rss_mb`, the process's peak resident memory (VmHWM) after the steps.
 //! `--cuda` (an example built with `--features cuda`) runs the same steps on burn-cuda, device
-//! 0, f32 weights (not yet run on a GPU).
+//! 0 (not yet run on a GPU). `--bf16` loads the base weights in bf16 (LoRA weights stay f32).
 //!
 //! BASE: a Qwen2.5-VL folder (`evalverse model init`); BATCH: the safetensors file written by
 //! `scripts/bench_sft_step.py batch` (input_ids, attention_mask, labels_mask [b, len] i64;
@@ -254,7 +254,10 @@ fn bench<B: AutodiffBackend>(run: Run, device: &B::Device) {
     let tokens: usize = mask.iter().flatten().filter(|m| **m).count();
 
     // ---- model
-    let mut model = QwenVl::<B>::from_source(base, DType::F32, &device).expect("load model");
+    // --bf16: base weights in bf16 (LoRA weights f32), as `model.dtype = "bf16"`.
+    let bf16 = std::env::args().any(|a| a == "--bf16");
+    let dtype = if bf16 { DType::BF16 } else { DType::F32 };
+    let mut model = QwenVl::<B>::from_source(base, dtype, &device).expect("load model");
     let lora = LoraConfig {
         rank: 8,
         alpha: 16.0,
@@ -344,6 +347,7 @@ fn bench<B: AutodiffBackend>(run: Run, device: &B::Device) {
             "optim_s": median(opt_t),
             "losses": losses,
             "checkpointing": checkpointing,
+            "base_dtype": if bf16 { "bf16" } else { "f32" },
             "peak_rss_mb": peak_rss_mb(),
         })
     );
