@@ -3,12 +3,13 @@
 //!
 //! ```sh
 //! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused] [--checkpointing] [--bf16] [--cuda]
-//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE synthetic:T,H,W[,TEXT] [...]
+//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE synthetic:T,H,W[,TEXT[,LABELS]] [...]
 //! ```
 //!
-//! `synthetic:T,H,W[,TEXT]` builds the batch here instead of reading it (no Python needed): two
-//! sequences of TEXT (default 100) random text tokens, vision_start, the video tokens of grid
-//! [T, H, W], vision_end, TEXT more; loss on the last 64 tokens; pixels uniform in [-1, 1), seed
+//! `synthetic:T,H,W[,TEXT[,LABELS]]` builds the batch here instead of reading it (no Python
+//! needed): two sequences of TEXT (default 100) random text tokens, vision_start, the video tokens
+//! of grid [T, H, W], vision_end, TEXT more; loss on the last LABELS tokens (default 64, at most
+//! TEXT; 16 frames at 448x448 with a 256-token target: `synthetic:8,32,32,300,256`); pixels uniform in [-1, 1), seed
 //! 0 (other values than the Python batch, same layout). `--checkpointing` trains on
 //! `Autodiff<Cpu, BalancedCheckpointing>` (the recipe's `train.gradient_checkpointing`): burn
 //! recomputes memory-bound operations in the backward pass instead of keeping their outputs. The
@@ -150,13 +151,14 @@ fn read_batch(path: &str) -> RawBatch {
     )
 }
 
-/// `synthetic:T,H,W[,TEXT]` (see the module docs), with the ids of `base`'s config.json.
+/// `synthetic:T,H,W[,TEXT[,LABELS]]` (see the module docs), with the ids of `base`'s config.json.
 fn synthetic_batch(base: &str, spec: &str) -> RawBatch {
     let v: Vec<usize> = spec
         .split(',')
         .map(|x| x.parse().expect("synthetic:T,H,W[,TEXT]"))
         .collect();
     let (t, h, w, text) = (v[0], v[1], v[2], v.get(3).copied().unwrap_or(100));
+    let label_tokens = v.get(4).copied().unwrap_or(64).min(text);
     let cfg: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(Path::new(base).join("config.json")).expect("config.json"),
     )
@@ -189,7 +191,7 @@ fn synthetic_batch(base: &str, spec: &str) -> RawBatch {
     }
     let len = 2 * text + 2 + n_video;
     let labels: Vec<i64> = (0..2)
-        .flat_map(|_| (0..len).map(|j| i64::from(j >= len - 64)))
+        .flat_map(|_| (0..len).map(|j| i64::from(j >= len - label_tokens)))
         .collect();
     let rows = 2 * t * h * w;
     let px: Vec<f32> = (0..rows * patch_dim)
