@@ -249,67 +249,46 @@ fn judge_prints_a_verdict_per_dimension_and_refuses_unknown_ones() {
     let dir = tempfile::tempdir().unwrap();
     let base = tiny_base(dir.path());
     let video = root().join("data/sample/videos/pg000_aurora.mp4");
-    let o = evalverse(&[
-        "judge",
-        video.to_str().unwrap(),
-        "--prompt",
-        "A detective in a desert canyon.",
-        "--checkpoint",
-        "none",
-        "--base",
-        base.to_str().unwrap(),
-        "--dimensions",
-        "lens,pacing",
-        "--max-new-tokens",
-        "3",
-        "--json",
-    ]);
+    // `judge` of the sample clip by the untrained base on `dims`, with `extra` flags.
+    let judge = |dims: &str, extra: &[&str]| {
+        let mut args = vec![
+            "judge",
+            video.to_str().unwrap(),
+            "--prompt",
+            "A detective in a desert canyon.",
+            "--checkpoint",
+            "none",
+            "--base",
+            base.to_str().unwrap(),
+            "--dimensions",
+            dims,
+        ];
+        args.extend_from_slice(extra);
+        evalverse(&args)
+    };
+    let json_lines = |o: &Output| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let o = judge("lens,pacing", &["--max-new-tokens", "3", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&o);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["dimension"], "lens");
     let soft = lines[1]["soft"].as_f64().unwrap();
     assert!((1.0..=5.0).contains(&soft), "{soft}");
-    let o = evalverse(&[
-        "judge",
-        video.to_str().unwrap(),
-        "--prompt",
-        "x",
-        "--checkpoint",
-        "none",
-        "--base",
-        base.to_str().unwrap(),
-        "--dimensions",
-        "bokeh",
-    ]);
+    let o = judge("bokeh", &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("'bokeh'"), "{}", text(&o));
     // The same clip with bf16 base weights: the same dimensions, soft scores close to f32's.
-    let o = evalverse(&[
-        "judge",
-        video.to_str().unwrap(),
-        "--prompt",
-        "A detective in a desert canyon.",
-        "--checkpoint",
-        "none",
-        "--base",
-        base.to_str().unwrap(),
-        "--dimensions",
+    let o = judge(
         "lens,pacing",
-        "--max-new-tokens",
-        "3",
-        "--json",
-        "--dtype",
-        "bf16",
-    ]);
+        &["--max-new-tokens", "3", "--json", "--dtype", "bf16"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let bf16: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let bf16 = json_lines(&o);
     assert_eq!(bf16.len(), 2);
     for (x, y) in lines.iter().zip(&bf16) {
         assert_eq!(x["dimension"], y["dimension"]);
@@ -321,14 +300,7 @@ fn judge_prints_a_verdict_per_dimension_and_refuses_unknown_ones() {
         );
     }
     if !cfg!(feature = "cuda") {
-        let o = evalverse(&[
-            "judge",
-            video.to_str().unwrap(),
-            "--prompt",
-            "x",
-            "--device",
-            "cuda",
-        ]);
+        let o = judge("lens", &["--device", "cuda"]);
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         assert!(text(&o).contains("--features cuda"), "{}", text(&o));
     }

@@ -17,7 +17,7 @@ use evalverse_data::dataset::Dataset;
 use evalverse_data::operators::{AnalysisSpec, Evidence, OperatorSet};
 use evalverse_data::split::Split;
 use evalverse_eval::fusion::{compare, FusionComparison, FusionRow, MlpConfig, Regressor};
-use evalverse_eval::harness::{Judgement, Verdict};
+use evalverse_eval::harness::Judgement;
 use evalverse_eval::report::Report;
 
 use crate::Failure;
@@ -93,7 +93,6 @@ pub struct Fusion {
 /// test split.
 pub fn fit(
     ds: &Dataset,
-    data: &Path,
     judgements: &[Judgement],
     set: &OperatorSet,
     how: &Regressor,
@@ -118,7 +117,7 @@ pub fn fit(
                 Failure::Usage(anyhow!(
                     "clip '{}' of the judgements is not in {}",
                     j.clip_id,
-                    data.display()
+                    ds.root.display()
                 ))
             })?;
         let (ev, _) = cache.get_or_measure(&ds.video_path(clip), set, &spec)?;
@@ -198,24 +197,15 @@ pub fn fit(
             skipped.join(", ")
         )));
     }
-    let scale = &ds.taxonomy.default_scale;
-    let levels = scale.values();
     let fused = test_judgements
         .into_iter()
         .map(|mut j| {
             if let Some(m) = models.get(&j.dimension).filter(|_| j.soft.is_finite()) {
                 let mut x = vec![j.soft];
                 x.extend(features(&j));
-                // The soft score is the prediction itself (clamping would tie the clips beyond
-                // the scale's ends, and the figures would differ from fusion.json's); the
-                // distribution and the verdict's level are the clamped prediction's.
-                let p = m.predict(&x);
-                let on_scale = p.clamp(scale.min, scale.max);
-                j.soft = p;
-                j.distribution = evalverse_eval::harness::two_point(on_scale, &levels);
-                if let Verdict::Score(_) = j.verdict {
-                    j.verdict = Verdict::Score(levels[scale.level_index(on_scale)]);
-                }
+                // The soft score is the prediction itself, unclamped: clamping would tie the
+                // clips beyond the scale's ends, and the figures would differ from fusion.json's.
+                j.rescore(m.predict(&x), &ds.taxonomy.default_scale);
             }
             j
         })
@@ -318,7 +308,6 @@ pub fn fuse(a: &FuseArgs) -> Result<ExitCode, Failure> {
     let cache = DecodeCache::new(out.join("cache"));
     let f = fit(
         &ds,
-        a.data,
         &judgements,
         &set,
         &how,

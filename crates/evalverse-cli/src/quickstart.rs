@@ -253,17 +253,7 @@ fn fused(
         "[quickstart] fused: operators on every clip, a ridge regression per dimension on the train split"
     );
     let cache = evalverse_data::cache::DecodeCache::new(a.out.join("cache"));
-    let f = match crate::fuse::fit(
-        &ds,
-        a.data,
-        &judgements,
-        &set,
-        &how,
-        5,
-        &cache,
-        a.bootstrap,
-        0,
-    ) {
+    let f = match crate::fuse::fit(&ds, &judgements, &set, &how, 5, &cache, a.bootstrap, 0) {
         Ok(f) => f,
         // Too few judged rows on one side for any dimension (a cut-down run): no fused judge.
         Err(Failure::Usage(e)) => {

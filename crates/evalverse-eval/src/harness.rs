@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use evalverse_data::cache::CachedClip;
-use evalverse_data::prompts::{parse_score, split_unit_answer, UnitExample, SYSTEM_PROMPT};
-use evalverse_data::taxonomy::Taxonomy;
+use evalverse_data::prompts::{
+    parse_score, split_unit_answer, JudgeExample, UnitExample, SYSTEM_PROMPT,
+};
+use evalverse_data::taxonomy::{Scale, Taxonomy};
 use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::generate::{generate, score_distribution, GenerationConfig};
 use evalverse_model::position::MediaGrid;
@@ -43,6 +45,43 @@ pub struct Judgement {
     pub expert_na: bool,
 }
 
+impl Judgement {
+    /// The judgement of `e` with this answer, verdict and score distribution.
+    fn of(
+        e: &JudgeExample,
+        answer: String,
+        verdict: Verdict,
+        soft: f64,
+        distribution: Vec<f64>,
+    ) -> Judgement {
+        Judgement {
+            clip_id: e.clip_id.clone(),
+            prompt_group: e.prompt_group.clone(),
+            generator: e.generator.clone(),
+            dimension: e.dimension.clone(),
+            answer,
+            verdict,
+            soft,
+            distribution,
+            expert_mean: e.mean,
+            expert_na: e.score.is_none(),
+        }
+    }
+
+    /// Replace the score by `soft` from another scorer (a reward head, a fused prediction):
+    /// `soft` as given; the distribution (the two levels around it) and a `Score` verdict's level
+    /// from `soft` clamped to the scale. N/A and malformed verdicts stay.
+    pub fn rescore(&mut self, soft: f64, scale: &Scale) {
+        let levels = scale.values();
+        let on_scale = soft.clamp(scale.min, scale.max);
+        self.soft = soft;
+        self.distribution = two_point(on_scale, &levels);
+        if let Verdict::Score(_) = self.verdict {
+            self.verdict = Verdict::Score(levels[scale.level_index(on_scale)]);
+        }
+    }
+}
+
 pub struct JudgeSettings {
     pub max_new_tokens: usize,
     pub batch_size: usize,
@@ -54,7 +93,7 @@ pub struct JudgeSettings {
 }
 
 /// A score on the scale as a distribution over the two levels around it (expectation = score).
-pub fn two_point(score: f64, levels: &[f64]) -> Vec<f64> {
+fn two_point(score: f64, levels: &[f64]) -> Vec<f64> {
     let mut d = vec![0.0; levels.len()];
     let Some(last) = levels.len().checked_sub(1) else {
         return d;
@@ -227,18 +266,9 @@ pub fn judge_units<B: Backend>(
                         m.dimension
                     )
                 })?;
-                out.push(Judgement {
-                    clip_id: m.clip_id.clone(),
-                    prompt_group: m.prompt_group.clone(),
-                    generator: m.generator.clone(),
-                    dimension: m.dimension.clone(),
-                    answer: String::new(),
-                    verdict: Verdict::Score(levels[scale.level_index(hs)]),
-                    soft: hs,
-                    distribution: two_point(hs, &levels),
-                    expert_mean: m.mean,
-                    expert_na: m.score.is_none(),
-                });
+                let mut j = Judgement::of(m, String::new(), Verdict::Score(hs), hs, Vec::new());
+                j.rescore(hs, scale);
+                out.push(j);
             }
             progress(out.len(), total);
             continue;
@@ -307,27 +337,18 @@ pub fn judge_units<B: Backend>(
                 Some(None) => Verdict::NotApplicable,
                 None => Verdict::Malformed,
             };
-            let mut distribution: Vec<f64> = dist.iter().map(|&p| p as f64).collect();
-            let mut soft = distribution.iter().zip(&levels).map(|(p, v)| p * v).sum();
-            if let Some(Some(hs)) = head_scores.get(k) {
-                soft = *hs;
-                distribution = two_point(*hs, &levels);
-                if verdict != Verdict::NotApplicable {
-                    verdict = Verdict::Score(levels[scale.level_index(*hs)]);
-                }
+            let distribution: Vec<f64> = dist.iter().map(|&p| p as f64).collect();
+            let soft = distribution.iter().zip(&levels).map(|(p, v)| p * v).sum();
+            let head = head_scores.get(k).copied().flatten();
+            if head.is_some() && verdict == Verdict::Malformed {
+                // The head scores a malformed answer too (its level is set by `rescore`).
+                verdict = Verdict::Score(soft);
             }
-            out.push(Judgement {
-                clip_id: e.clip_id.clone(),
-                prompt_group: e.prompt_group.clone(),
-                generator: e.generator.clone(),
-                dimension: e.dimension.clone(),
-                answer,
-                verdict,
-                soft,
-                distribution,
-                expert_mean: e.mean,
-                expert_na: e.score.is_none(),
-            });
+            let mut j = Judgement::of(e, answer, verdict, soft, distribution);
+            if let Some(hs) = head {
+                j.rescore(hs, scale);
+            }
+            out.push(j);
         }
         progress(out.len(), total);
     }

@@ -96,20 +96,19 @@ fn main() {
     let (base, batch_path) = (&args[0], &args[1]);
     let steps = flag("--steps", 10);
     let warmup = flag("--warmup", 2);
-    // --unfused: the head's logits through the autodiff graph (`head_at` + `token_nll`), the
-    // path before the fused head loss, for comparison.
-    let unfused = args.iter().any(|a| a == "--unfused");
-    let ck = args.iter().any(|a| a == "--checkpointing");
-    let cuda = args.iter().any(|a| a == "--cuda");
-    let run = (
-        base.as_str(),
-        batch_path.as_str(),
+    let has = |name: &str| args.iter().any(|a| a == name);
+    let run = Run {
+        base,
+        batch_path,
         steps,
         warmup,
-        unfused,
-        ck,
-    );
-    match (cuda, ck) {
+        // The path before the fused head loss, for comparison.
+        unfused: has("--unfused"),
+        checkpointing: has("--checkpointing"),
+        // --bf16: base weights in bf16 (LoRA weights f32), as `model.dtype = "bf16"`.
+        bf16: has("--bf16"),
+    };
+    match (has("--cuda"), run.checkpointing) {
         (false, true) => bench::<Autodiff<Cpu, BalancedCheckpointing>>(run, &Default::default()),
         (false, false) => bench::<Autodiff<Cpu, NoCheckpointing>>(run, &Default::default()),
         #[cfg(feature = "cuda")]
@@ -215,11 +214,28 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// (base, batch, steps, warm-up steps, unfused head loss, checkpointing).
-type Run<'a> = (&'a str, &'a str, usize, usize, bool, bool);
+/// What to run: the flags of the command line.
+struct Run<'a> {
+    base: &'a str,
+    batch_path: &'a str,
+    steps: usize,
+    warmup: usize,
+    /// The head's logits through the autodiff graph (`head_at` + `token_nll`).
+    unfused: bool,
+    checkpointing: bool,
+    bf16: bool,
+}
 
 fn bench<B: AutodiffBackend>(run: Run, device: &B::Device) {
-    let (base, batch_path, steps, warmup, unfused, checkpointing) = run;
+    let Run {
+        base,
+        batch_path,
+        steps,
+        warmup,
+        unfused,
+        checkpointing,
+        bf16,
+    } = run;
     let device = device.clone();
 
     // ---- batch
@@ -256,8 +272,6 @@ fn bench<B: AutodiffBackend>(run: Run, device: &B::Device) {
     let tokens: usize = mask.iter().flatten().filter(|m| **m).count();
 
     // ---- model
-    // --bf16: base weights in bf16 (LoRA weights f32), as `model.dtype = "bf16"`.
-    let bf16 = std::env::args().any(|a| a == "--bf16");
     let dtype = if bf16 { DType::BF16 } else { DType::F32 };
     let mut model = QwenVl::<B>::from_source(base, dtype, &device).expect("load model");
     let lora = LoraConfig {
