@@ -7,6 +7,10 @@ the SAME config and weights.
     /work/venv/bin/python scripts/bench_model.py run DIR      # timings, JSON on stdout
     /work/venv/bin/python scripts/bench_model.py profile DIR  # per-op times of decoder layer 0
 
+`run` options for other checkpoints and devices (scripts/bench_gpu.sh): --device cuda (every
+timed call ends with torch.cuda.synchronize()), --dtype bf16, --grid T,H,W and --text N (the
+prompt's shape). The special-token ids are read from the checkpoint's config.
+
 Model ("small"): text vocab 32000, hidden 512, 8 layers, 8 heads / 2 KV heads (head_dim 64),
 intermediate 1408, mrope_section [8, 12, 12]; vision depth 4, hidden 256, 4 heads, intermediate
 640, out_hidden 512, window 112, full attention in blocks [1, 3], patch 14, merge 2, temporal 2.
@@ -102,19 +106,19 @@ def make(out: Path) -> None:
     print(json.dumps({"made": str(out), "parameters": n}))
 
 
-def inputs(cfg) -> dict:
+def inputs(cfg, grid=GRID, text_len: int = TEXT_BEFORE) -> dict:
     g = torch.Generator().manual_seed(0)
-    t, h, w = GRID
+    t, h, w = grid
     merge = cfg.vision_config.spatial_merge_size
     n_video = t * (h // merge) * (w // merge)
     text = lambda n: torch.randint(0, 31000, (n,), generator=g)  # noqa: E731
     ids = torch.cat(
         [
-            text(TEXT_BEFORE),
-            torch.tensor([VSTART_ID]),
-            torch.full((n_video,), VIDEO_ID),
-            torch.tensor([VEND_ID]),
-            text(TEXT_AFTER),
+            text(text_len),
+            torch.tensor([cfg.vision_start_token_id]),
+            torch.full((n_video,), cfg.video_token_id),
+            torch.tensor([cfg.vision_end_token_id]),
+            text(text_len),
         ]
     ).unsqueeze(0)
     vc = cfg.vision_config
@@ -124,28 +128,52 @@ def inputs(cfg) -> dict:
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
         pixel_values_videos=pixels,
-        video_grid_thw=torch.tensor([list(GRID)]),
+        video_grid_thw=torch.tensor([list(grid)]),
         second_per_grid_ts=torch.tensor([1.0]),
     )
 
 
 def timed(fn, reps: int) -> tuple[float, list[float]]:
-    fn()  # warm-up
+    def call():
+        fn()
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    call()  # warm-up
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        fn()
+        call()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts), ts
 
 
-def bench(directory: Path, attn: str, reps: int, stages: bool) -> dict:
+def bench(
+    directory: Path,
+    attn: str,
+    reps: int,
+    stages: bool,
+    device: str = "cpu",
+    dtype: str = "f32",
+    grid=GRID,
+    text_len: int = TEXT_BEFORE,
+) -> dict:
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        directory, dtype=torch.float32, attn_implementation=attn
-    ).eval()
-    inp = inputs(model.config)
+    model = (
+        Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            directory,
+            dtype=torch.bfloat16 if dtype == "bf16" else torch.float32,
+            attn_implementation=attn,
+        )
+        .to(device)
+        .eval()
+    )
+    inp = {k: v.to(device) for k, v in inputs(model.config, grid, text_len).items()}
+    pad_id = model.config.get_text_config().pad_token_id
+    eos_id = model.config.get_text_config().eos_token_id
+    pad_id = PAD_ID if pad_id is None else pad_id
+    eos_id = EOS_ID if eos_id is None else eos_id
     prompt_len = inp["input_ids"].shape[1]
 
     def gen(n):
@@ -154,8 +182,8 @@ def bench(directory: Path, attn: str, reps: int, stages: bool) -> dict:
             max_new_tokens=n,
             min_new_tokens=n,
             do_sample=False,
-            pad_token_id=PAD_ID,
-            eos_token_id=EOS_ID,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
         )
 
     with torch.no_grad():
@@ -166,6 +194,8 @@ def bench(directory: Path, attn: str, reps: int, stages: bool) -> dict:
         assert out.shape[1] == prompt_len + NEW_TOKENS, out.shape
         res = {
             "impl": f"transformers-{attn}",
+            "device": device,
+            "dtype": dtype,
             "prompt_tokens": prompt_len,
             "new_tokens": NEW_TOKENS,
             "prefill_s": prefill,
@@ -340,6 +370,10 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--attn", nargs="+", default=["sdpa", "eager"])
     p.add_argument("--stages", action="store_true", help="also time vision / decoder / lm_head")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    p.add_argument("--grid", default=",".join(map(str, GRID)), help="T,H,W of the video")
+    p.add_argument("--text", type=int, default=TEXT_BEFORE, help="text tokens before and after")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.cmd == "make":
@@ -348,7 +382,10 @@ def main() -> None:
     if a.cmd == "profile":
         print(json.dumps({"layer": layer_ops(a.dir, a.reps), "ops": matmul_ops(a.reps)}))
         return
-    results = [bench(a.dir, attn, a.reps, a.stages) for attn in a.attn]
+    grid = tuple(int(x) for x in a.grid.split(","))
+    results = [
+        bench(a.dir, attn, a.reps, a.stages, a.device, a.dtype, grid, a.text) for attn in a.attn
+    ]
     print(
         json.dumps(
             {

@@ -1,14 +1,25 @@
 #!/usr/bin/env python3
-"""One LoRA SFT optimizer step on CPU with PyTorch + transformers + PEFT: the reference side of
-crates/evalverse-train/examples/bench_sft_step.rs (see scripts/bench_sft_step.sh for the table).
+"""One LoRA SFT optimizer step with PyTorch + transformers + PEFT: the reference side of
+crates/evalverse-train/examples/bench_sft_step.rs (see scripts/bench_sft_step.sh for the CPU
+table, scripts/bench_gpu.sh for the GPU one).
 
-    /work/venv/bin/python scripts/bench_sft_step.py batch BASE OUT.safetensors  # make the batch
-    /work/venv/bin/python scripts/bench_sft_step.py run BASE BATCH [--attn sdpa|eager]
+    /work/venv/bin/python scripts/bench_sft_step.py batch BASE OUT.safetensors \
+        [--grid T,H,W] [--text N] [--labels N] [--batch N]           # make the batch
+    /work/venv/bin/python scripts/bench_sft_step.py run BASE BATCH [--attn sdpa|eager] \
+        [--device cpu|cuda] [--dtype f32|bf16] [--checkpointing]
 
-Batch (seed 0; the Rust side reads the same file): 2 sequences of 234 tokens, no padding:
-100 text tokens, vision_start, 32 video tokens, vision_end, 100 text tokens. One video per
-sequence, grid [2, 8, 8] (128 patch rows of 1176 values in [-1, 1)), second_per_grid 1.0. Loss on
-the last 64 tokens of each sequence (labels -100 elsewhere).
+Batch (seed 0; the Rust side reads the same file; defaults in brackets): BATCH [2] sequences,
+no padding: TEXT [100] text tokens, vision_start, the video tokens of grid GRID [2, 8, 8]
+(T*H*W patch rows of 1176 values in [-1, 1)), vision_end, TEXT more. One video per sequence,
+second_per_grid 1.0. Loss on the last LABELS [64] tokens of each sequence (labels -100
+elsewhere). 16 frames at 448x448 with a 256-token target: --grid 8,32,32 --text 300 --labels 256.
+The shape is also written beside the batch (OUT with the suffix .json).
+
+--dtype bf16 loads the base weights in bf16; PEFT keeps the LoRA weights in f32
+(autocast_adapter_dtype). --checkpointing: transformers' gradient_checkpointing_enable()
+(non-reentrant) with the inputs' gradients enabled, as PEFT needs. On cuda every phase ends with
+torch.cuda.synchronize(), and the JSON adds the peak allocated / reserved memory
+(torch.cuda.max_memory_allocated / max_memory_reserved, MB) over the timed steps.
 
 Step: model.train(); loss = model(**batch, labels=labels).loss (logits at every position, as HF
 computes them); loss.backward(); clip_grad_norm_(1.0) (evalverse's default grad_clip);
@@ -27,17 +38,13 @@ from pathlib import Path
 
 import torch
 
-BATCH = 2
-TEXT_BEFORE = TEXT_AFTER = 100
-GRID = (2, 8, 8)
-LABEL_TOKENS = 64
 TARGETS = (
     r"^model\.language_model\.layers\.\d+\."
     r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))$"
 )
 
 
-def make_batch(base: Path, out: Path) -> None:
+def make_batch(base: Path, out: Path, grid, text: int, label_tokens: int, batch: int) -> None:
     from safetensors.torch import save_file
 
     cfg = json.loads((base / "config.json").read_text())
@@ -53,49 +60,65 @@ def make_batch(base: Path, out: Path) -> None:
     # Ordinary text tokens: below every special id (the tokenizer's specials sit at the top).
     hi = min(min(special), vocab)
     g = torch.Generator().manual_seed(0)
-    t, h, w = GRID
+    t, h, w = grid
     n_video = t * (h // merge) * (w // merge)
     rows = []
-    for _ in range(BATCH):
+    for _ in range(batch):
         rows.append(
             torch.cat(
                 [
-                    torch.randint(0, hi, (TEXT_BEFORE,), generator=g),
+                    torch.randint(0, hi, (text,), generator=g),
                     torch.tensor([cfg["vision_start_token_id"]]),
                     torch.full((n_video,), cfg["video_token_id"]),
                     torch.tensor([cfg["vision_end_token_id"]]),
-                    torch.randint(0, hi, (TEXT_AFTER,), generator=g),
+                    torch.randint(0, hi, (text,), generator=g),
                 ]
             )
         )
     ids = torch.stack(rows).to(torch.int64)
     mask = torch.ones_like(ids)
     labels_mask = torch.zeros_like(ids)
-    labels_mask[:, -LABEL_TOKENS:] = 1
-    pixels = torch.rand((BATCH * t * h * w, patch_dim), generator=g) * 2 - 1
+    labels_mask[:, -label_tokens:] = 1
+    pixels = torch.rand((batch * t * h * w, patch_dim), generator=g) * 2 - 1
     save_file(
         {
             "input_ids": ids,
             "attention_mask": mask,
             "labels_mask": labels_mask,
             "pixel_values": pixels.contiguous(),
-            "video_grid_thw": torch.tensor([list(GRID)] * BATCH, dtype=torch.int64),
-            "second_per_grid_ts": torch.ones(BATCH, dtype=torch.float32),
+            "video_grid_thw": torch.tensor([list(grid)] * batch, dtype=torch.int64),
+            "second_per_grid_ts": torch.ones(batch, dtype=torch.float32),
         },
         str(out),
     )
+    shape = {"batch": batch, "grid": list(grid), "text": text, "labels": label_tokens}
+    out.with_suffix(".json").write_text(json.dumps(shape) + "\n")
     print(json.dumps({"batch": str(out), "ids": list(ids.shape), "pixels": list(pixels.shape)}))
 
 
-def run(base: Path, batch: Path, attn: str, steps: int, warmup: int) -> dict:
+def run(
+    base: Path,
+    batch: Path,
+    attn: str,
+    steps: int,
+    warmup: int,
+    device: str = "cpu",
+    dtype: str = "f32",
+    checkpointing: bool = False,
+) -> dict:
     from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    b = load_file(str(batch))
+    b = {k: t.to(device) for k, t in load_file(str(batch)).items()}
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        base, dtype=torch.float32, attn_implementation=attn
-    )
+        base,
+        dtype=torch.bfloat16 if dtype == "bf16" else torch.float32,
+        attn_implementation=attn,
+    ).to(device)
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     model = get_peft_model(
         model,
         LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS),
@@ -115,21 +138,31 @@ def run(base: Path, batch: Path, attn: str, steps: int, warmup: int) -> dict:
         use_cache=False,
     )
     tokens = int(b["attention_mask"].sum())
+    cuda = device.startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
 
     def step() -> tuple[float, float, float, float]:
         t0 = time.perf_counter()
         loss = model(**inp).loss
+        sync()
         t1 = time.perf_counter()
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        sync()
         t3 = time.perf_counter()
         return loss.item(), t1 - t0, t2 - t1, t3 - t2
 
     losses, fwd, bwd, opt_t, total = [], [], [], [], []
     for i in range(warmup + steps):
+        if cuda and i == warmup:
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         loss, f, bw, o = step()
         dt = time.perf_counter() - t0
@@ -140,8 +173,19 @@ def run(base: Path, batch: Path, attn: str, steps: int, warmup: int) -> dict:
             bwd.append(bw)
             opt_t.append(o)
     med = statistics.median(total)
+    extra = {}
+    if cuda:
+        extra = {
+            "peak_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+            "peak_reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
+            "gpu": torch.cuda.get_device_name(),
+        }
     return {
         "impl": f"torch-{attn}",
+        "device": device,
+        "dtype": dtype,
+        "checkpointing": checkpointing,
+        **extra,
         "threads": torch.get_num_threads(),
         "tokens_per_step": tokens,
         "label_tokens": int((labels[:, 1:] != -100).sum()),
@@ -162,6 +206,10 @@ def main() -> None:
     m = sub.add_parser("batch")
     m.add_argument("base", type=Path)
     m.add_argument("out", type=Path)
+    m.add_argument("--grid", default="2,8,8", help="T,H,W of the video's patch grid")
+    m.add_argument("--text", type=int, default=100, help="text tokens before and after the video")
+    m.add_argument("--labels", type=int, default=64, help="loss on the last N tokens")
+    m.add_argument("--batch", type=int, default=2)
     r = sub.add_parser("run")
     r.add_argument("base", type=Path)
     r.add_argument("batch", type=Path)
@@ -169,13 +217,22 @@ def main() -> None:
     r.add_argument("--steps", type=int, default=10)
     r.add_argument("--warmup", type=int, default=2)
     r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    r.add_argument("--checkpointing", action="store_true")
     a = ap.parse_args()
     if a.cmd == "batch":
-        make_batch(a.base, a.out)
+        grid = tuple(int(x) for x in a.grid.split(","))
+        if a.labels > a.text:
+            ap.error("--labels must be at most --text (the loss is on the trailing text)")
+        make_batch(a.base, a.out, grid, a.text, a.labels, a.batch)
     else:
         torch.set_num_threads(a.threads)
         torch.manual_seed(0)
-        print(json.dumps(run(a.base, a.batch, a.attn, a.steps, a.warmup)))
+        res = run(
+            a.base, a.batch, a.attn, a.steps, a.warmup, a.device, a.dtype, a.checkpointing
+        )
+        print(json.dumps(res))
         sys.stdout.flush()
 
 

@@ -45,7 +45,7 @@ pub fn judge(a: &JudgeArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-fn judge_on<B: burn::tensor::backend::Backend>(
+fn judge_on<B: evalverse_model::AttentionBackend>(
     a: &JudgeArgs,
     device: &B::Device,
 ) -> Result<ExitCode, Failure> {

@@ -12,12 +12,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use burn::tensor::backend::Backend;
 use evalverse_data::cache::CachedClip;
 use evalverse_data::prompts::{JudgeExample, SYSTEM_PROMPT};
 use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::generate::score_distribution;
-use evalverse_model::QwenVl;
+use evalverse_model::{AttentionBackend, QwenVl};
 use serde::{Deserialize, Serialize};
 
 /// One ordered judgement of a pair.
@@ -90,7 +89,7 @@ pub fn ordered_pairs(examples: &[JudgeExample]) -> Vec<(&JudgeExample, &JudgeExa
 }
 
 /// Judge every ordered pair of `examples` (clips in `clips`).
-pub fn judge_pairs<B: Backend>(
+pub fn judge_pairs<B: AttentionBackend>(
     model: &QwenVl<B>,
     tok: &ChatTokenizer,
     examples: &[JudgeExample],

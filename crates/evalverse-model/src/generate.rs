@@ -9,6 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use evalverse_data::rng::Rng;
 
+use crate::attention::AttentionBackend;
 use crate::error::{ModelError, Result};
 use crate::model::{causal_mask, Batch, QwenVl};
 use crate::text::KvCache;
@@ -122,7 +123,7 @@ pub fn pick(logits: &[f32], temperature: f64, top_p: f64, rng: &mut Rng) -> u32 
 }
 
 /// Generate continuations for a left-padded batch.
-pub fn generate<B: Backend>(
+pub fn generate<B: AttentionBackend>(
     model: &QwenVl<B>,
     batch: &Batch<B>,
     cfg: &GenerationConfig,
@@ -192,7 +193,7 @@ pub fn generate<B: Backend>(
 
 /// Probability over `score_tokens` (e.g. the ids of "1".."5") for the token after each prompt,
 /// renormalised over those tokens, and the mass the model puts on them before renormalising.
-pub fn score_distribution<B: Backend>(
+pub fn score_distribution<B: AttentionBackend>(
     model: &QwenVl<B>,
     batch: &Batch<B>,
     score_tokens: &[u32],

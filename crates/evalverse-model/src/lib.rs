@@ -6,6 +6,7 @@
 //! layouts), the tokenizer and chat format, generation with a KV cache, and score readout.
 //! Parameter names follow the Hugging Face checkpoints.
 
+pub mod attention;
 pub mod chat;
 pub mod config;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod text;
 pub mod vision;
 pub mod weights;
 
+pub use attention::{AttentionBackend, TrainBackend};
 pub use config::QwenVlConfig;
 pub use error::{ModelError, Result};
 pub use model::{Batch, QwenVl};

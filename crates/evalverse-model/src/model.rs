@@ -8,6 +8,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
+use crate::attention::AttentionBackend;
 use crate::config::QwenVlConfig;
 use crate::error::{ModelError, Result};
 use crate::nn::Linear;
@@ -58,49 +59,6 @@ pub struct Output<B: Backend> {
 }
 
 impl<B: Backend> QwenVl<B> {
-    /// Load from a local folder or `hf:ORG/NAME[@REV]`, weights converted to `dtype`.
-    pub fn from_source(source: &str, dtype: DType, device: &B::Device) -> Result<Self> {
-        let files = ModelSource::parse(source)?.resolve()?;
-        Self::load_files(&files.config, &files.weights, dtype, device)
-    }
-
-    pub fn load_files(
-        config: &Path,
-        weights: &[std::path::PathBuf],
-        dtype: DType,
-        device: &B::Device,
-    ) -> Result<Self> {
-        let cfg = QwenVlConfig::from_file(config)?;
-        let mut w = Weights::open(weights, dtype)?;
-        let visual = VisionTower::load(&mut w, &cfg.vision, device)?;
-        let model = TextModel::load(&mut w, &cfg.text, device)?;
-        let lm_head = if cfg.text.tie_word_embeddings {
-            w.skip("lm_head.weight");
-            None
-        } else {
-            Some(Linear::load(
-                &mut w,
-                "lm_head",
-                cfg.text.hidden_size,
-                cfg.text.vocab_size,
-                false,
-                device,
-            )?)
-        };
-        w.finish()?;
-        let tied_head = lm_head.is_none().then(|| {
-            let data = crate::nn::transpose_data(model.embed_tokens.val().into_data());
-            Tensor::<B, 2>::from_data(data, device)
-        });
-        Ok(QwenVl {
-            visual,
-            model,
-            lm_head,
-            tied_head,
-            cfg,
-        })
-    }
-
     /// Visit every linear layer with its Hugging Face module path (original layout).
     pub fn for_each_linear(&mut self, mut f: impl FnMut(&str, &mut Linear<B>)) {
         f("visual.patch_embed.proj", &mut self.visual.patch_embed);
@@ -156,6 +114,51 @@ impl<B: Backend> QwenVl<B> {
 
     pub fn device(&self) -> B::Device {
         self.model.embed_tokens.val().device()
+    }
+}
+
+impl<B: AttentionBackend> QwenVl<B> {
+    /// Load from a local folder or `hf:ORG/NAME[@REV]`, weights converted to `dtype`.
+    pub fn from_source(source: &str, dtype: DType, device: &B::Device) -> Result<Self> {
+        let files = ModelSource::parse(source)?.resolve()?;
+        Self::load_files(&files.config, &files.weights, dtype, device)
+    }
+
+    pub fn load_files(
+        config: &Path,
+        weights: &[std::path::PathBuf],
+        dtype: DType,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let cfg = QwenVlConfig::from_file(config)?;
+        let mut w = Weights::open(weights, dtype)?;
+        let visual = VisionTower::load(&mut w, &cfg.vision, device)?;
+        let model = TextModel::load(&mut w, &cfg.text, device)?;
+        let lm_head = if cfg.text.tie_word_embeddings {
+            w.skip("lm_head.weight");
+            None
+        } else {
+            Some(Linear::load(
+                &mut w,
+                "lm_head",
+                cfg.text.hidden_size,
+                cfg.text.vocab_size,
+                false,
+                device,
+            )?)
+        };
+        w.finish()?;
+        let tied_head = lm_head.is_none().then(|| {
+            let data = crate::nn::transpose_data(model.embed_tokens.val().into_data());
+            Tensor::<B, 2>::from_data(data, device)
+        });
+        Ok(QwenVl {
+            visual,
+            model,
+            lm_head,
+            tied_head,
+            cfg,
+        })
     }
 
     /// Logits from final hidden states [batch, len, hidden] -> [batch, len, vocab] in f32.

@@ -1,13 +1,13 @@
 //! Building blocks with Hugging Face parameter names: Linear (weight held as [in, out], loaded
 //! from HF's [out, in] by transposing once), RMSNorm (computed in f32, eps from config), the
-//! rotate_half rotary form, and softmax attention with an additive mask. Norms, softmax and RoPE
-//! run in f32 whatever the weights' dtype (../shared/BURN_NOTES.md point 1).
+//! rotate_half rotary form and grouped-query KV repetition (attention itself: `crate::attention`).
+//! Norms and RoPE run in f32 whatever the weights' dtype (../shared/BURN_NOTES.md point 1).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
+pub use crate::attention::{attention, attention_chunked, ATTENTION_CHUNK_ELEMS};
 use crate::error::Result;
 use crate::weights::Weights;
 
@@ -258,80 +258,6 @@ pub fn apply_rotary<B: Backend, const D: usize>(
     (xf * cos + rot * sin).cast(dtype)
 }
 
-/// Largest score matrix (elements, over batch x heads x query rows x keys) one attention call
-/// materialises: 2^24 (64 MiB in f32). Longer inputs are computed in chunks of query rows.
-pub const ATTENTION_CHUNK_ELEMS: usize = 1 << 24;
-
-/// softmax(q k^T * scale + mask) v over [batch, heads, len, head_dim]; softmax in f32.
-/// `mask` is additive ([batch or 1, 1, len_q, len_k]; -inf where not allowed). The score matrix
-/// exists for at most `ATTENTION_CHUNK_ELEMS` elements at a time (chunks of query rows; each
-/// row's softmax is independent of the others, so the result is the same): a long video prefill
-/// (4,000 tokens x 28 heads is 1.8 GB of f32 scores per layer) stays bounded. Under autodiff each
-/// chunk's scores are still kept for the backward pass (see BURN_NOTES.md).
-pub fn attention<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    mask: Option<Tensor<B, 4>>,
-    scale: f64,
-) -> Tensor<B, 4> {
-    attention_chunked(q, k, v, mask, scale, ATTENTION_CHUNK_ELEMS)
-}
-
-/// `attention` with at most `max_elems` score elements per chunk of query rows.
-pub fn attention_chunked<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    mask: Option<Tensor<B, 4>>,
-    scale: f64,
-    max_elems: usize,
-) -> Tensor<B, 4> {
-    let [b, h, lq, _] = q.dims();
-    let lk = k.dims()[2];
-    let rows = (max_elems / (b * h * lk).max(1)).max(1);
-    if rows >= lq {
-        return attention_full(q, k, v, mask, scale);
-    }
-    let chunks: Vec<Tensor<B, 4>> = (0..lq)
-        .step_by(rows)
-        .map(|start| {
-            let n = rows.min(lq - start);
-            let m = mask.as_ref().map(|m| {
-                if m.dims()[2] == 1 {
-                    m.clone()
-                } else {
-                    m.clone().narrow(2, start, n)
-                }
-            });
-            attention_full(
-                q.clone().narrow(2, start, n),
-                k.clone(),
-                v.clone(),
-                m,
-                scale,
-            )
-        })
-        .collect();
-    Tensor::cat(chunks, 2)
-}
-
-fn attention_full<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    mask: Option<Tensor<B, 4>>,
-    scale: f64,
-) -> Tensor<B, 4> {
-    let dtype = q.dtype();
-    let scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32) * scale;
-    let scores = match mask {
-        Some(m) => scores + m,
-        None => scores,
-    };
-    softmax(scores, 3).cast(dtype).matmul(v)
-}
-
 /// Repeat KV heads for grouped-query attention: [b, kv, l, d] -> [b, kv*n_rep, l, d], each KV head
 /// repeated n_rep times in a row (k0,k0,k1,k1), as transformers' repeat_kv.
 pub fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
@@ -342,47 +268,4 @@ pub fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
     x.unsqueeze_dim::<5>(2)
         .expand([b, kv, n_rep, l, d])
         .reshape([b, kv * n_rep, l, d])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::tensor::Distribution;
-
-    type B = crate::Cpu;
-
-    fn max_diff(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f32 {
-        (a - b).abs().max().into_scalar()
-    }
-
-    #[test]
-    fn chunked_attention_equals_the_full_one() {
-        let device = Default::default();
-        let (b, h, l, d) = (2, 3, 11, 8);
-        let r = |shape: [usize; 4]| {
-            Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device)
-        };
-        let (q, k, v) = (r([b, h, l, d]), r([b, h, l, d]), r([b, h, l, d]));
-        // Causal mask per row, and a key-padding mask broadcast over the query rows.
-        let causal = crate::model::causal_mask::<B>(&[vec![true; l]], 0, &device);
-        let pad: Vec<f32> = (0..b * l)
-            .map(|i| {
-                if i / l == 1 && i % l < 3 {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let pad = Tensor::<B, 4>::from_data(TensorData::new(pad, [b, 1, 1, l]), &device);
-        for mask in [None, Some(causal), Some(pad)] {
-            let full = attention_full(q.clone(), k.clone(), v.clone(), mask.clone(), 0.35);
-            // 4 query rows per chunk (b * h * l * 4 elements): chunks of 4, 4 and 3 rows.
-            let chunked =
-                attention_chunked(q.clone(), k.clone(), v.clone(), mask, 0.35, b * h * l * 4);
-            assert_eq!(chunked.dims(), [b, h, l, d]);
-            let diff = max_diff(full, chunked);
-            assert!(diff < 1e-6, "max difference {diff}");
-        }
-    }
 }

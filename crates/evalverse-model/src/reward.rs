@@ -21,6 +21,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::attention::AttentionBackend;
 use crate::error::{ModelError, Result};
 use crate::model::{Batch, QwenVl};
 
@@ -300,7 +301,11 @@ impl RewardHead {
 /// averaged over each row's vision placeholder positions, then the row's last position (rows are
 /// left-padded, so that is the last prompt token). A row without vision tokens gets zeros for
 /// the average.
-pub fn features<B: Backend>(model: &QwenVl<B>, batch: &Batch<B>, h: Tensor<B, 3>) -> Tensor<B, 2> {
+pub fn features<B: AttentionBackend>(
+    model: &QwenVl<B>,
+    batch: &Batch<B>,
+    h: Tensor<B, 3>,
+) -> Tensor<B, 2> {
     let [b, l, d] = h.dims();
     let device = h.device();
     let cfg = &model.cfg;
@@ -328,7 +333,7 @@ pub fn features<B: Backend>(model: &QwenVl<B>, batch: &Batch<B>, h: Tensor<B, 3>
 
 /// Raw scalars [n] of feature rows [n, 2 x hidden] with weight [dimensions, 2 x hidden] and bias
 /// [dimensions], row i read at dimension `rows[i]` (differentiable in all three).
-pub fn raw<B: Backend>(
+pub fn raw<B: AttentionBackend>(
     features: Tensor<B, 2>,
     weight: Tensor<B, 2>,
     bias: Tensor<B, 1>,

@@ -7,6 +7,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
+use crate::attention::AttentionBackend;
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::nn::{apply_rotary, attention, Linear, RmsNorm};
@@ -71,7 +72,7 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-impl<B: Backend> TextModel<B> {
+impl<B: AttentionBackend> TextModel<B> {
     pub fn load(w: &mut Weights, cfg: &TextConfig, device: &B::Device) -> Result<Self> {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim());
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
@@ -241,7 +242,7 @@ impl<B: Backend> TextModel<B> {
     }
 }
 
-impl<B: Backend> SelfAttention<B> {
+impl<B: AttentionBackend> SelfAttention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,

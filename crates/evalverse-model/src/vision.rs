@@ -9,6 +9,7 @@ use burn::tensor::activation::{gelu, silu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
+use crate::attention::AttentionBackend;
 use crate::config::VisionConfig;
 use crate::error::Result;
 use crate::nn::{apply_rotary, attention, Linear, RmsNorm};
@@ -58,7 +59,7 @@ pub struct VisionTower<B: Backend> {
 /// Row segments [start, end) that attend among themselves.
 type Segments = Vec<(usize, usize)>;
 
-impl<B: Backend> VisionTower<B> {
+impl<B: AttentionBackend> VisionTower<B> {
     pub fn load(w: &mut Weights, cfg: &VisionConfig, device: &B::Device) -> Result<Self> {
         let d = cfg.hidden_size;
         let eps = cfg.rms_norm_eps;
@@ -187,7 +188,7 @@ impl<B: Backend> VisionTower<B> {
     }
 }
 
-impl<B: Backend> VisionAttention<B> {
+impl<B: AttentionBackend> VisionAttention<B> {
     /// Attention within each segment of rows. Segments of equal length are batched together.
     fn forward(
         &self,

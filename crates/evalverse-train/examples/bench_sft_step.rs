@@ -38,11 +38,10 @@ use std::time::Instant;
 
 use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
 use burn::backend::Autodiff;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, ElementConversion, Tensor, TensorData};
 use evalverse_model::lora::{apply_lora, set_training, LoraConfig, DEFAULT_TARGETS};
 use evalverse_model::position::MediaGrid;
-use evalverse_model::{Batch, Cpu, QwenVl};
+use evalverse_model::{Batch, Cpu, QwenVl, TrainBackend};
 use evalverse_train::losses::label_rows;
 use evalverse_train::optim::{clip_global_norm, AdamWConfig, AdamWState};
 use evalverse_train::runtime::{accumulate_grads, label_nll, lora_params, set_lora_params};
@@ -226,7 +225,7 @@ struct Run<'a> {
     bf16: bool,
 }
 
-fn bench<B: AutodiffBackend>(run: Run, device: &B::Device) {
+fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
     let Run {
         base,
         batch_path,

@@ -16,13 +16,12 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
 use evalverse_data::dataset::Dataset;
 use evalverse_data::split::Split;
 use evalverse_model::chat::ChatTokenizer;
 use evalverse_model::reward::{self, RewardHead};
-use evalverse_model::QwenVl;
+use evalverse_model::{AttentionBackend, QwenVl, TrainBackend};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::examples::{score_line, JudgeExample};
@@ -144,7 +143,7 @@ fn prompt_only(
 /// Greedy answers of `model` to the judge questions of `examples`, cut where the judge's score
 /// is read: up to and including the last "Score:" of the answer, or the whole answer when it has
 /// none (the evaluation harness then appends a score line the same way).
-fn own_rationales<B: burn::tensor::backend::Backend>(
+fn own_rationales<B: AttentionBackend>(
     model: &QwenVl<B>,
     tok: &ChatTokenizer,
     examples: &[&JudgeExample],
@@ -185,7 +184,7 @@ fn own_rationales<B: burn::tensor::backend::Backend>(
 
 /// `own_rationales` of the starting policy (the autodiff model's inner copy, on the cached
 /// vision tokens), logged once.
-fn generate_rationales<B: AutodiffBackend>(
+fn generate_rationales<B: TrainBackend>(
     model: &QwenVl<B>,
     tok: &ChatTokenizer,
     scored: &[&JudgeExample],
@@ -256,7 +255,7 @@ fn with_score_line(rationale: &str, score: Option<f64>) -> String {
 
 /// Per-sequence sum (or mean) of answer-token log-probs for a padded batch, computing the head only
 /// at answer positions.
-fn seq_logps<B: burn::tensor::backend::Backend>(
+fn seq_logps<B: AttentionBackend>(
     model: &QwenVl<B>,
     batch: &evalverse_model::Batch<B>,
     labels: &[Vec<bool>],
@@ -289,7 +288,7 @@ fn seq_logps<B: burn::tensor::backend::Backend>(
 }
 
 /// Split values of interleaved pairs [a0, b0, a1, b1, ...] into ([a..], [b..]).
-fn split_pairs<B: burn::tensor::backend::Backend>(
+fn split_pairs<B: AttentionBackend>(
     t: Tensor<B, 1>,
     n: usize,
     device: &B::Device,
@@ -307,7 +306,7 @@ fn split_pairs<B: burn::tensor::backend::Backend>(
 }
 
 /// Logits over the score tokens [n, K] at the score positions of a padded batch.
-fn score_logits<B: AutodiffBackend>(
+fn score_logits<B: TrainBackend>(
     model: &QwenVl<B>,
     batch: &evalverse_model::Batch<B>,
     score_pos: &[usize],
@@ -332,7 +331,7 @@ fn score_logits<B: AutodiffBackend>(
     Ok(logits.select(1, ids))
 }
 
-pub fn run<B: AutodiffBackend>(
+pub fn run<B: TrainBackend>(
     recipe: &Recipe,
     resume: bool,
     device: &B::Device,
@@ -946,7 +945,7 @@ pub fn run<B: AutodiffBackend>(
 
 /// Head features (`reward::features`, one row of 2 x hidden per example) of `examples` under
 /// `model` without autodiff, on the cached vision tokens.
-fn head_feature_rows<B: AutodiffBackend>(
+fn head_feature_rows<B: TrainBackend>(
     model: &QwenVl<B>,
     tok: &ChatTokenizer,
     examples: &[&JudgeExample],
@@ -997,7 +996,7 @@ fn head_examples<'a>(
 
 /// Fit the head's per-dimension calibration (`reward::fit_calibration`: raw scalar -> the
 /// experts' mean) on the scored train examples, with the trained policy.
-fn calibrate_head<B: AutodiffBackend>(
+fn calibrate_head<B: TrainBackend>(
     mut head: RewardHead,
     model: &QwenVl<B>,
     tok: &ChatTokenizer,

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use evalverse_data::cache::{CachedClip, DecodeCache};
 use evalverse_data::dataset::Dataset;
 use evalverse_data::video::PatchSpec;
 use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::position::MediaGrid;
-use evalverse_model::{Batch, QwenVl};
+use evalverse_model::{AttentionBackend, Batch, QwenVl, TrainBackend};
 
 use crate::examples::{JudgeExample, SYSTEM_PROMPT};
 use crate::recipe::{Dtype, Recipe, ResponseUnit};
@@ -121,7 +121,7 @@ pub fn dtype(d: Dtype) -> DType {
 }
 
 /// The base model (with the recipe's adapter or a fresh one) and the tokenizer.
-pub fn load_model<B: Backend>(
+pub fn load_model<B: AttentionBackend>(
     recipe: &Recipe,
     device: &B::Device,
 ) -> Result<(QwenVl<B>, ChatTokenizer), TrainError> {
@@ -221,7 +221,7 @@ pub fn judge_examples(
 /// The SFT loss of `model` at label rows `rows` (of hidden states `h` [b, len, d]) with next
 /// tokens `targets`: `losses::fused_head_nll` when the head is frozen (the usual LoRA case), else
 /// the head's logits at those rows through `losses::token_nll`. Same value, same gradients.
-pub fn label_nll<B: AutodiffBackend>(
+pub fn label_nll<B: TrainBackend>(
     model: &QwenVl<B>,
     h: Tensor<B, 3>,
     rows: &[usize],
@@ -303,7 +303,7 @@ pub struct Encoded {
 pub type VisionCache<B> = BTreeMap<PathBuf, Tensor<B, 2>>;
 
 /// Encode every clip once with the (frozen) vision tower.
-pub fn encode_vision<B: Backend>(
+pub fn encode_vision<B: AttentionBackend>(
     model: &QwenVl<B>,
     clips: &Clips,
     device: &B::Device,
@@ -327,7 +327,7 @@ pub fn encode_vision<B: Backend>(
 }
 
 /// Left-pad sequences into a batch with their media (precomputed vision tokens when `vision` is given).
-pub fn make_batch<B: Backend>(
+pub fn make_batch<B: AttentionBackend>(
     seqs: &[&Encoded],
     clips: &Clips,
     pad: u32,
@@ -398,7 +398,7 @@ pub fn make_batch<B: Backend>(
 }
 
 /// LoRA weights by name (`<module>.lora_A` [in, r], `<module>.lora_B` [r, out]) with their shapes.
-pub fn lora_params<B: Backend>(
+pub fn lora_params<B: AttentionBackend>(
     model: &mut QwenVl<B>,
 ) -> (BTreeMap<String, Vec<f32>>, BTreeMap<String, [usize; 2]>) {
     let mut vals = BTreeMap::new();
@@ -419,7 +419,7 @@ pub fn lora_params<B: Backend>(
 }
 
 /// Write LoRA weights back into the model as fresh trainable leaves.
-pub fn set_lora_params<B: Backend>(
+pub fn set_lora_params<B: AttentionBackend>(
     model: &mut QwenVl<B>,
     vals: &BTreeMap<String, Vec<f32>>,
     shapes: &BTreeMap<String, [usize; 2]>,
@@ -441,7 +441,7 @@ pub fn set_lora_params<B: Backend>(
 }
 
 /// Add the LoRA gradients of a backward pass, times `scale`, into `acc`.
-pub fn accumulate_grads<B: AutodiffBackend>(
+pub fn accumulate_grads<B: TrainBackend>(
     model: &mut QwenVl<B>,
     grads: &B::Gradients,
     scale: f32,
@@ -499,7 +499,7 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), TrainError> {
 /// Save a checkpoint of a LoRA run at `state.step`: the adapter (PEFT format) with the reward
 /// head beside it when the run trains one, the optimizer moments, the trainer state and the
 /// resolved recipe, atomically (checkpoint::commit).
-pub fn save_checkpoint<B: Backend>(
+pub fn save_checkpoint<B: AttentionBackend>(
     recipe: &Recipe,
     lora: &evalverse_model::lora::LoraConfig,
     model: &mut QwenVl<B>,
@@ -536,7 +536,7 @@ pub fn save_checkpoint<B: Backend>(
 
 /// Restore the newest checkpoint of the run (adapter into the model, optimizer, trainer state).
 /// Returns its folder, or None when the run has no checkpoint yet.
-pub fn restore_checkpoint<B: Backend>(
+pub fn restore_checkpoint<B: AttentionBackend>(
     output: &Path,
     model: &mut QwenVl<B>,
     opt: &mut crate::optim::AdamWState,

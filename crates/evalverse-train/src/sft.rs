@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use evalverse_data::dataset::Dataset;
 use evalverse_data::split::Split;
@@ -19,7 +18,7 @@ use crate::losses::{label_rows, token_nll};
 use crate::optim::{clip_global_norm, AdamWState};
 use crate::recipe::{Recipe, StageConfig};
 use crate::runtime::{self, runtime, Encoded, TrainError};
-use evalverse_model::QwenVl;
+use evalverse_model::{AttentionBackend, QwenVl, TrainBackend};
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -47,7 +46,7 @@ fn stage_examples(
 
 /// Run the stage (`sft` or `caption`). `stop(step)` is asked after every optimizer step (Ctrl-C in the CLI); when it
 /// answers true the run saves a checkpoint and returns `TrainError::Interrupted`.
-pub fn run<B: AutodiffBackend>(
+pub fn run<B: TrainBackend>(
     recipe: &Recipe,
     resume: bool,
     device: &B::Device,
@@ -245,7 +244,7 @@ pub fn run<B: AutodiffBackend>(
 use burn::tensor::ElementConversion;
 
 /// Mean SFT loss over validation examples (no gradients).
-fn val_loss<B: burn::tensor::backend::Backend>(
+fn val_loss<B: AttentionBackend>(
     model: &evalverse_model::QwenVl<B>,
     tok: &evalverse_model::chat::ChatTokenizer,
     exs: &[examples::JudgeExample],

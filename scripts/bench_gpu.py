@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""The Python half of scripts/bench_gpu.sh: the random checkpoint, the FLOP count and the table.
+
+    python scripts/bench_gpu.py make OUT [--shape 7b|tiny] [--device cuda|cpu]
+    python scripts/bench_gpu.py table WORK [--peak-tflops X]
+
+make: a random Qwen2.5-VL checkpoint with transformers, in bf16, saved sharded (4 GB shards and
+model.safetensors.index.json, as on the Hub). "7b" is Qwen2.5-VL-7B-Instruct's shape (LM hidden
+3584, 28 layers, 28 / 4 heads, intermediate 18944, vocab 152064, untied; ViT 1280 x 32, 16
+heads, intermediate 3420, full attention in blocks 7, 15, 23, 31; 8.29B parameters); "tiny" is a
+4-layer model for trying the script on a CPU. The real special-token ids (151643-151656) either
+way. Initialised on `--device` (8B parameters take seconds on a GPU, minutes on a CPU).
+
+table: reads WORK/{torch,evalverse}_{train,generate}.json and WORK/*.gpu_mem (peak
+`nvidia-smi` memory of each process, sampled every 200 ms by bench_gpu.sh) and prints, for
+both implementations: step time, tokens/s, peak GPU memory and MFU for the LoRA SFT step; prefill
+and decode tokens/s for judging; and the ratios evalverse / PyTorch.
+
+MFU = model FLOPs of one step / step time / peak bf16 FLOP/s of the GPU (dense: 989.4 TFLOP/s on
+H100 SXM and H200; `--peak-tflops` for others). The same FLOP count for both sides (`flops`
+below, from the config and the batch): the frozen vision tower forward; the language model
+forward and its backward for the activations (LoRA trains no base weight, so no weight-gradient
+products: 2 x the forward's matmul FLOPs; attention backward 2.5 x its forward, as
+FlashAttention counts it; causal attention counts half the score matrix); lm_head at the label
+positions only, forward and backward. LoRA's own products (rank 8) and element-wise work are
+left out. PyTorch computes the logits at every position (transformers does when labels are
+given): that extra work is not counted as useful FLOPs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+SPECIAL = dict(
+    image_token_id=151655,
+    video_token_id=151656,
+    vision_start_token_id=151652,
+    vision_end_token_id=151653,
+)
+BOS, EOS, PAD = 151643, 151645, 151643
+
+SHAPES = {
+    "7b": dict(
+        text=dict(
+            vocab_size=152064,
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            max_position_embeddings=128000,
+        ),
+        vision=dict(
+            depth=32,
+            hidden_size=1280,
+            num_heads=16,
+            intermediate_size=3420,
+            out_hidden_size=3584,
+            fullatt_block_indexes=[7, 15, 23, 31],
+        ),
+        mrope=[16, 24, 24],
+    ),
+    "tiny": dict(
+        text=dict(
+            vocab_size=151936,
+            hidden_size=256,
+            intermediate_size=704,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=32768,
+        ),
+        vision=dict(
+            depth=2,
+            hidden_size=128,
+            num_heads=2,
+            intermediate_size=256,
+            out_hidden_size=256,
+            fullatt_block_indexes=[1],
+        ),
+        mrope=[8, 12, 12],
+    ),
+}
+
+
+def make(out: Path, shape: str, device: str) -> None:
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    s = SHAPES[shape]
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(
+            **s["text"],
+            hidden_act="silu",
+            rms_norm_eps=1e-6,
+            rope_theta=1000000.0,
+            rope_scaling={"type": "mrope", "mrope_section": s["mrope"]},
+            tie_word_embeddings=False,
+            bos_token_id=BOS,
+            eos_token_id=EOS,
+            pad_token_id=PAD,
+        ),
+        vision_config=dict(
+            **s["vision"],
+            window_size=112,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            in_channels=3,
+            tokens_per_second=2,
+            hidden_act="silu",
+        ),
+        **SPECIAL,
+        tie_word_embeddings=False,
+        torch_dtype="bfloat16",
+    )
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration(cfg)
+    model.save_pretrained(out, safe_serialization=True, max_shard_size="4GB")
+    n = sum(p.numel() for p in model.parameters())
+    print(json.dumps({"made": str(out), "shape": shape, "parameters": n}))
+
+
+def flops(cfg: dict, batch: int, text_before: int, text_after: int, grid, labels: int) -> dict:
+    """Model FLOPs of one LoRA SFT step (see the module docstring) and of its parts."""
+    t = cfg.get("text_config", cfg)
+    v = cfg["vision_config"]
+    h, inter, layers = t["hidden_size"], t["intermediate_size"], t["num_hidden_layers"]
+    nh, nkv = t["num_attention_heads"], t["num_key_value_heads"]
+    hd = h // nh
+    vocab = t["vocab_size"]
+    gt, gh, gw = grid
+    merge = v.get("spatial_merge_size", 2)
+    n_vid = gt * (gh // merge) * (gw // merge)
+    seq = text_before + 2 + n_vid + text_after
+    # Language model, per sequence: projections (q, o: h x h; k, v: h x kv*hd; MLP 3 x h x inter).
+    proj = h * h * 2 + h * nkv * hd * 2 + 3 * h * inter
+    lm_matmul = 2 * proj * seq * layers
+    lm_attn = 2 * 2 * nh * hd * seq * seq / 2 * layers  # QK^T and PV, causal half
+    head = 2 * h * vocab * labels
+    # Vision tower, per sequence: patches gt*gh*gw; window attention (8x8 = 64-patch windows)
+    # except the full-attention blocks (one temporal patch of gh*gw patches each).
+    vh, vd, vi = v["hidden_size"], v["depth"], v["intermediate_size"]
+    vheads = v["num_heads"]
+    patches = gt * gh * gw
+    patch_dim = v.get("in_channels", 3) * v.get("temporal_patch_size", 2) * v["patch_size"] ** 2
+    win = (v.get("window_size", 112) // v["patch_size"]) ** 2
+    full_blocks = len(v.get("fullatt_block_indexes", []))
+    vis = 2 * patches * patch_dim * vh
+    vis += 2 * patches * (vh * 3 * vh + vh * vh + 3 * vh * vi) * vd
+    vis += 2 * 2 * vh * patches * (win * (vd - full_blocks) + gh * gw * full_blocks)
+    merged = patches // (merge * merge)
+    vis += 2 * merged * (4 * vh * 4 * vh + 4 * vh * v["out_hidden_size"])
+    step = batch * (vis + 2 * lm_matmul + 3.5 * lm_attn + 2 * head)
+    prefill = vis + lm_matmul + lm_attn + 2 * h * vocab  # logits at the last position
+    return {
+        "tokens_per_sequence": seq,
+        "step_flops": step,
+        "vision_forward_flops": batch * vis,
+        "lm_forward_flops": batch * (lm_matmul + lm_attn),
+        "prefill_flops": prefill,
+        "decode_flops_per_token": 2 * proj * layers + 2 * h * vocab,
+    }
+
+
+def table(work: Path, peak_tflops: float | None) -> None:
+    def load(name: str) -> dict | None:
+        p = work / f"{name}.json"
+        if not p.exists() or not p.read_text().strip():
+            return None
+        return json.loads(p.read_text().strip().splitlines()[-1])
+
+    def mem(name: str) -> float | None:
+        p = work / f"{name}.gpu_mem"
+        if not p.exists():
+            return None
+        vals = [float(x) for x in p.read_text().split() if x.replace(".", "", 1).isdigit()]
+        return max(vals) if vals else None
+
+    cfg = json.loads((work / "base" / "config.json").read_text())
+    meta = json.loads((work / "batch.json").read_text())
+    f = flops(cfg, meta["batch"], meta["text"], meta["text"], meta["grid"], meta["labels"])
+    env = json.loads((work / "env.json").read_text()) if (work / "env.json").exists() else {}
+    gpu = env.get("gpu", "")
+    if peak_tflops is None and ("H100" in gpu or "H200" in gpu):
+        peak_tflops = 989.4
+    print(f"device: {gpu or 'unknown'}; versions: {env.get('versions', {})}")
+    print(
+        f"batch {meta['batch']} x {f['tokens_per_sequence']} tokens (grid {meta['grid']}, "
+        f"{meta['text']} + {meta['text']} text tokens, loss on the last {meta['labels']}); "
+        f"model FLOPs per step {f['step_flops'] / 1e12:.1f} TFLOP; peak "
+        f"{peak_tflops or 'unknown'} TFLOP/s"
+    )
+    print(f"\n{'LoRA SFT step':28} {'step s':>8} {'tokens/s':>9} {'peak GPU MB':>12} {'MFU':>6}")
+    rows = {}
+    for name, label in [("torch_train", "PyTorch + PEFT (sdpa)"), ("evalverse_train", "evalverse (burn-cuda)")]:
+        r = load(name)
+        if r is None:
+            print(f"{label:28} (no result: see {name}.log)")
+            continue
+        m = mem(name)
+        mfu = f["step_flops"] / r["step_s"] / (peak_tflops * 1e12) if peak_tflops else None
+        rows[name] = (r, m, mfu)
+        print(
+            f"{label:28} {r['step_s']:8.3f} {r['tok_s']:9.0f} "
+            f"{(f'{m:.0f}' if m else '-'):>12} {(f'{mfu:.1%}' if mfu else '-'):>6}"
+        )
+    if len(rows) == 2:
+        (t, tm, _), (e, em, _) = rows["torch_train"], rows["evalverse_train"]
+        ratio = e["tok_s"] / t["tok_s"]
+        mem_ratio = f"{em / tm:.2f}x" if em and tm else "-"
+        print(f"ratio evalverse / PyTorch: tokens/s {ratio:.2f}x, peak memory {mem_ratio}")
+        print(f"step-0 loss: PyTorch {t['losses'][0]:.5f}, evalverse {e['losses'][0]:.5f}")
+    print(f"\n{'judge (generation)':28} {'prefill tok/s':>14} {'decode tok/s':>13} {'prompt':>7}")
+    gens = {}
+    for name, label in [("torch_generate", "transformers (sdpa)"), ("evalverse_generate", "evalverse (burn-cuda)")]:
+        r = load(name)
+        if r is None:
+            print(f"{label:28} (no result: see {name}.log)")
+            continue
+        gens[name] = r
+        print(f"{label:28} {r['prefill_tok_s']:14.0f} {r['decode_tok_s']:13.1f} {r['prompt_tokens']:7}")
+    if len(gens) == 2:
+        t, e = gens["torch_generate"], gens["evalverse_generate"]
+        print(
+            f"ratio evalverse / transformers: prefill {e['prefill_tok_s'] / t['prefill_tok_s']:.2f}x, "
+            f"decode {e['decode_tok_s'] / t['decode_tok_s']:.2f}x"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make")
+    m.add_argument("out", type=Path)
+    m.add_argument("--shape", choices=sorted(SHAPES), default="7b")
+    m.add_argument("--device", default="cuda")
+    t = sub.add_parser("table")
+    t.add_argument("work", type=Path)
+    t.add_argument("--peak-tflops", type=float)
+    a = ap.parse_args()
+    if a.cmd == "make":
+        make(a.out, a.shape, a.device)
+    else:
+        table(a.work, a.peak_tflops)
+
+
+if __name__ == "__main__":
+    main()
