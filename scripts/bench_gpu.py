@@ -11,10 +11,11 @@ heads, intermediate 3420, full attention in blocks 7, 15, 23, 31; 8.29B paramete
 4-layer model for trying the script on a CPU. The real special-token ids (151643-151656) either
 way. Initialised on `--device` (8B parameters take seconds on a GPU, minutes on a CPU).
 
-table: reads WORK/{torch,evalverse}_{train,generate}.json and WORK/*.gpu_mem (peak
-`nvidia-smi` memory of each process, sampled every 200 ms by bench_gpu.sh) and prints, for
-both implementations: step time, tokens/s, peak GPU memory and MFU for the LoRA SFT step; prefill
-and decode tokens/s for judging; and the ratios evalverse / PyTorch.
+table: reads WORK/{torch,evalverse}_{train,generate}[_ckpt].json and WORK/*.gpu_mem (the GPU's
+used memory above its idle baseline, sampled every 200 ms by bench_gpu.sh; a CPU run shows the
+process's peak RSS instead) and prints, for both implementations: step time, tokens/s, peak
+memory and MFU for the LoRA SFT step; prefill and decode tokens/s for judging; and the ratios
+evalverse / PyTorch.
 
 MFU = model FLOPs of one step / step time / peak bf16 FLOP/s of the GPU (dense: 989.4 TFLOP/s on
 H100 SXM and H200; `--peak-tflops` for others). The same FLOP count for both sides (`flops`
@@ -172,14 +173,20 @@ def table(work: Path, peak_tflops: float | None) -> None:
         p = work / f"{name}.json"
         if not p.exists() or not p.read_text().strip():
             return None
-        return json.loads(p.read_text().strip().splitlines()[-1])
-
-    def mem(name: str) -> float | None:
-        p = work / f"{name}.gpu_mem"
-        if not p.exists():
+        try:
+            r = json.loads(p.read_text().strip().splitlines()[-1])
+        except json.JSONDecodeError:
             return None
-        vals = [float(x) for x in p.read_text().split() if x.replace(".", "", 1).isdigit()]
-        return max(vals) if vals else None
+        return r["results"][0] if "results" in r else r  # bench_model.py wraps its runs
+
+    def mem(name: str, r: dict) -> str:
+        p = work / f"{name}.gpu_mem"
+        vals = [int(x) for x in p.read_text().split() if x.lstrip("-").isdigit()] if p.exists() else []
+        if vals:
+            return f"{max(vals):,} GPU"
+        if r.get("peak_rss_mb"):  # a CPU run: the process's resident peak
+            return f"{r['peak_rss_mb']:,.0f} RSS"
+        return "-"
 
     cfg = json.loads((work / "base" / "config.json").read_text())
     meta = json.loads((work / "batch.json").read_text())
@@ -188,46 +195,47 @@ def table(work: Path, peak_tflops: float | None) -> None:
     gpu = env.get("gpu", "")
     if peak_tflops is None and ("H100" in gpu or "H200" in gpu):
         peak_tflops = 989.4
-    print(f"device: {gpu or 'unknown'}; versions: {env.get('versions', {})}")
+    print(f"\ndevice: {gpu or 'unknown'} (driver {env.get('driver', '?')}); "
+          f"versions: {env.get('versions', {})}; evalverse {env.get('evalverse_rev', '?')}")
     print(
         f"batch {meta['batch']} x {f['tokens_per_sequence']} tokens (grid {meta['grid']}, "
         f"{meta['text']} + {meta['text']} text tokens, loss on the last {meta['labels']}); "
-        f"model FLOPs per step {f['step_flops'] / 1e12:.1f} TFLOP; peak "
+        f"model FLOPs per step {f['step_flops'] / 1e12:.2f} TFLOP; peak "
         f"{peak_tflops or 'unknown'} TFLOP/s"
     )
-    print(f"\n{'LoRA SFT step':28} {'step s':>8} {'tokens/s':>9} {'peak GPU MB':>12} {'MFU':>6}")
-    rows = {}
-    for name, label in [("torch_train", "PyTorch + PEFT (sdpa)"), ("evalverse_train", "evalverse (burn-cuda)")]:
-        r = load(name)
-        if r is None:
-            print(f"{label:28} (no result: see {name}.log)")
-            continue
-        m = mem(name)
-        mfu = f["step_flops"] / r["step_s"] / (peak_tflops * 1e12) if peak_tflops else None
-        rows[name] = (r, m, mfu)
-        print(
-            f"{label:28} {r['step_s']:8.3f} {r['tok_s']:9.0f} "
-            f"{(f'{m:.0f}' if m else '-'):>12} {(f'{mfu:.1%}' if mfu else '-'):>6}"
-        )
-    if len(rows) == 2:
-        (t, tm, _), (e, em, _) = rows["torch_train"], rows["evalverse_train"]
-        ratio = e["tok_s"] / t["tok_s"]
-        mem_ratio = f"{em / tm:.2f}x" if em and tm else "-"
-        print(f"ratio evalverse / PyTorch: tokens/s {ratio:.2f}x, peak memory {mem_ratio}")
-        print(f"step-0 loss: PyTorch {t['losses'][0]:.5f}, evalverse {e['losses'][0]:.5f}")
-    print(f"\n{'judge (generation)':28} {'prefill tok/s':>14} {'decode tok/s':>13} {'prompt':>7}")
+    print(f"\n{'LoRA SFT step':34} {'step s':>8} {'tokens/s':>9} {'peak MB':>14} {'MFU':>6}")
+    for v, vname in [("", ""), ("_ckpt", " + checkpointing")]:
+        rows = {}
+        for side, label in [("torch", "PyTorch + PEFT (sdpa)"), ("evalverse", "evalverse (burn)")]:
+            name = f"{side}_train{v}"
+            r = load(name)
+            if r is None:
+                if (work / f"{name}.log").exists():
+                    print(f"{label + vname:34} (no result: see {name}.log)")
+                continue
+            mfu = f["step_flops"] / r["step_s"] / (peak_tflops * 1e12) if peak_tflops else None
+            rows[side] = r
+            print(
+                f"{label + vname:34} {r['step_s']:8.3f} {r['tok_s']:9.0f} {mem(name, r):>14} "
+                f"{(f'{mfu:.1%}' if mfu else '-'):>6}"
+            )
+        if len(rows) == 2:
+            t, e = rows["torch"], rows["evalverse"]
+            print(f"{'  ratio evalverse / PyTorch':34} tokens/s {e['tok_s'] / t['tok_s']:.2f}x; "
+                  f"step-0 loss {e['losses'][0]:.5f} vs {t['losses'][0]:.5f}")
+    print(f"\n{'judge (generation, batch 1)':34} {'prefill tok/s':>14} {'decode tok/s':>13} {'prompt':>7}")
     gens = {}
-    for name, label in [("torch_generate", "transformers (sdpa)"), ("evalverse_generate", "evalverse (burn-cuda)")]:
-        r = load(name)
+    for side, label in [("torch", "transformers (sdpa)"), ("evalverse", "evalverse (burn)")]:
+        r = load(f"{side}_generate")
         if r is None:
-            print(f"{label:28} (no result: see {name}.log)")
+            print(f"{label:34} (no result: see {side}_generate.log)")
             continue
-        gens[name] = r
-        print(f"{label:28} {r['prefill_tok_s']:14.0f} {r['decode_tok_s']:13.1f} {r['prompt_tokens']:7}")
+        gens[side] = r
+        print(f"{label:34} {r['prefill_tok_s']:14.0f} {r['decode_tok_s']:13.1f} {r['prompt_tokens']:7}")
     if len(gens) == 2:
-        t, e = gens["torch_generate"], gens["evalverse_generate"]
+        t, e = gens["torch"], gens["evalverse"]
         print(
-            f"ratio evalverse / transformers: prefill {e['prefill_tok_s'] / t['prefill_tok_s']:.2f}x, "
+            f"{'  ratio evalverse / transformers':34} prefill {e['prefill_tok_s'] / t['prefill_tok_s']:.2f}x, "
             f"decode {e['decode_tok_s'] / t['decode_tok_s']:.2f}x"
         )
 

@@ -41,8 +41,11 @@ pub const ATTENTION_CHUNK_ELEMS: usize = 1 << 24;
 /// A backend with the attention the model runs. Inner backends (Flex, CUDA) take the default,
 /// `attention_forward` by chunks; `Autodiff<B, C>` records one operation with its own backward.
 pub trait AttentionBackend: Backend {
-    /// softmax(q k^T * scale + mask) v; `mask` is additive ([batch or 1, 1, len_q or 1,
-    /// len_k], f32; f32::MIN or -inf where not allowed).
+    /// softmax(q k^T * scale + mask) v; `mask` is additive ([batch or 1, 1, m, len_k], f32;
+    /// f32::MIN or -inf where not allowed) with m = 1 (one row for every query), len_q, or a
+    /// divisor of len_q whose rows repeat: query row r reads mask row r mod m (grouped-query
+    /// attention's [b, kv, rep * len, d] layout shares one [b, 1, len, len_k] mask, not `rep`
+    /// copies of it kept per layer).
     fn scaled_dot_attention(
         q: Tensor<Self, 4>,
         k: Tensor<Self, 4>,
@@ -106,9 +109,28 @@ fn batch_item<B: Backend>(t: &Tensor<B, 4>, b: usize) -> Tensor<B, 4> {
     }
 }
 
+/// Rows start..start+n of a mask whose `m` rows repeat down the query rows (row r reads mask
+/// row r mod m): the grouped-query layout stacks the query heads sharing a KV head as blocks of
+/// len_q rows, each with the same mask rows.
+fn periodic_rows<B: Backend>(mask: &Tensor<B, 4>, start: usize, n: usize) -> Tensor<B, 4> {
+    let m = mask.dims()[2];
+    let mut pieces = Vec::new();
+    let mut r = start;
+    while r < start + n {
+        let take = (m - r % m).min(start + n - r);
+        pieces.push(mask.clone().narrow(2, r % m, take));
+        r += take;
+    }
+    if pieces.len() == 1 {
+        pieces.pop().expect("one piece")
+    } else {
+        Tensor::cat(pieces, 2)
+    }
+}
+
 /// The masked probabilities softmax(q k^T + mask) in f32 for one batch element's chunk: `q` is
-/// [1, h, rows, d], already scaled; `k_t` [1, h, d, keys]; `mask` this element's [1, 1, len_q or
-/// 1, keys], whose rows start..start+rows apply.
+/// [1, h, rows, d], already scaled; `k_t` [1, h, d, keys]; `mask` this element's [1, 1, m,
+/// keys] (m = 1: every row; else query row r reads mask row r mod m), from query row `start`.
 fn probs<B: Backend>(
     q: Tensor<B, 4>,
     k_t: Tensor<B, 4>,
@@ -124,7 +146,7 @@ fn probs<B: Backend>(
         Some(m) if m.dims()[2] == 1 => {
             (s.reshape([h * n, lk]) + m.clone().reshape([1, lk])).reshape([1, h, n, lk])
         }
-        Some(m) => (s.reshape([h, n * lk]) + m.clone().narrow(2, start, n).reshape([1, n * lk]))
+        Some(m) => (s.reshape([h, n * lk]) + periodic_rows(m, start, n).reshape([1, n * lk]))
             .reshape([1, h, n, lk]),
     };
     softmax(s, 3)
@@ -143,6 +165,15 @@ pub fn attention_forward<B: Backend>(
 ) -> Tensor<B, 4> {
     let [b, h, lq, _] = q.dims();
     let lk = k.dims()[2];
+    if let Some(m) = mask {
+        let [mb, _, mr, mk] = m.dims();
+        assert!(
+            (mb == 1 || mb == b) && lq % mr == 0 && mk == lk,
+            "attention mask {:?} for queries {:?} and {lk} keys",
+            m.dims(),
+            q.dims()
+        );
+    }
     let dtype = q.dtype();
     let q = q * scale;
     let k_t = k.swap_dims(2, 3);
@@ -526,6 +557,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn grouped_query_rows_read_the_mask_rows_periodically() {
+        // [b, kv, rep * l, d] queries with the [b, 1, l, l] causal mask, as the decoder passes
+        // them, against the composite with the mask repeated rep times down the rows; chunks of
+        // 5 rows cross the blocks of l = 7.
+        let (b, kv, rep, l, d) = (2, 2, 3, 7, 4);
+        let q = random([b, kv, rep * l, d], 19);
+        let (k, v) = (random([b, kv, l, d], 20), random([b, kv, l, d], 21));
+        let w = random([b, kv, rep * l, d], 22);
+        let mask = masks(b, l).remove(1).unwrap();
+        let repeated = mask.clone().repeat_dim(2, rep);
+        let composite = |q, k, v, _| {
+            attention_chunked(
+                q,
+                k,
+                v,
+                Some(Tensor::from_inner(repeated.clone())),
+                0.5,
+                usize::MAX,
+            )
+        };
+        let (o_ref, g_ref) = grads(composite, [&q, &k, &v], None, &w);
+        let (o, g) = grads(
+            |q, k, v, m| attention(q, k, v, m, 0.5),
+            [&q, &k, &v],
+            Some(&mask),
+            &w,
+        );
+        assert!(max_rel(o, o_ref.clone()) < 1e-6);
+        for (name, (a, r)) in ["q", "k", "v"].iter().zip(g.into_iter().zip(g_ref)) {
+            let e = max_rel(a, r);
+            assert!(e < 1e-5, "d{name}: relative difference {e}");
+        }
+        let chunked = attention_forward(q, k, v, Some(&mask), 0.5, kv * l * 5);
+        assert!(max_rel(chunked, o_ref) < 1e-6);
     }
 
     #[test]

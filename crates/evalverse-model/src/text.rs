@@ -289,11 +289,11 @@ impl<B: AttentionBackend> SelfAttention<B> {
         } else {
             // Grouped-query attention without repeating K and V (transformers' repeat_kv copies
             // the whole cache every decode step): the `rep` query heads sharing a KV head become
-            // rows of one matrix, [b, kv, rep * l, hd], with the mask repeated to match. Query
-            // head h reads KV head h / rep, as with repeat_kv.
+            // rows of one matrix, [b, kv, rep * l, hd]; the attention reads the [b, 1, l, keys]
+            // mask's rows periodically (not `rep` copies kept by every layer for the backward).
+            // Query head h reads KV head h / rep, as with repeat_kv.
             let qg = q.reshape([b, nkv, rep * l, hd]);
-            let m = mask.map(|m| m.repeat_dim(2, rep));
-            attention(qg, k, v, m, scale).reshape([b, nh, l, hd])
+            attention(qg, k, v, mask, scale).reshape([b, nh, l, hd])
         };
         self.o_proj
             .forward(o.swap_dims(1, 2).reshape([b, l, nh * hd]))

@@ -2,7 +2,7 @@
 //! `scripts/bench_sft_step.py run` (see scripts/bench_sft_step.sh for the side-by-side table).
 //!
 //! ```sh
-//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused] [--checkpointing] [--bf16] [--cuda]
+//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused] [--checkpointing] [--bf16] [--cuda] [--lr X]
 //! cargo run --release -p evalverse-train --example bench_sft_step -- BASE synthetic:T,H,W[,TEXT[,LABELS]] [...]
 //! ```
 //!
@@ -106,6 +106,10 @@ fn main() {
         checkpointing: has("--checkpointing"),
         // --bf16: base weights in bf16 (LoRA weights f32), as `model.dtype = "bf16"`.
         bf16: has("--bf16"),
+        lr: args
+            .iter()
+            .position(|a| a == "--lr")
+            .map_or(1e-4, |i| args[i + 1].parse().expect("--lr X")),
     };
     match (has("--cuda"), run.checkpointing) {
         (false, true) => bench::<Autodiff<Cpu, BalancedCheckpointing>>(run, &Default::default()),
@@ -223,6 +227,9 @@ struct Run<'a> {
     unfused: bool,
     checkpointing: bool,
     bf16: bool,
+    /// AdamW's learning rate (default 1e-4, as the PyTorch side; scripts/gpu_checks.sh uses a
+    /// larger one so that a short run's loss curve moves).
+    lr: f64,
 }
 
 fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
@@ -234,6 +241,7 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
         unfused,
         checkpointing,
         bf16,
+        lr,
     } = run;
     let device = device.clone();
 
@@ -287,7 +295,7 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
     let (mut params, shapes) = lora_params(&mut model);
     let n_lora: usize = params.values().map(Vec::len).sum();
     let cfg = AdamWConfig {
-        lr: 1e-4,
+        lr,
         betas: (0.9, 0.999),
         eps: 1e-8,
         weight_decay: 0.01, // torch.optim.AdamW's default
@@ -350,6 +358,8 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
         "{}",
         json!({
             "impl": "evalverse",
+            "backend": std::any::type_name::<B>(),
+            "lr": lr,
             "tokens_per_step": tokens,
             "label_tokens": n,
             "lora_params": n_lora,

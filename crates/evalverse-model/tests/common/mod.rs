@@ -4,12 +4,18 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use evalverse_model::position::MediaGrid;
-use evalverse_model::{Batch, Cpu};
+use evalverse_model::Batch;
 
+/// This crate's tests/fixtures, or `$EVALVERSE_MODEL_FIXTURES` where a binary runs away from the
+/// source tree (the GPU machine: examples/gpu_check.rs).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    match std::env::var_os("EVALVERSE_MODEL_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+    }
 }
 
 pub struct Case(pub HashMap<String, (Vec<f64>, Vec<usize>)>);
@@ -47,7 +53,7 @@ impl Case {
     }
 }
 
-pub fn batch(case: &Case, device: &burn::tensor::Device<Cpu>) -> Batch<Cpu> {
+pub fn batch<B: Backend>(case: &Case, device: &B::Device) -> Batch<B> {
     let (ids, shape) = case.get("input_ids");
     let (b, l) = (shape[0], shape[1]);
     let mask = case.ints("attention_mask");
@@ -59,7 +65,7 @@ pub fn batch(case: &Case, device: &burn::tensor::Device<Cpu>) -> Batch<Cpu> {
         .collect();
     let (pixel_values, media) = if case.0.contains_key("pixel_values_videos") {
         let (pv, ps) = case.get("pixel_values_videos");
-        let pv = Tensor::<Cpu, 2>::from_data(
+        let pv = Tensor::<B, 2>::from_data(
             TensorData::new(
                 pv.iter().map(|&x| x as f32).collect::<Vec<_>>(),
                 [ps[0], ps[1]],
