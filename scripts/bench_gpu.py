@@ -34,14 +34,17 @@ import argparse
 import json
 from pathlib import Path
 
-SPECIAL = dict(
+QWEN_IDS = dict(
     image_token_id=151655,
     video_token_id=151656,
     vision_start_token_id=151652,
     vision_end_token_id=151653,
+    bos_token_id=151643,
+    eos_token_id=151645,
+    pad_token_id=151643,
 )
-BOS, EOS, PAD = 151643, 151645, 151643
 
+# "small" is scripts/bench_model.py's CPU checkpoint (its own 32k vocabulary and ids).
 SHAPES = {
     "7b": dict(
         text=dict(
@@ -83,15 +86,47 @@ SHAPES = {
         ),
         mrope=[8, 12, 12],
     ),
+    "small": dict(
+        text=dict(
+            vocab_size=32000,
+            hidden_size=512,
+            intermediate_size=1408,
+            num_hidden_layers=8,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+        ),
+        vision=dict(
+            depth=4,
+            hidden_size=256,
+            num_heads=4,
+            intermediate_size=640,
+            out_hidden_size=512,
+            fullatt_block_indexes=[1, 3],
+        ),
+        mrope=[8, 12, 12],
+        ids=dict(
+            image_token_id=31990,
+            video_token_id=31991,
+            vision_start_token_id=31992,
+            vision_end_token_id=31993,
+            eos_token_id=31994,
+            pad_token_id=31995,
+            bos_token_id=31996,
+        ),
+    ),
 }
 
 
-def make(out: Path, shape: str, device: str) -> None:
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def config(shape: str, **extra):
+    """The Qwen2_5_VLConfig of a shape: Qwen2.5-VL's fixed choices (SwiGLU, RMSNorm 1e-6, rope
+    theta 1e6, M-RoPE, 112-pixel windows, patch 14, merge 2, temporal patch 2), untied head."""
+    from transformers import Qwen2_5_VLConfig
 
     s = SHAPES[shape]
-    cfg = Qwen2_5_VLConfig(
+    ids = s.get("ids", QWEN_IDS)
+    special = {k: v for k, v in ids.items() if not k.startswith(("bos", "eos", "pad"))}
+    return Qwen2_5_VLConfig(
         text_config=dict(
             **s["text"],
             hidden_act="silu",
@@ -99,9 +134,9 @@ def make(out: Path, shape: str, device: str) -> None:
             rope_theta=1000000.0,
             rope_scaling={"type": "mrope", "mrope_section": s["mrope"]},
             tie_word_embeddings=False,
-            bos_token_id=BOS,
-            eos_token_id=EOS,
-            pad_token_id=PAD,
+            bos_token_id=ids["bos_token_id"],
+            eos_token_id=ids["eos_token_id"],
+            pad_token_id=ids["pad_token_id"],
         ),
         vision_config=dict(
             **s["vision"],
@@ -113,10 +148,17 @@ def make(out: Path, shape: str, device: str) -> None:
             tokens_per_second=2,
             hidden_act="silu",
         ),
-        **SPECIAL,
+        **special,
         tie_word_embeddings=False,
-        torch_dtype="bfloat16",
+        **extra,
     )
+
+
+def make(out: Path, shape: str, device: str) -> None:
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    cfg = config(shape, torch_dtype="bfloat16")
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)
     with torch.device(device):
@@ -245,7 +287,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make")
     m.add_argument("out", type=Path)
-    m.add_argument("--shape", choices=sorted(SHAPES), default="7b")
+    m.add_argument("--shape", choices=["7b", "tiny"], default="7b")
     m.add_argument("--device", default="cuda")
     t = sub.add_parser("table")
     t.add_argument("work", type=Path)

@@ -58,48 +58,12 @@ IMAGE_ID, VIDEO_ID, VSTART_ID, VEND_ID, EOS_ID, PAD_ID, BOS_ID = (
 
 
 def make(out: Path) -> None:
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from bench_gpu import config  # scripts/ is on sys.path when this file runs
 
     torch.manual_seed(0)
-    cfg = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=32000,
-            hidden_size=512,
-            intermediate_size=1408,
-            num_hidden_layers=8,
-            num_attention_heads=8,
-            num_key_value_heads=2,
-            hidden_act="silu",
-            max_position_embeddings=4096,
-            rms_norm_eps=1e-6,
-            rope_theta=1000000.0,
-            rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]},
-            tie_word_embeddings=False,
-            bos_token_id=BOS_ID,
-            eos_token_id=EOS_ID,
-            pad_token_id=PAD_ID,
-        ),
-        vision_config=dict(
-            depth=4,
-            hidden_size=256,
-            num_heads=4,
-            intermediate_size=640,
-            out_hidden_size=512,
-            window_size=112,
-            fullatt_block_indexes=[1, 3],
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            in_channels=3,
-            tokens_per_second=2,
-            hidden_act="silu",
-        ),
-        image_token_id=IMAGE_ID,
-        video_token_id=VIDEO_ID,
-        vision_start_token_id=VSTART_ID,
-        vision_end_token_id=VEND_ID,
-        tie_word_embeddings=False,
-    )
+    cfg = config("small")
     model = Qwen2_5_VLForConditionalGeneration(cfg).to(torch.float32).eval()
     model.save_pretrained(out, safe_serialization=True)
     n = sum(p.numel() for p in model.parameters())

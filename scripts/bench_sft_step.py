@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -197,6 +198,8 @@ def run(
         "backward_s": statistics.median(bwd),
         "optim_s": statistics.median(opt_t),
         "losses": losses,
+        # The process's peak resident memory (ru_maxrss, KiB on Linux): model, batch and all.
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 

@@ -30,15 +30,14 @@ use std::time::Instant;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use evalverse_data::rng::Rng;
 use evalverse_model::generate::{generate, GenerationConfig};
-use evalverse_model::model::causal_mask;
+use evalverse_model::model::{causal_mask, synthetic_video_prompt};
 use evalverse_model::nn::{attention, repeat_kv};
-use evalverse_model::position::MediaGrid;
 use evalverse_model::text::KvCache;
 use evalverse_model::{Batch, Cpu, QwenVl};
 use serde_json::{json, Value};
 
-const TEXT_BEFORE: usize = 32;
-const TEXT_AFTER: usize = 32;
+/// Text tokens before and after the video.
+const TEXT_TOKENS: usize = 32;
 const GRID: [usize; 3] = [4, 16, 16];
 const NEW_TOKENS: usize = 64;
 
@@ -76,39 +75,6 @@ fn touch<const D: usize>(t: Tensor<Cpu, D>) -> f32 {
         .convert::<f32>()
         .to_vec::<f32>()
         .unwrap()[0]
-}
-
-fn prompt(model: &QwenVl<Cpu>, device: &Dev) -> Batch<Cpu> {
-    let cfg = &model.cfg;
-    let mut rng = Rng::new(0);
-    let [t, h, w] = GRID;
-    let sms = cfg.vision.spatial_merge_size;
-    let n_video = t * (h / sms) * (w / sms);
-    let mut text = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(31000) as u32).collect() };
-    let mut ids = text(TEXT_BEFORE);
-    ids.push(cfg.vision_start_token_id);
-    ids.extend(std::iter::repeat_n(cfg.video_token_id, n_video));
-    ids.push(cfg.vision_end_token_id);
-    ids.extend(text(TEXT_AFTER));
-    let rows = t * h * w;
-    let pd = cfg.vision.patch_dim();
-    let mut prng = Rng::new(1);
-    let px: Vec<f32> = (0..rows * pd)
-        .map(|_| prng.range(-1.0, 1.0) as f32)
-        .collect();
-    let pixels = Tensor::<Cpu, 2>::from_data(TensorData::new(px, [rows, pd]), device);
-    let mask = vec![true; ids.len()];
-    Batch {
-        ids: vec![ids],
-        mask: vec![mask],
-        pixel_values: Some(pixels),
-        media: vec![vec![MediaGrid {
-            is_video: true,
-            grid_thw: GRID,
-            second_per_grid: 1.0,
-        }]],
-        vision_embeds: None,
-    }
 }
 
 /// Times of the parts of a prefill and of one decode step.
@@ -545,7 +511,7 @@ fn main() {
     let t = Instant::now();
     let model = QwenVl::<Cpu>::from_source(&dir, DType::F32, &device).expect("load the model");
     let load_s = t.elapsed().as_secs_f64();
-    let batch = prompt(&model, &device);
+    let batch = synthetic_video_prompt::<Cpu>(&model.cfg, GRID, TEXT_TOKENS, &device);
     let prompt_len = batch.ids[0].len();
 
     // For profilers (perf record ...): only run `generate` (64 new tokens) N times, or the

@@ -35,13 +35,11 @@ use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Distribution, Tensor, TensorData};
-use evalverse_data::rng::Rng;
+use burn::tensor::{DType, Distribution, Tensor};
 use evalverse_model::attention::{attention, attention_chunked};
 use evalverse_model::generate::{generate, GenerationConfig};
-use evalverse_model::model::causal_mask;
-use evalverse_model::position::MediaGrid;
-use evalverse_model::{AttentionBackend, Batch, Cpu, QwenVl};
+use evalverse_model::model::{causal_mask, synthetic_video_prompt};
+use evalverse_model::{AttentionBackend, Cpu, QwenVl};
 use serde_json::{json, Value};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -170,43 +168,6 @@ fn attention_check<B: AttentionBackend>(device: &B::Device) -> (Value, bool) {
     )
 }
 
-fn prompt<B: AttentionBackend>(
-    model: &QwenVl<B>,
-    grid: [usize; 3],
-    text: usize,
-    device: &B::Device,
-) -> Batch<B> {
-    let cfg = &model.cfg;
-    let mut rng = Rng::new(0);
-    let [t, h, w] = grid;
-    let sms = cfg.vision.spatial_merge_size;
-    let n_video = t * (h / sms) * (w / sms);
-    let mut words = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(31000) as u32).collect() };
-    let mut ids = words(text);
-    ids.push(cfg.vision_start_token_id);
-    ids.extend(std::iter::repeat_n(cfg.video_token_id, n_video));
-    ids.push(cfg.vision_end_token_id);
-    ids.extend(words(text));
-    let (rows, pd) = (t * h * w, cfg.vision.patch_dim());
-    let mut prng = Rng::new(1);
-    let px: Vec<f32> = (0..rows * pd)
-        .map(|_| prng.range(-1.0, 1.0) as f32)
-        .collect();
-    let pixels = Tensor::<B, 2>::from_data(TensorData::new(px, [rows, pd]), device);
-    let mask = vec![true; ids.len()];
-    Batch {
-        ids: vec![ids],
-        mask: vec![mask],
-        pixel_values: Some(pixels),
-        media: vec![vec![MediaGrid {
-            is_video: true,
-            grid_thw: grid,
-            second_per_grid: 1.0,
-        }]],
-        vision_embeds: None,
-    }
-}
-
 struct GenArgs {
     base: String,
     dtype: DType,
@@ -221,7 +182,7 @@ fn generate_bench<B: AttentionBackend>(a: &GenArgs, name: &str, device: &B::Devi
     let model = QwenVl::<B>::from_source(&a.base, a.dtype, device)
         .unwrap_or_else(|e| panic!("load {}: {e}", a.base));
     let load_s = t.elapsed().as_secs_f64();
-    let batch = prompt(&model, a.grid, a.text, device);
+    let batch = synthetic_video_prompt::<B>(&model.cfg, a.grid, a.text, device);
     let prompt_len = batch.ids[0].len();
     let timed = |f: &mut dyn FnMut()| -> f64 {
         f();

@@ -363,3 +363,43 @@ pub fn causal_mask<B: Backend>(
     }
     Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, l, total]), (device, DType::F32))
 }
+
+/// A synthetic video prompt for benchmarks and device checks (examples bench_model and
+/// gpu_check): batch 1, `text` pseudo-random text tokens (ids below 31,000), vision_start, the
+/// video tokens of `grid` ([T, H, W] patches, second_per_grid 1.0), vision_end, `text` more;
+/// pixel values uniform in [-1, 1). Ids from `Rng::new(0)`, pixels from `Rng::new(1)`.
+pub fn synthetic_video_prompt<B: Backend>(
+    cfg: &QwenVlConfig,
+    grid: [usize; 3],
+    text: usize,
+    device: &B::Device,
+) -> Batch<B> {
+    use evalverse_data::rng::Rng;
+    let mut rng = Rng::new(0);
+    let [t, h, w] = grid;
+    let sms = cfg.vision.spatial_merge_size;
+    let n_video = t * (h / sms) * (w / sms);
+    let mut words = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(31000) as u32).collect() };
+    let mut ids = words(text);
+    ids.push(cfg.vision_start_token_id);
+    ids.extend(std::iter::repeat_n(cfg.video_token_id, n_video));
+    ids.push(cfg.vision_end_token_id);
+    ids.extend(words(text));
+    let (rows, pd) = (t * h * w, cfg.vision.patch_dim());
+    let mut prng = Rng::new(1);
+    let px: Vec<f32> = (0..rows * pd)
+        .map(|_| prng.range(-1.0, 1.0) as f32)
+        .collect();
+    let mask = vec![true; ids.len()];
+    Batch {
+        ids: vec![ids],
+        mask: vec![mask],
+        pixel_values: Some(Tensor::from_data(TensorData::new(px, [rows, pd]), device)),
+        media: vec![vec![MediaGrid {
+            is_video: true,
+            grid_thw: grid,
+            second_per_grid: 1.0,
+        }]],
+        vision_embeds: None,
+    }
+}
