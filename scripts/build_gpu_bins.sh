@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# Build, on this (CPU) machine, the evalverse binaries the GPU machine runs (it has no Rust): the
-# examples bench_sft_step (evalverse-train) and gpu_check (evalverse-model) with --features cuda,
-# stripped and xz-compressed into target/gpu/ with the source revision in target/gpu/REV. Neither
-# links FFmpeg (the GPU machine has none). Carry target/gpu to the GPU machine, then run
-# scripts/gpu_checks.sh and scripts/bench_gpu.sh there.
+# Build, on this (CPU) machine, the evalverse binaries the GPU machine runs (it has no Rust, and
+# no FFmpeg): the examples bench_sft_step (evalverse-train) and gpu_check (evalverse-model) and
+# the `evalverse` binary, all with `--no-default-features --features cuda` (no FFmpeg linked:
+# the CLI reads clips from a warm decode cache), stripped and xz-compressed into target/gpu/ with
+# the source revision in target/gpu/REV. Then the default (FFmpeg) target/release/evalverse is
+# relinked, so that this machine keeps its usual binary. Carry target/gpu to the GPU machine and
+# run scripts/gpu_checks.sh, scripts/gpu_cli_checks.sh run and scripts/bench_gpu.sh there.
 #
 # CUDARC_CUDA_VERSION (default 13000) picks cudarc's CUDA API bindings: without nvcc here cudarc
 # would take the newest it knows (13.4); 13.0 bindings run on every CUDA 13 driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
-cargo build --release --locked -p evalverse-train --features cuda --example bench_sft_step
-cargo build --release --locked -p evalverse-model --features cuda --example gpu_check
+gpu=(--release --locked --no-default-features --features cuda)
+cargo build "${gpu[@]}" -p evalverse-train --example bench_sft_step
+cargo build "${gpu[@]}" -p evalverse-model --example gpu_check
+cargo build "${gpu[@]}" -p evalverse-cli
 mkdir -p target/gpu
-for b in bench_sft_step gpu_check; do
-  strip -o "target/gpu/$b" "target/release/examples/$b"
-  xz -T2 -6 -f "target/gpu/$b"
+for b in examples/bench_sft_step examples/gpu_check evalverse; do
+  name=$(basename "$b")
+  if ldd "target/release/$b" | grep -q libav; then
+    echo "build_gpu_bins: target/release/$b links FFmpeg" >&2
+    exit 1
+  fi
+  strip -o "target/gpu/$name" "target/release/$b"
+  xz -T2 -6 -f "target/gpu/$name"
 done
+cargo build --release --locked -p evalverse-cli
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet 2>/dev/null || rev="$rev+dirty"
 echo "$rev (CUDARC_CUDA_VERSION=$CUDARC_CUDA_VERSION, built $(date -u +%F))" > target/gpu/REV

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use serde::Serialize;
+#[cfg(feature = "ffmpeg")]
 use video_rs::ffmpeg;
 
 use crate::error::{DataError, Result};
@@ -18,9 +19,22 @@ static INIT: Once = Once::new();
 /// Initialise FFmpeg once and keep its own log quiet (errors reach the user through ours).
 pub fn init() {
     INIT.call_once(|| {
-        let _ = video_rs::init();
-        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+        #[cfg(feature = "ffmpeg")]
+        {
+            let _ = video_rs::init();
+            ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+        }
     });
+}
+
+/// The error of a decode or encode in a build without the `ffmpeg` feature.
+pub fn no_ffmpeg(path: &Path) -> DataError {
+    DataError::decode(
+        path,
+        "this evalverse was built without FFmpeg (cargo feature `ffmpeg`, on by default); \
+         decode on a machine with a default build, or read the clip from a warm decode cache \
+         (data.cache_dir)",
+    )
 }
 
 /// What a full decode of a file found.
@@ -53,7 +67,14 @@ pub fn probe(path: &Path) -> Result<MediaInfo> {
     })
 }
 
+/// Decode the best audio stream to mono f32 at 16 kHz: an error without FFmpeg.
+#[cfg(not(feature = "ffmpeg"))]
+pub fn decode_audio_mono_16k(path: &Path) -> Result<Option<Vec<f32>>> {
+    Err(no_ffmpeg(path))
+}
+
 /// Decode the best audio stream to mono f32 at 16 kHz. `Ok(None)` when the file has no audio.
+#[cfg(feature = "ffmpeg")]
 pub fn decode_audio_mono_16k(path: &Path) -> Result<Option<Vec<f32>>> {
     init();
     let err = |m: String| DataError::decode(path, format!("audio: {m}"));
@@ -124,6 +145,7 @@ pub fn decode_audio_mono_16k(path: &Path) -> Result<Option<Vec<f32>>> {
     Ok(Some(out))
 }
 
+#[cfg(feature = "ffmpeg")]
 fn append_mono(frame: &ffmpeg::frame::Audio, out: &mut Vec<f32>) {
     let n = frame.samples();
     if n == 0 {

@@ -407,9 +407,26 @@ pub struct StreamInfo {
     pub total_frames: usize,
 }
 
+/// Decoding needs FFmpeg: an error naming the file in a build without it.
+#[cfg(not(feature = "ffmpeg"))]
+pub fn visit_frames(
+    path: &Path,
+    _keep: impl FnMut(usize) -> bool,
+    _visit: impl FnMut(usize, Vec<u8>, usize, usize),
+) -> Result<StreamInfo> {
+    Err(crate::media::no_ffmpeg(path))
+}
+
+/// Reading a container header needs FFmpeg: an error naming the file in a build without it.
+#[cfg(not(feature = "ffmpeg"))]
+pub fn stream_header(path: &Path) -> Result<(usize, f64)> {
+    Err(crate::media::no_ffmpeg(path))
+}
+
 /// Decode the best video stream of `path` and hand each frame `keep(index)` accepts to `visit`
 /// as packed RGB24 with its width and height, without holding the frames: long or large clips stream through in constant
 /// memory (the perception operators downscale each frame as it arrives).
+#[cfg(feature = "ffmpeg")]
 pub fn visit_frames(
     path: &Path,
     mut keep: impl FnMut(usize) -> bool,
@@ -449,6 +466,7 @@ pub fn visit_frames(
     })
 }
 
+#[cfg(feature = "ffmpeg")]
 fn rgb_from_frame(frame: &video_rs::frame::RawFrame, w: usize, h: usize) -> Vec<u8> {
     let stride = frame.stride(0);
     let data = frame.data(0);
@@ -461,6 +479,7 @@ fn rgb_from_frame(frame: &video_rs::frame::RawFrame, w: usize, h: usize) -> Vec<
 
 /// What the container header says of the best video stream: declared frame count (0 when
 /// unknown) and frame rate, read without decoding.
+#[cfg(feature = "ffmpeg")]
 pub fn stream_header(path: &Path) -> Result<(usize, f64)> {
     crate::media::init();
     let input = video_rs::ffmpeg::format::input(path).map_err(|e| DataError::decode(path, e))?;

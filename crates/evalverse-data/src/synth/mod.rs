@@ -4,7 +4,32 @@
 //! truth of every clip (defects, cut times, sync offset) is written to `truth.jsonl` so that
 //! perception operators can be checked against it.
 
+#[cfg(feature = "ffmpeg")]
 pub mod encode;
+/// Without FFmpeg the synthetic clips cannot be written: every write is an error naming the file.
+#[cfg(not(feature = "ffmpeg"))]
+pub mod encode {
+    use std::path::Path;
+
+    use crate::error::{DataError, Result};
+
+    const WHY: &str = "this evalverse was built without FFmpeg (cargo feature `ffmpeg`)";
+
+    pub fn write_mp4(
+        path: &Path,
+        _width: u32,
+        _height: u32,
+        _fps: u32,
+        _frames: &[Vec<u8>],
+        _audio: Option<(&[f32], u32)>,
+    ) -> Result<()> {
+        Err(DataError::encode(path, WHY))
+    }
+
+    pub fn write_png(path: &Path, _width: u32, _height: u32, _rgb: &[u8]) -> Result<()> {
+        Err(DataError::encode(path, WHY))
+    }
+}
 pub mod panel;
 pub mod render;
 pub mod spec;
