@@ -299,6 +299,23 @@ fn judge_prints_a_verdict_per_dimension_and_refuses_unknown_ones() {
             x["dimension"]
         );
     }
+    // A file that is not a video: an error naming it (once), no verdict.
+    let broken = dir.path().join("broken.mp4");
+    std::fs::write(&broken, b"not a video at all").unwrap();
+    let o = evalverse(&[
+        "judge",
+        broken.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--checkpoint",
+        "none",
+        "--base",
+        base.to_str().unwrap(),
+        "--dimensions",
+        "lens",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("broken.mp4").count(), 1, "{}", text(&o));
     if !cfg!(feature = "cuda") {
         let o = judge("lens", &["--device", "cuda"]);
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));

@@ -72,7 +72,7 @@ fn judge_on<B: evalverse_model::AttentionBackend>(
         device,
     )?;
     let vision = preprocess_video(a.video, &frames, &PatchSpec::default())
-        .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", a.video.display())))?;
+        .map_err(|e| Failure::Runtime(anyhow!("{e}")))?; // DataError names the file
     let clips = BTreeMap::from([(
         a.video.to_path_buf(),
         CachedClip {
