@@ -45,7 +45,7 @@ if [ -z "$BIN" ]; then
 fi
 for b in bench_sft_step gpu_check; do
   if [ -f "$BIN/$b.xz" ]; then
-    xz -dc "$BIN/$b.xz" > "$WORK/bin/$b" && chmod +x "$WORK/bin/$b"
+    "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$BIN/$b.xz" "$WORK/bin/$b" && chmod +x "$WORK/bin/$b"
   elif [ -f "$BIN/$b" ]; then
     cp "$BIN/$b" "$WORK/bin/$b"
   else

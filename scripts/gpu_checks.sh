@@ -21,7 +21,7 @@ BIN=${BIN:-}
 [ -n "$BIN" ] || { [ -d target/gpu ] && BIN=target/gpu || BIN=target/release/examples; }
 mkdir -p "$WORK/bin"
 for b in bench_sft_step gpu_check; do
-  if [ -f "$BIN/$b.xz" ]; then xz -dc "$BIN/$b.xz" > "$WORK/bin/$b"; else cp "$BIN/$b" "$WORK/bin/$b"; fi
+  if [ -f "$BIN/$b.xz" ]; then "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$BIN/$b.xz" "$WORK/bin/$b"; else cp "$BIN/$b" "$WORK/bin/$b"; fi
   chmod +x "$WORK/bin/$b"
 done
 DEV=()
