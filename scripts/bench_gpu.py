@@ -14,7 +14,8 @@ way. Initialised on `--device` (8B parameters take seconds on a GPU, minutes on 
 table: reads WORK/{torch,evalverse}_{train,generate}[_ckpt].json and WORK/*.gpu_mem (the GPU's
 used memory above its idle baseline, sampled every 200 ms by bench_gpu.sh; a CPU run shows the
 process's peak RSS instead) and prints, for both implementations: step time, tokens/s, peak
-memory and MFU for the LoRA SFT step; prefill and decode tokens/s for judging; and the ratios
+memory, MFU and the forward / backward / optimizer split (where the time goes) for the LoRA SFT
+step; prefill and decode tokens/s for judging; and the ratios
 evalverse / PyTorch.
 
 MFU = model FLOPs of one step / step time / peak bf16 FLOP/s of the GPU (dense: 989.4 TFLOP/s on
@@ -245,7 +246,8 @@ def table(work: Path, peak_tflops: float | None) -> None:
         f"model FLOPs per step {f['step_flops'] / 1e12:.2f} TFLOP; peak "
         f"{peak_tflops or 'unknown'} TFLOP/s"
     )
-    print(f"\n{'LoRA SFT step':34} {'step s':>8} {'tokens/s':>9} {'peak MB':>14} {'MFU':>6}")
+    print(f"\n{'LoRA SFT step':34} {'step s':>8} {'tokens/s':>9} {'peak MB':>14} {'MFU':>6}"
+          f" {'fwd / bwd / optim s':>22}")
     for v, vname in [("", ""), ("_ckpt", " + checkpointing")]:
         rows = {}
         for side, label in [("torch", "PyTorch + PEFT (sdpa)"), ("evalverse", "evalverse (burn)")]:
@@ -257,14 +259,18 @@ def table(work: Path, peak_tflops: float | None) -> None:
                 continue
             mfu = f["step_flops"] / r["step_s"] / (peak_tflops * 1e12) if peak_tflops else None
             rows[side] = r
+            # evalverse's optimizer phase is split in two (gradient accumulation, clip + update).
+            optim = r["optim_s"] + r.get("grads_s", 0.0)
+            phases = f"{r['forward_s']:.3f} / {r['backward_s']:.3f} / {optim:.3f}"
             print(
                 f"{label + vname:34} {r['step_s']:8.3f} {r['tok_s']:9.0f} {mem(name, r):>14} "
-                f"{(f'{mfu:.1%}' if mfu else '-'):>6}"
+                f"{(f'{mfu:.1%}' if mfu else '-'):>6} {phases:>22}"
             )
         if len(rows) == 2:
             t, e = rows["torch"], rows["evalverse"]
             print(f"{'  ratio evalverse / PyTorch':34} tokens/s {e['tok_s'] / t['tok_s']:.2f}x; "
                   f"step-0 loss {e['losses'][0]:.5f} vs {t['losses'][0]:.5f}")
+    print("  (evalverse's forward phase includes the head's gradient: its loss is fused with the head)")
     print(f"\n{'judge (generation, batch 1)':34} {'prefill tok/s':>14} {'decode tok/s':>13} {'prompt':>7}")
     gens = {}
     for side, label in [("torch", "transformers (sdpa)"), ("evalverse", "evalverse (burn)")]:
