@@ -39,19 +39,10 @@ TIMEOUT=${TIMEOUT:-900}
 mkdir -p "$WORK/bin"
 
 # The evalverse binaries: BIN, or target/gpu (scripts/build_gpu_bins.sh), or a local build.
-BIN=${BIN:-}
-if [ -z "$BIN" ]; then
-  if [ -d target/gpu ]; then BIN=target/gpu; else BIN=target/release/examples; fi
-fi
+. scripts/gpu_bins.sh
+BIN=${BIN:-$(gpu_bin_dir)}
 for b in bench_sft_step gpu_check; do
-  if [ -f "$BIN/$b.xz" ]; then
-    "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$BIN/$b.xz" "$WORK/bin/$b" && chmod +x "$WORK/bin/$b"
-  elif [ -f "$BIN/$b" ]; then
-    cp "$BIN/$b" "$WORK/bin/$b"
-  else
-    echo "bench_gpu: no $b in $BIN (scripts/build_gpu_bins.sh builds them)" >&2
-    exit 2
-  fi
+  unpack_gpu_bin "$BIN" "$b" "$WORK/bin" || exit 2
 done
 EV_DEV=(--cuda)
 [ "$DEVICE" = cuda ] || EV_DEV=()

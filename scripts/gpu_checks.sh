@@ -17,12 +17,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 WORK=${WORK:-${OUT:+$OUT/gpu_checks}}
 WORK=${WORK:-/tmp/gpu_checks}
-BIN=${BIN:-}
-[ -n "$BIN" ] || { [ -d target/gpu ] && BIN=target/gpu || BIN=target/release/examples; }
-mkdir -p "$WORK/bin"
+. scripts/gpu_bins.sh
+BIN=${BIN:-$(gpu_bin_dir)}
 for b in bench_sft_step gpu_check; do
-  if [ -f "$BIN/$b.xz" ]; then "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$BIN/$b.xz" "$WORK/bin/$b"; else cp "$BIN/$b" "$WORK/bin/$b"; fi
-  chmod +x "$WORK/bin/$b"
+  unpack_gpu_bin "$BIN" "$b" "$WORK/bin" || exit 2
 done
 DEV=()
 [ "${1:-}" = --cpu ] && DEV=(--cpu)

@@ -26,7 +26,8 @@ mode=${1:?usage: gpu_cli_checks.sh prepare|run}
 EV=${EVALVERSE:-}
 if [ -z "$EV" ]; then
   if [ "$mode" = run ] && [ -f target/gpu/evalverse.xz ]; then
-    mkdir -p "$W/bin" && "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' target/gpu/evalverse.xz "$W/bin/evalverse" && chmod +x "$W/bin/evalverse"
+    . scripts/gpu_bins.sh
+    unpack_gpu_bin target/gpu evalverse "$W/bin" || exit 2
     EV=$W/bin/evalverse
   else
     EV=target/release/evalverse

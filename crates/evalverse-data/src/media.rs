@@ -27,14 +27,14 @@ pub fn init() {
     });
 }
 
-/// The error of a decode or encode in a build without the `ffmpeg` feature.
+/// Why a decode or an encode fails in a build without the `ffmpeg` feature.
+pub const NO_FFMPEG: &str = "this evalverse was built without FFmpeg (cargo feature `ffmpeg`, \
+     on by default); decode on a machine with a default build, or read the clip from a warm \
+     decode cache (data.cache_dir)";
+
+/// The error of a decode in a build without the `ffmpeg` feature.
 pub fn no_ffmpeg(path: &Path) -> DataError {
-    DataError::decode(
-        path,
-        "this evalverse was built without FFmpeg (cargo feature `ffmpeg`, on by default); \
-         decode on a machine with a default build, or read the clip from a warm decode cache \
-         (data.cache_dir)",
-    )
+    DataError::decode(path, NO_FFMPEG)
 }
 
 /// What a full decode of a file found.

@@ -55,15 +55,9 @@ fn host<B: AttentionBackend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         .expect("f32 data")
 }
 
-/// max |a - b| / max |b| over the rows (of `width` values) where `keep` is true.
+/// max |got - want| / max |want| over the rows (of `width` values) where `keep` is true.
 fn rel_err(got: &[f32], want: &[f64], keep: &[bool], width: usize) -> f64 {
-    let (mut d, mut r) = (0f64, 0f64);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        if keep[i / width] {
-            d = d.max((g as f64 - w).abs());
-            r = r.max(w.abs());
-        }
-    }
+    let (d, r) = common::max_diff(got, want, keep, width);
     d / r.max(1e-30)
 }
 

@@ -86,14 +86,10 @@ pub fn attention<B: AttentionBackend>(
     B::scaled_dot_attention(q, k, v, mask, scale)
 }
 
-/// Query rows per chunk so that one chunk's scores hold at most `max_elems` elements.
-fn chunk_rows(heads: usize, lq: usize, lk: usize, max_elems: usize) -> usize {
-    (max_elems / (heads * lk).max(1)).clamp(1, lq.max(1))
-}
-
-/// One batch element's chunks of query rows: (start, rows) pairs covering 0..lq.
+/// Chunks of query rows, (start, rows) pairs covering 0..lq, each with at most `max_elems`
+/// score elements over `heads` x rows x `lk` (one batch element's heads, or the whole batch's).
 fn chunks(heads: usize, lq: usize, lk: usize, max_elems: usize) -> Vec<(usize, usize)> {
-    let rows = chunk_rows(heads, lq, lk, max_elems);
+    let rows = (max_elems / (heads * lk).max(1)).clamp(1, lq.max(1));
     (0..lq)
         .step_by(rows)
         .map(|s| (s, rows.min(lq - s)))
@@ -212,31 +208,23 @@ pub fn attention_chunked<B: Backend>(
     max_elems: usize,
 ) -> Tensor<B, 4> {
     let [b, h, lq, _] = q.dims();
-    let rows = chunk_rows(b * h, lq, k.dims()[2], max_elems);
     let dtype = q.dtype();
     let k_t = k.swap_dims(2, 3);
-    let one = |q: Tensor<B, 4>, m: Option<Tensor<B, 4>>| {
-        let s = q.matmul(k_t.clone()).cast(DType::F32) * scale;
-        let s = match m {
-            Some(m) => s + m,
-            None => s,
-        };
-        softmax(s, 3).cast(dtype).matmul(v.clone())
-    };
-    let mask_rows = |start: usize, n: usize| {
-        mask.as_ref().map(|m| {
-            if m.dims()[2] == 1 {
-                m.clone()
-            } else {
-                m.clone().narrow(2, start, n)
-            }
-        })
-    };
-    let chunks = (0..lq)
-        .step_by(rows)
-        .map(|start| {
-            let n = rows.min(lq - start);
-            one(q.clone().narrow(2, start, n), mask_rows(start, n))
+    let chunks: Vec<Tensor<B, 4>> = chunks(b * h, lq, k_t.dims()[3], max_elems)
+        .into_iter()
+        .map(|(start, n)| {
+            let s = q
+                .clone()
+                .narrow(2, start, n)
+                .matmul(k_t.clone())
+                .cast(DType::F32)
+                * scale;
+            let s = match &mask {
+                Some(m) if m.dims()[2] == 1 => s + m.clone(),
+                Some(m) => s + periodic_rows(m, start, n),
+                None => s,
+            };
+            softmax(s, 3).cast(dtype).matmul(v.clone())
         })
         .collect();
     Tensor::cat(chunks, 2)
@@ -269,8 +257,6 @@ pub fn attention_backward<B: Backend>(
     let q = s.q.clone() * s.scale;
     let k_t = s.k.clone().swap_dims(2, 3);
     let v_t = s.v.clone().swap_dims(2, 3);
-    // D_i = sum_j dO_ij O_ij = sum_j P_ij dP_ij: the softmax backward's row term.
-    let d_rows = (grad_out.clone().cast(DType::F32) * s.out.clone().cast(DType::F32)).sum_dim(3);
     let rows = chunks(h, lq, lk, s.max_elems);
     let (mut dq, mut dk, mut dv) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..b {
@@ -280,7 +266,7 @@ pub fn attention_backward<B: Backend>(
             batch_item(&k_t, i),
             batch_item(&v_t, i),
         );
-        let (go_i, d_i) = (batch_item(&grad_out, i), batch_item(&d_rows, i));
+        let (go_i, out_i) = (batch_item(&grad_out, i), batch_item(&s.out, i));
         let m_i = s.mask.as_ref().map(|m| batch_item(m, i));
         let (mut dq_i, mut dk_i, mut dv_i) = (Vec::new(), None, None);
         let add = |acc: Option<Tensor<B, 4>>, x: Tensor<B, 4>| {
@@ -301,9 +287,13 @@ pub fn attention_backward<B: Backend>(
                 );
             }
             if need_q || need_k {
+                // D_i = sum_j dO_ij O_ij = sum_j P_ij dP_ij, the softmax backward's row term,
+                // per chunk: a contiguous [1, h, rows, 1] (a narrowed one is Flex's slow path).
+                let o_c = out_i.clone().narrow(2, start, n).cast(DType::F32);
+                let d_c = (go.clone().cast(DType::F32) * o_c).sum_dim(3);
                 let dp = go.matmul(vt_i.clone()).cast(DType::F32);
                 // dS without the scale: dQ = scale dS K, dK = scale dS^T q = dS^T (scale q).
-                let ds = (p * (dp - d_i.clone().narrow(2, start, n))).cast(dtype);
+                let ds = (p * (dp - d_c)).cast(dtype);
                 if need_q {
                     dq_i.push(ds.clone().matmul(k_i.clone()) * s.scale);
                 }

@@ -13,15 +13,7 @@ use evalverse_model::{Cpu, QwenVl};
 /// Max |a - b| and max |b| over positions where `keep` is true (per row of `width` values).
 fn diff(a: &Tensor<Cpu, 3>, want: &[f64], keep: &[bool], width: usize) -> (f64, f64) {
     let got: Vec<f32> = a.to_data().convert::<f32>().to_vec().unwrap();
-    assert_eq!(got.len(), want.len());
-    let (mut max_d, mut max_ref) = (0f64, 0f64);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        if keep[i / width] {
-            max_d = max_d.max((g as f64 - w).abs());
-            max_ref = max_ref.max(w.abs());
-        }
-    }
-    (max_d, max_ref)
+    common::max_diff(&got, want, keep, width)
 }
 
 fn check_case(model_dir: &str, case_name: &str) {

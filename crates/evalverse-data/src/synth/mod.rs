@@ -12,8 +12,7 @@ pub mod encode {
     use std::path::Path;
 
     use crate::error::{DataError, Result};
-
-    const WHY: &str = "this evalverse was built without FFmpeg (cargo feature `ffmpeg`)";
+    use crate::media::NO_FFMPEG as WHY;
 
     pub fn write_mp4(
         path: &Path,

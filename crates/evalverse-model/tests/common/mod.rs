@@ -18,6 +18,19 @@ pub fn fixtures() -> PathBuf {
     }
 }
 
+/// Max |got - want| and max |want| over the rows (of `width` values) where `keep` is true.
+pub fn max_diff(got: &[f32], want: &[f64], keep: &[bool], width: usize) -> (f64, f64) {
+    assert_eq!(got.len(), want.len());
+    let (mut max_d, mut max_ref) = (0f64, 0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if keep[i / width] {
+            max_d = max_d.max((g as f64 - w).abs());
+            max_ref = max_ref.max(w.abs());
+        }
+    }
+    (max_d, max_ref)
+}
+
 pub struct Case(pub HashMap<String, (Vec<f64>, Vec<usize>)>);
 
 impl Case {
