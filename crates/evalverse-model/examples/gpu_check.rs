@@ -1,19 +1,22 @@
 //! Checks and judge throughput of the CUDA path, for the GPU machine (scripts/gpu_checks.sh and
 //! scripts/bench_gpu.sh run it there; build it here with `--features cuda`: that machine has no
 //! Rust, and no FFmpeg, which this binary does not link). `--cpu` runs any subcommand on burn
-//! Flex instead, to try it without a GPU.
+//! Flex instead, to try it without a GPU; `--wgpu` (a build with `--features wgpu`) on burn-wgpu
+//! with fusion and autotune, the CubeCL path of burn-cuda, which runs without a GPU on Mesa's
+//! lavapipe Vulkan driver (f32 only: WGSL has no bf16; scripts/wgpu_checks.sh).
 //!
 //! ```sh
-//! gpu_check parity [--cpu]
-//! gpu_check attention [--cpu]
-//! gpu_check generate BASE [--cpu] [--bf16] [--grid T,H,W] [--text N] [--new N] [--reps N]
+//! gpu_check parity [--cpu|--wgpu]
+//! gpu_check attention [--cpu|--wgpu]
+//! gpu_check generate BASE [--cpu|--wgpu] [--bf16] [--grid T,H,W] [--text N] [--new N] [--reps N]
 //! ```
 //!
 //! * `parity`: the tiny_a fixture checkpoint (sharded, untied) on the device, base weights in f32
 //!   and in bf16, on case_video_a (two left-padded prompts with a video each): position ids must
 //!   equal transformers 4.57.1's, logits within 1e-3 (f32: room for TF32-class matmuls; the CPU
 //!   reaches 3.4e-6) and 5e-2 (bf16, as the CPU test) of its f32 logits, relative to max |logit|.
-//!   Fixtures: `$EVALVERSE_MODEL_FIXTURES`, default this crate's tests/fixtures.
+//!   Fixtures: `$EVALVERSE_MODEL_FIXTURES`, default this crate's tests/fixtures. On `--wgpu`,
+//!   f32 only.
 //! * `attention`: the attention operation's output and q/k/v gradients under autodiff on the
 //!   device against burn's autodiff of the composite on the CPU, f32, with a causal mask
 //!   (2 x 4 heads x 96 tokens, one chunk) and at 2,048 tokens x 8 heads (two chunks per batch
@@ -61,14 +64,16 @@ fn rel_err(got: &[f32], want: &[f64], keep: &[bool], width: usize) -> f64 {
     d / r.max(1e-30)
 }
 
-fn parity<B: AttentionBackend>(device: &B::Device) -> (Value, bool) {
+/// `bf16`: also with bf16 base weights (not on wgpu: WGSL has no bf16).
+fn parity<B: AttentionBackend>(bf16: bool, device: &B::Device) -> (Value, bool) {
     let case = common::load_case("case_video_a.safetensors");
     let batch = common::batch::<B>(&case, device);
     let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
     let dir = common::fixtures().join("tiny_a");
     let mut ok = true;
     let mut rows = Vec::new();
-    for (dtype, name, tol) in [(DType::F32, "f32", 1e-3), (DType::BF16, "bf16", 5e-2)] {
+    let runs = [(DType::F32, "f32", 1e-3), (DType::BF16, "bf16", 5e-2)];
+    for (dtype, name, tol) in runs.into_iter().take(if bf16 { 2 } else { 1 }) {
         let model = QwenVl::<B>::from_source(dir.to_str().unwrap(), dtype, device)
             .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()));
         let out = model.forward(&batch, false, None).expect("forward");
@@ -228,11 +233,22 @@ fn main() -> ExitCode {
     };
     let num = |f: &str, default: usize| value(f).map_or(default, |v| v.parse().expect("a number"));
     let cpu = has("--cpu");
+    let wgpu = has("--wgpu");
     let cmd = args.first().map(String::as_str).unwrap_or("");
     macro_rules! on_device {
         ($f:ident ( $($arg:expr),* )) => {{
             if cpu {
                 $f::<Cpu>($($arg,)* &Default::default())
+            } else if wgpu {
+                #[cfg(feature = "wgpu")]
+                {
+                    $f::<burn::backend::Wgpu>($($arg,)* &burn::backend::wgpu::WgpuDevice::default())
+                }
+                #[cfg(not(feature = "wgpu"))]
+                {
+                    eprintln!("gpu_check: --wgpu: build with --features wgpu");
+                    return ExitCode::from(2);
+                }
             } else {
                 #[cfg(feature = "cuda")]
                 {
@@ -247,7 +263,7 @@ fn main() -> ExitCode {
         }};
     }
     let (out, ok) = match cmd {
-        "parity" => on_device!(parity()),
+        "parity" => on_device!(parity(!wgpu)),
         "attention" => on_device!(attention_check()),
         "generate" => {
             let grid: Vec<usize> = value("--grid")
@@ -267,12 +283,18 @@ fn main() -> ExitCode {
                 new: num("--new", 64).max(2),
                 reps: num("--reps", 3).max(1),
             };
-            let name = if cpu { "flex" } else { "cuda" };
+            let name = if cpu {
+                "flex"
+            } else if wgpu {
+                "wgpu"
+            } else {
+                "cuda"
+            };
             (on_device!(generate_bench(&a, name)), true)
         }
         _ => {
             eprintln!(
-                "usage: gpu_check parity|attention|generate BASE [--cpu] (see the source's docs)"
+                "usage: gpu_check parity|attention|generate BASE [--cpu|--wgpu] (see the source's docs)"
             );
             return ExitCode::from(2);
         }

@@ -38,7 +38,7 @@ use burn::tensor::{DType, Tensor, TensorPrimitive};
 /// query rows.
 pub const ATTENTION_CHUNK_ELEMS: usize = 1 << 24;
 
-/// A backend with the attention the model runs. Inner backends (Flex, CUDA) take the default,
+/// A backend with the attention the model runs. Inner backends (Flex, CUDA, wgpu) take the default,
 /// `attention_forward` by chunks; `Autodiff<B, C>` records one operation with its own backward.
 pub trait AttentionBackend: Backend {
     /// softmax(q k^T * scale + mask) v; `mask` is additive ([batch or 1, 1, m, len_k], f32;
@@ -61,6 +61,9 @@ impl AttentionBackend for burn::backend::Flex {}
 
 #[cfg(feature = "cuda")]
 impl AttentionBackend for burn::backend::Cuda {}
+
+#[cfg(feature = "wgpu")]
+impl AttentionBackend for burn::backend::Wgpu {}
 
 /// A training backend: autodiff over an inner backend, both with the model's attention.
 pub trait TrainBackend:

@@ -2,7 +2,7 @@
 //! `scripts/bench_sft_step.py run` (see scripts/bench_sft_step.sh for the side-by-side table).
 //!
 //! ```sh
-//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused] [--checkpointing] [--bf16] [--cuda] [--lr X]
+//! cargo run --release -p evalverse-train --example bench_sft_step -- BASE BATCH.safetensors [--steps N] [--warmup N] [--unfused] [--checkpointing] [--bf16] [--cuda|--wgpu] [--lr X]
 //! cargo run --release -p evalverse-train --example bench_sft_step -- BASE synthetic:T,H,W[,TEXT[,LABELS]] [...]
 //! ```
 //!
@@ -15,7 +15,9 @@
 //! recomputes memory-bound operations in the backward pass instead of keeping their outputs. The
 //! JSON adds `peak_rss_mb`, the process's peak resident memory (VmHWM) after the steps.
 //! `--cuda` (an example built with `--features cuda`) runs the same steps on burn-cuda, device
-//! 0 (not yet run on a GPU). `--bf16` loads the base weights in bf16 (LoRA weights stay f32).
+//! 0 (not yet run on a GPU); `--wgpu` (built with `--features wgpu`) on burn-wgpu with fusion,
+//! which runs on Mesa's lavapipe without a GPU (f32 only; scripts/wgpu_checks.sh). `--bf16`
+//! loads the base weights in bf16 (LoRA weights stay f32).
 //!
 //! BASE: a Qwen2.5-VL folder (`evalverse model init`); BATCH: the safetensors file written by
 //! `scripts/bench_sft_step.py batch` (input_ids, attention_mask, labels_mask [b, len] i64;
@@ -111,6 +113,18 @@ fn main() {
             .position(|a| a == "--lr")
             .map_or(1e-4, |i| args[i + 1].parse().expect("--lr X")),
     };
+    if has("--wgpu") {
+        #[cfg(feature = "wgpu")]
+        {
+            let device = burn::backend::wgpu::WgpuDevice::default();
+            return match run.checkpointing {
+                true => bench::<Autodiff<burn::backend::Wgpu, BalancedCheckpointing>>(run, &device),
+                false => bench::<Autodiff<burn::backend::Wgpu, NoCheckpointing>>(run, &device),
+            };
+        }
+        #[cfg(not(feature = "wgpu"))]
+        panic!("--wgpu: build the example with --features wgpu");
+    }
     match (has("--cuda"), run.checkpointing) {
         (false, true) => bench::<Autodiff<Cpu, BalancedCheckpointing>>(run, &Default::default()),
         (false, false) => bench::<Autodiff<Cpu, NoCheckpointing>>(run, &Default::default()),
