@@ -3,6 +3,7 @@
 
     python scripts/bench_gpu.py make OUT [--shape 7b|tiny] [--device cuda|cpu]
     python scripts/bench_gpu.py table WORK [--peak-tflops X]
+    python scripts/bench_gpu.py profile WORK [--cubecl-log LOG] [--top N]
 
 make: a random Qwen2.5-VL checkpoint with transformers, in bf16, saved sharded (4 GB shards and
 model.safetensors.index.json, as on the Hub). "7b" is Qwen2.5-VL-7B-Instruct's shape (LM hidden
@@ -17,6 +18,11 @@ process's peak RSS instead) and prints, for both implementations: step time, tok
 memory, MFU and the forward / backward / optimizer split (where the time goes) for the LoRA SFT
 step; prefill and decode tokens/s for judging; and the ratios
 evalverse / PyTorch.
+
+profile (bench_gpu.sh PROFILE=1): one LoRA SFT step of each side, device time by kernel family
+(matmul, attention, fused element-wise, reduce, copy / layout, ...) and the largest kernels:
+PyTorch's from WORK/torch_profile.json (bench_sft_step.py --profile), evalverse's from CubeCL's
+profiling log (written to WORK/evalverse_profile.json in the same form).
 
 MFU = model FLOPs of one step / step time / peak bf16 FLOP/s of the GPU (dense: 989.4 TFLOP/s on
 H100 SXM and H200; `--peak-tflops` for others). The same FLOP count for both sides (`flops`
@@ -288,6 +294,115 @@ def table(work: Path, peak_tflops: float | None) -> None:
         )
 
 
+UNITS = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def seconds(text: str) -> float | None:
+    """A Rust Duration's Debug form ("12.5µs", "3.2ms", "1.04s") in seconds."""
+    for unit in ("ns", "µs", "us", "ms", "s"):
+        if text.endswith(unit):
+            try:
+                return float(text[: -len(unit)]) * UNITS[unit]
+            except ValueError:
+                return None
+    return None
+
+
+def cubecl_profile(log: Path) -> dict | None:
+    """The last per-kernel summary in a CubeCL profiling log (CUBECL_DEBUG_OPTION=profile): the
+    kernels run since the previous device sync. bench_sft_step syncs once per step, after the
+    backward pass, so with one warm-up step the last summary is the timed step's forward and
+    backward (the previous step's optimizer uploads included, a few small copies). Rows are
+    "| NAME | DURATION | COUNT | RATIO |"; NAME itself holds " | " (the kernel's type parts)."""
+    if not log.exists():
+        return None
+    tables, cur = [], None
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("| Name ") and "Duration" in line:
+            cur = []
+            continue
+        if cur is None or not line.startswith("| "):
+            continue
+        parts = line.strip().strip("|").split(" | ")
+        if len(parts) < 4:
+            continue
+        name = " | ".join(p.strip() for p in parts[:-3])
+        dur, count = seconds(parts[-3].strip()), parts[-2].strip()
+        if name == "Total":
+            tables.append(cur)
+            cur = None
+        elif dur is not None and count.isdigit():
+            cur.append({"name": name, "count": int(count), "total_s": dur})
+    if not tables:
+        return None
+    ops = sorted(tables[-1], key=lambda o: -o["total_s"])
+    return {"impl": "evalverse", "summaries": len(tables),
+            "total_s": sum(o["total_s"] for o in ops), "ops": ops}
+
+
+FAMILIES = [  # first match wins, on the lower-cased name (CubeCL kernel types, CUDA kernel names)
+    ("matmul", "matmul"), ("gemm", "matmul"), ("nvjet", "matmul"), ("xmma", "matmul"),
+    ("aten::mm", "matmul"), ("addmm", "matmul"), ("bmm", "matmul"), ("aten::linear", "matmul"),
+    ("cutlass", "matmul"), ("flash", "attention"), ("fmha", "attention"),
+    ("attention", "attention"), ("softmax", "softmax"), ("norm", "norm"), ("reduce", "reduce"),
+    ("fuse", "fused element-wise"), ("elementwise", "element-wise"), ("binop", "element-wise"),
+    ("copy", "copy / layout"), ("memcpy", "copy / layout"), ("slice", "copy / layout"),
+    ("cat", "copy / layout"), ("select", "gather / scatter"), ("gather", "gather / scatter"),
+    ("scatter", "gather / scatter"), ("index", "gather / scatter"),
+]
+
+
+def kernel_family(name: str) -> str:
+    """A short group for a kernel's name: what a reader sums to see where the time goes."""
+    n = name.lower()
+    return next((fam for key, fam in FAMILIES if key in n), "other")
+
+
+def short_name(name: str) -> str:
+    """CubeCL's kernel names list the kernel's type parameters (" | "-separated): keep the kernel,
+    its argument kind and, for matmuls, the algorithm families (which blueprint autotune chose),
+    dropping the runtime and the size / scalar markers. Other names are cut at 110 characters."""
+    parts = [x.strip() for x in name.split(" | ")]
+    if len(parts) > 1:
+        keep = [parts[0]] + [x for x in parts[1:] if x.endswith(("Args", "MatmulFamily", "Op"))]
+        name = " ".join(keep)
+    return name if len(name) <= 110 else name[:107] + "..."
+
+
+def profile(work: Path, cubecl_log: Path, top: int) -> None:
+    """WORK/evalverse_profile.json from the CubeCL log; then, for both sides, time by kernel family
+    and the TOP largest kernels / ops of one LoRA SFT step."""
+    ev = cubecl_profile(cubecl_log)
+    if ev is not None:
+        (work / "evalverse_profile.json").write_text(json.dumps(ev) + "\n")
+    sides = [("PyTorch + PEFT (torch.profiler)", work / "torch_profile.json"),
+             ("evalverse (CubeCL profiler, per kernel)", work / "evalverse_profile.json")]
+    for label, path in sides:
+        if not path.exists():
+            print(f"\n{label}: no profile ({path.name} missing; on a CPU run evalverse has none)")
+            continue
+        p = json.loads(path.read_text())
+        if p.get("impl") == "torch":
+            label += ", per kernel" if p.get("device") == "cuda" else ", self CPU time per op"
+        total = p["total_s"] or 1e-30
+        fams: dict[str, list] = {}
+        for o in p["ops"]:
+            f = fams.setdefault(kernel_family(o["name"]), [0.0, 0])
+            f[0] += o["total_s"]
+            f[1] += o["count"]
+        print(f"\n{label}: {p['total_s'] * 1e3:.1f} ms summed over one step")
+        for fam, (t, c) in sorted(fams.items(), key=lambda kv: -kv[1][0]):
+            print(f"  {fam:24} {t * 1e3:10.2f} ms {t / total:6.1%} {c:7} launches")
+        merged: dict[str, list] = {}
+        for o in p["ops"]:
+            m = merged.setdefault(short_name(o["name"]), [0.0, 0])
+            m[0] += o["total_s"]
+            m[1] += o["count"]
+        print(f"  top {top}:")
+        for name, (t, c) in sorted(merged.items(), key=lambda kv: -kv[1][0])[:top]:
+            print(f"  {t * 1e3:10.2f} ms {t / total:6.1%} {c:6}x  {name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -298,9 +413,15 @@ def main() -> None:
     t = sub.add_parser("table")
     t.add_argument("work", type=Path)
     t.add_argument("--peak-tflops", type=float)
+    pr = sub.add_parser("profile")
+    pr.add_argument("work", type=Path)
+    pr.add_argument("--cubecl-log", type=Path, default=Path("/tmp/evalverse_cubecl.log"))
+    pr.add_argument("--top", type=int, default=25)
     a = ap.parse_args()
     if a.cmd == "make":
         make(a.out, a.shape, a.device)
+    elif a.cmd == "profile":
+        profile(a.work, a.cubecl_log, a.top)
     else:
         table(a.work, a.peak_tflops)
 

@@ -15,7 +15,11 @@
 # [7b] (tiny: a 4-layer model), DEVICE [cuda] (cpu tries the whole script without a GPU), STEPS
 # [5] timed steps after WARMUP [2], REPS [3] (generation), GRID [8,32,32], TEXT [300], LABELS
 # [256], BATCH [2], CHECKPOINTING [0] (1: both sides again with gradient checkpointing), PYTHON
-# [python3], TIMEOUT [900] seconds per run. Each run is alone on the GPU; its peak memory is the
+# [python3], TIMEOUT [900] seconds per run, PROFILE [0] (1: after the timed runs, one more LoRA
+# SFT step per side under a profiler: torch.profiler's per-op GPU self times, CubeCL's per-kernel
+# times (CUBECL_DEBUG_OPTION=profile, its raw log in PROFILE_LOG [/tmp/evalverse_cubecl.log]);
+# WORK/{torch,evalverse}_profile.json and the top kernels of each, by scripts/bench_gpu.py
+# profile). Each run is alone on the GPU; its peak memory is the
 # GPU's used memory (nvidia-smi, every 200 ms) minus the idle baseline, the same for both sides.
 # Writes WORK/{torch,evalverse}_{train,generate}[_ckpt].{json,log,gpu_mem}, env.json, and prints
 # the table (scripts/bench_gpu.py table).
@@ -36,6 +40,8 @@ BATCH=${BATCH:-2}
 CHECKPOINTING=${CHECKPOINTING:-0}
 PYTHON=${PYTHON:-python3}
 TIMEOUT=${TIMEOUT:-900}
+PROFILE=${PROFILE:-0}
+PROFILE_LOG=${PROFILE_LOG:-/tmp/evalverse_cubecl.log}
 mkdir -p "$WORK/bin"
 
 # The evalverse binaries: BIN, or target/gpu (scripts/build_gpu_bins.sh), or a local build.
@@ -124,3 +130,16 @@ run evalverse_generate "$WORK/bin/gpu_check" generate "$WORK/base" "${GPU_CHECK_
   --grid "$GRID" --text 32 --reps "$REPS"
 
 "$PYTHON" scripts/bench_gpu.py table "$WORK"
+
+if [ "$PROFILE" = 1 ]; then
+  # One step each, after the timed runs: the autotune cache (target/ here) is warm, so the
+  # evalverse step runs the tuned kernels and no tuning trials. CubeCL times each kernel on the
+  # device and logs it (with the compiled sources, hence the log outside WORK).
+  run torch_profile_step "$PYTHON" scripts/bench_sft_step.py run "$WORK/base" "$WORK/batch.safetensors" \
+    --attn sdpa --device "$DEVICE" --dtype bf16 --steps 1 --warmup 1 --profile "$WORK/torch_profile.json"
+  rm -f "$PROFILE_LOG"
+  CUBECL_DEBUG_LOG=$PROFILE_LOG CUBECL_DEBUG_OPTION=profile run evalverse_profile_step \
+    "$WORK/bin/bench_sft_step" "$WORK/base" "$WORK/batch.safetensors" "${EV_DEV[@]}" --bf16 \
+    --steps 1 --warmup 0
+  "$PYTHON" scripts/bench_gpu.py profile "$WORK" --cubecl-log "$PROFILE_LOG"
+fi

@@ -6,7 +6,7 @@ table, scripts/bench_gpu.sh for the GPU one).
     /work/venv/bin/python scripts/bench_sft_step.py batch BASE OUT.safetensors \
         [--grid T,H,W] [--text N] [--labels N] [--batch N]           # make the batch
     /work/venv/bin/python scripts/bench_sft_step.py run BASE BATCH [--attn sdpa|eager] \
-        [--device cpu|cuda] [--dtype f32|bf16] [--checkpointing]
+        [--device cpu|cuda] [--dtype f32|bf16] [--checkpointing] [--profile OUT.json]
 
 Batch (seed 0; the Rust side reads the same file; defaults in brackets): BATCH [2] sequences,
 no padding: TEXT [100] text tokens, vision_start, the video tokens of grid GRID [2, 8, 8]
@@ -25,6 +25,8 @@ Step: model.train(); loss = model(**batch, labels=labels).loss (logits at every 
 computes them); loss.backward(); clip_grad_norm_(1.0) (evalverse's default grad_clip);
 AdamW(lr=1e-4) step; zero_grad. LoRA r=8, alpha=16, dropout 0 on the seven language-model
 projections. Two warm-up steps, then the median of N (default 10). One JSON line on stdout.
+--profile: one more step after those under torch.profiler, its per-op self times (GPU on cuda,
+else CPU) written to OUT.json (scripts/bench_gpu.sh PROFILE=1 reads it).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def run(
     device: str = "cpu",
     dtype: str = "f32",
     checkpointing: bool = False,
+    profile: Path | None = None,
 ) -> dict:
     from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file
@@ -173,6 +176,8 @@ def run(
             fwd.append(f)
             bwd.append(bw)
             opt_t.append(o)
+    if profile is not None:
+        write_profile(step, profile, cuda)
     med = statistics.median(total)
     extra = {}
     if cuda:
@@ -203,6 +208,35 @@ def run(
     }
 
 
+def write_profile(step, path: Path, cuda: bool) -> None:
+    """One more step under torch.profiler: time per kernel on cuda (the CUDA events: kernels and
+    copies, each counted once; the aten ops that launch them are left out), per op's self CPU time
+    otherwise; JSON {"device", "total_s", "ops": [{"name", "count", "total_s"}, ...]}, largest
+    first, as scripts/bench_gpu.py profile reads it."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        step()
+    ops = []
+    for e in prof.key_averages():
+        if cuda:
+            if e.device_type != DeviceType.CUDA:
+                continue
+            # torch >= 2.4 names it device time; older releases cuda time
+            us = getattr(e, "device_time_total", None)
+            us = getattr(e, "cuda_time_total", 0) if us is None else us
+        else:
+            us = e.self_cpu_time_total
+        if us > 0:
+            ops.append({"name": e.key, "count": e.count, "total_s": us / 1e6})
+    ops.sort(key=lambda o: -o["total_s"])
+    out = {"impl": "torch", "device": "cuda" if cuda else "cpu",
+           "total_s": sum(o["total_s"] for o in ops), "ops": ops}
+    path.write_text(json.dumps(out) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -223,6 +257,7 @@ def main() -> None:
     r.add_argument("--device", default="cpu")
     r.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     r.add_argument("--checkpointing", action="store_true")
+    r.add_argument("--profile", type=Path, help="after the timed steps, profile one more: per-op JSON")
     a = ap.parse_args()
     if a.cmd == "batch":
         grid = tuple(int(x) for x in a.grid.split(","))
@@ -233,7 +268,8 @@ def main() -> None:
         torch.set_num_threads(a.threads)
         torch.manual_seed(0)
         res = run(
-            a.base, a.batch, a.attn, a.steps, a.warmup, a.device, a.dtype, a.checkpointing
+            a.base, a.batch, a.attn, a.steps, a.warmup, a.device, a.dtype, a.checkpointing,
+            a.profile,
         )
         print(json.dumps(res))
         sys.stdout.flush()

@@ -350,6 +350,10 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
         let value: f64 = loss.clone().into_scalar().elem();
         let t1 = Instant::now();
         let grads = loss.backward();
+        // On a GPU backward() returns once its kernels are queued: wait for them, so that the
+        // backward phase is timed as run (and CubeCL's profiler, CUBECL_DEBUG_OPTION=profile,
+        // prints its per-kernel summary here, once per step).
+        B::sync(&device).expect("device sync after backward");
         let t2 = Instant::now();
         let mut acc: BTreeMap<String, Vec<f32>> = BTreeMap::new();
         accumulate_grads(&mut model, &grads, 1.0, &mut acc);
