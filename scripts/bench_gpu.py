@@ -385,22 +385,22 @@ def profile(work: Path, cubecl_log: Path, top: int) -> None:
         if p.get("impl") == "torch":
             label += ", per kernel" if p.get("device") == "cuda" else ", self CPU time per op"
         total = p["total_s"] or 1e-30
-        fams: dict[str, list] = {}
-        for o in p["ops"]:
-            f = fams.setdefault(kernel_family(o["name"]), [0.0, 0])
-            f[0] += o["total_s"]
-            f[1] += o["count"]
         print(f"\n{label}: {p['total_s'] * 1e3:.1f} ms summed over one step")
-        for fam, (t, c) in sorted(fams.items(), key=lambda kv: -kv[1][0]):
+        for fam, (t, c) in group_by(p["ops"], kernel_family):
             print(f"  {fam:24} {t * 1e3:10.2f} ms {t / total:6.1%} {c:7} launches")
-        merged: dict[str, list] = {}
-        for o in p["ops"]:
-            m = merged.setdefault(short_name(o["name"]), [0.0, 0])
-            m[0] += o["total_s"]
-            m[1] += o["count"]
         print(f"  top {top}:")
-        for name, (t, c) in sorted(merged.items(), key=lambda kv: -kv[1][0])[:top]:
+        for name, (t, c) in group_by(p["ops"], short_name)[:top]:
             print(f"  {t * 1e3:10.2f} ms {t / total:6.1%} {c:6}x  {name}")
+
+
+def group_by(ops: list[dict], key) -> list[tuple[str, list]]:
+    """[(key(name), [total_s, count])], summed per key, largest first."""
+    out: dict[str, list] = {}
+    for o in ops:
+        g = out.setdefault(key(o["name"]), [0.0, 0])
+        g[0] += o["total_s"]
+        g[1] += o["count"]
+    return sorted(out.items(), key=lambda kv: -kv[1][0])
 
 
 def main() -> None:
