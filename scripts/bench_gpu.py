@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Python half of scripts/bench_gpu.sh: the random checkpoint, the FLOP count and the table.
 
-    python scripts/bench_gpu.py make OUT [--shape 7b|tiny] [--device cuda|cpu]
+    python scripts/bench_gpu.py make OUT [--shape 7b|tiny] [--device cuda|cpu] [--layers N] [--vision-depth N]
     python scripts/bench_gpu.py table WORK [--peak-tflops X]
     python scripts/bench_gpu.py profile WORK [--cubecl-log LOG] [--top N]
 
@@ -11,6 +11,8 @@ model.safetensors.index.json, as on the Hub). "7b" is Qwen2.5-VL-7B-Instruct's s
 heads, intermediate 3420, full attention in blocks 7, 15, 23, 31; 8.29B parameters); "tiny" is a
 4-layer model for trying the script on a CPU. The real special-token ids (151643-151656) either
 way. Initialised on `--device` (8B parameters take seconds on a GPU, minutes on a CPU).
+`--layers` / `--vision-depth` keep the shape's widths with fewer blocks (a CPU-sized slice of
+the 7B model, for activation memory per layer).
 
 table: reads WORK/{torch,evalverse}_{train,generate}[_ckpt].json and WORK/*.gpu_mem (the GPU's
 used memory above its idle baseline, sampled every 200 ms by bench_gpu.sh; a CPU run shows the
@@ -161,18 +163,28 @@ def config(shape: str, **extra):
     )
 
 
-def make(out: Path, shape: str, device: str) -> None:
+def make(out: Path, shape: str, device: str, layers=None, vision_depth=None) -> None:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     cfg = config(shape, torch_dtype="bfloat16")
+    # A slice of the shape (same widths, fewer layers): activation memory per layer on a CPU.
+    if layers is not None:
+        cfg.text_config.num_hidden_layers = layers
+        if getattr(cfg.text_config, "layer_types", None):  # transformers >= 4.56
+            cfg.text_config.layer_types = cfg.text_config.layer_types[:layers]
+    if vision_depth is not None:
+        full = [i for i in cfg.vision_config.fullatt_block_indexes if i < vision_depth]
+        cfg.vision_config.depth = vision_depth
+        cfg.vision_config.fullatt_block_indexes = full or [vision_depth - 1]
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration(cfg)
     model.save_pretrained(out, safe_serialization=True, max_shard_size="4GB")
     n = sum(p.numel() for p in model.parameters())
-    print(json.dumps({"made": str(out), "shape": shape, "parameters": n}))
+    print(json.dumps({"made": str(out), "shape": shape, "layers": cfg.text_config.num_hidden_layers,
+                      "vision_depth": cfg.vision_config.depth, "parameters": n}))
 
 
 def flops(cfg: dict, batch: int, text_before: int, text_after: int, grid, labels: int) -> dict:
@@ -410,6 +422,8 @@ def main() -> None:
     m.add_argument("out", type=Path)
     m.add_argument("--shape", choices=["7b", "tiny"], default="7b")
     m.add_argument("--device", default="cuda")
+    m.add_argument("--layers", type=int, help="language-model layers (default: the shape's)")
+    m.add_argument("--vision-depth", type=int, help="vision blocks (default: the shape's)")
     t = sub.add_parser("table")
     t.add_argument("work", type=Path)
     t.add_argument("--peak-tflops", type=float)
@@ -419,7 +433,7 @@ def main() -> None:
     pr.add_argument("--top", type=int, default=25)
     a = ap.parse_args()
     if a.cmd == "make":
-        make(a.out, a.shape, a.device)
+        make(a.out, a.shape, a.device, a.layers, a.vision_depth)
     elif a.cmd == "profile":
         profile(a.work, a.cubecl_log, a.top)
     else:

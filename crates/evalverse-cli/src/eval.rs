@@ -15,7 +15,7 @@ use evalverse_eval::harness::{judge_units, JudgeSettings};
 use evalverse_model::chat::ChatTokenizer;
 use evalverse_model::reward::RewardHead;
 use evalverse_model::weights::ModelSource;
-use evalverse_model::{AttentionBackend, Cpu, QwenVl};
+use evalverse_model::{Cpu, ModelBackend, QwenVl};
 use evalverse_train::recipe::Device;
 
 use crate::Failure;
@@ -123,7 +123,7 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Failure> {
 
 /// The base model with the adapter folded in, its tokenizer, and the reward head saved beside
 /// the adapter if the run trained one.
-pub fn load_judge<B: AttentionBackend>(
+pub fn load_judge<B: ModelBackend>(
     base: &str,
     adapter: Option<&Path>,
     dtype: DType,
@@ -197,7 +197,7 @@ pub fn run(
 }
 
 /// `run` on backend B.
-fn run_on<B: AttentionBackend>(
+fn run_on<B: ModelBackend>(
     a: &EvalArgs,
     show_progress: bool,
     device: &B::Device,

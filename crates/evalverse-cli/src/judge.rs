@@ -45,7 +45,7 @@ pub fn judge(a: &JudgeArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-fn judge_on<B: evalverse_model::AttentionBackend>(
+fn judge_on<B: evalverse_model::ModelBackend>(
     a: &JudgeArgs,
     device: &B::Device,
 ) -> Result<ExitCode, Failure> {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::anyhow;
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::backend::Autodiff;
-use evalverse_model::AttentionBackend;
+use evalverse_model::ModelBackend;
 use evalverse_train::recipe::{Device, Recipe, StageConfig};
 use evalverse_train::runtime::TrainError;
 use evalverse_train::sft::RunSummary;
@@ -18,7 +18,7 @@ use crate::Failure;
 /// The stage on `Autodiff<Inner>`, or with `train.gradient_checkpointing = true` on
 /// `Autodiff<Inner, BalancedCheckpointing>` (memory-bound operations recomputed in the backward
 /// pass).
-fn run_on<Inner: AttentionBackend>(
+fn run_on<Inner: ModelBackend>(
     recipe: &Recipe,
     resume: bool,
     device: &Inner::Device,

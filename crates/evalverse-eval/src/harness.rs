@@ -16,7 +16,7 @@ use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::generate::{generate, score_distribution, GenerationConfig};
 use evalverse_model::position::MediaGrid;
 use evalverse_model::reward::{self, RewardHead};
-use evalverse_model::{AttentionBackend, Batch, QwenVl};
+use evalverse_model::{Batch, ModelBackend, QwenVl};
 use serde::{Deserialize, Serialize};
 
 /// What the judge answered, parsed.
@@ -129,7 +129,7 @@ fn prompt(question: &str, tokens: usize) -> Vec<Message> {
 
 /// A left-padded batch; row `i` holds the clips of `clips[i]`, in prompt order (one video for a
 /// pointwise question, two for an A/B pair).
-pub(crate) fn batch_of<B: AttentionBackend>(
+pub(crate) fn batch_of<B: ModelBackend>(
     seqs: &[Vec<u32>],
     clips: &[Vec<&CachedClip>],
     pad: u32,
@@ -184,7 +184,7 @@ pub(crate) fn batch_of<B: AttentionBackend>(
 /// `max_new_tokens` per member dimension; each member's verdict and soft score are read from its
 /// part of the answer (`split_unit_answer`). A member whose heading the answer lacks is
 /// malformed, and its soft score is read after a forced "Heading: Score: ".
-pub fn judge_units<B: AttentionBackend>(
+pub fn judge_units<B: ModelBackend>(
     model: &QwenVl<B>,
     tok: &ChatTokenizer,
     tax: &Taxonomy,

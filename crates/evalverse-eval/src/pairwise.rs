@@ -16,7 +16,7 @@ use evalverse_data::cache::CachedClip;
 use evalverse_data::prompts::{JudgeExample, SYSTEM_PROMPT};
 use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::generate::score_distribution;
-use evalverse_model::{AttentionBackend, QwenVl};
+use evalverse_model::{ModelBackend, QwenVl};
 use serde::{Deserialize, Serialize};
 
 /// One ordered judgement of a pair.
@@ -89,7 +89,7 @@ pub fn ordered_pairs(examples: &[JudgeExample]) -> Vec<(&JudgeExample, &JudgeExa
 }
 
 /// Judge every ordered pair of `examples` (clips in `clips`).
-pub fn judge_pairs<B: AttentionBackend>(
+pub fn judge_pairs<B: ModelBackend>(
     model: &QwenVl<B>,
     tok: &ChatTokenizer,
     examples: &[JudgeExample],

@@ -42,7 +42,7 @@ use burn::tensor::{DType, Distribution, Tensor};
 use evalverse_model::attention::{attention, attention_chunked};
 use evalverse_model::generate::{generate, GenerationConfig};
 use evalverse_model::model::{causal_mask, synthetic_video_prompt};
-use evalverse_model::{AttentionBackend, Cpu, QwenVl};
+use evalverse_model::{Cpu, ModelBackend, QwenVl};
 use serde_json::{json, Value};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -50,7 +50,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn host<B: AttentionBackend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+fn host<B: ModelBackend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.cast(DType::F32)
         .into_data()
         .convert::<f32>()
@@ -65,7 +65,7 @@ fn rel_err(got: &[f32], want: &[f64], keep: &[bool], width: usize) -> f64 {
 }
 
 /// `bf16`: also with bf16 base weights (not on wgpu: WGSL has no bf16).
-fn parity<B: AttentionBackend>(bf16: bool, device: &B::Device) -> (Value, bool) {
+fn parity<B: ModelBackend>(bf16: bool, device: &B::Device) -> (Value, bool) {
     let case = common::load_case("case_video_a.safetensors");
     let batch = common::batch::<B>(&case, device);
     let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
@@ -98,7 +98,7 @@ fn parity<B: AttentionBackend>(bf16: bool, device: &B::Device) -> (Value, bool) 
     (json!({"check": "parity", "ok": ok, "runs": rows}), ok)
 }
 
-fn attention_check<B: AttentionBackend>(device: &B::Device) -> (Value, bool) {
+fn attention_check<B: ModelBackend>(device: &B::Device) -> (Value, bool) {
     type A<X> = Autodiff<X>;
     let mut ok = true;
     let mut rows = Vec::new();
@@ -176,7 +176,7 @@ struct GenArgs {
     reps: usize,
 }
 
-fn generate_bench<B: AttentionBackend>(a: &GenArgs, name: &str, device: &B::Device) -> Value {
+fn generate_bench<B: ModelBackend>(a: &GenArgs, name: &str, device: &B::Device) -> Value {
     let t = Instant::now();
     let model = QwenVl::<B>::from_source(&a.base, a.dtype, device)
         .unwrap_or_else(|e| panic!("load {}: {e}", a.base));

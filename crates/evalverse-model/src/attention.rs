@@ -6,7 +6,7 @@
 //! the result is the same). Under autodiff, burn's composite ops would keep every chunk's scores
 //! and probabilities for the backward pass: O(L^2) memory per layer (../shared/BURN_NOTES.md
 //! point 4; 2,300 tokens x 28 heads is 590 MB of f32 scores per copy per layer).
-//! `AttentionBackend` is implemented for `Autodiff<B, C>` as one operation of its own instead:
+//! Under `Autodiff<B, C>`, `crate::ops::ModelBackend` records it as one operation of its own instead:
 //! the forward keeps only q, k, v and the output (O(L * d)); the backward recomputes each chunk's
 //! probabilities P = softmax(q k^T * scale + mask) and forms, as FlashAttention's backward does,
 //!
@@ -33,53 +33,15 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 
+use crate::ops::ModelBackend;
+
 /// Largest score matrix (elements, over heads x query rows x keys of one batch element) one
 /// attention call materialises: 2^24 (64 MiB in f32). Longer inputs are computed in chunks of
 /// query rows.
 pub const ATTENTION_CHUNK_ELEMS: usize = 1 << 24;
 
-/// A backend with the attention the model runs. Inner backends (Flex, CUDA, wgpu) take the default,
-/// `attention_forward` by chunks; `Autodiff<B, C>` records one operation with its own backward.
-pub trait AttentionBackend: Backend {
-    /// softmax(q k^T * scale + mask) v; `mask` is additive ([batch or 1, 1, m, len_k], f32;
-    /// f32::MIN or -inf where not allowed) with m = 1 (one row for every query), len_q, or a
-    /// divisor of len_q whose rows repeat: query row r reads mask row r mod m (grouped-query
-    /// attention's [b, kv, rep * len, d] layout shares one [b, 1, len, len_k] mask, not `rep`
-    /// copies of it kept per layer).
-    fn scaled_dot_attention(
-        q: Tensor<Self, 4>,
-        k: Tensor<Self, 4>,
-        v: Tensor<Self, 4>,
-        mask: Option<Tensor<Self, 4>>,
-        scale: f64,
-    ) -> Tensor<Self, 4> {
-        attention_forward(q, k, v, mask.as_ref(), scale, ATTENTION_CHUNK_ELEMS)
-    }
-}
-
-impl AttentionBackend for burn::backend::Flex {}
-
-#[cfg(feature = "cuda")]
-impl AttentionBackend for burn::backend::Cuda {}
-
-#[cfg(feature = "wgpu")]
-impl AttentionBackend for burn::backend::Wgpu {}
-
-/// A training backend: autodiff over an inner backend, both with the model's attention.
-pub trait TrainBackend:
-    burn::tensor::backend::AutodiffBackend<InnerBackend: AttentionBackend> + AttentionBackend
-{
-}
-
-impl<T> TrainBackend for T
-where
-    T: burn::tensor::backend::AutodiffBackend + AttentionBackend,
-    T::InnerBackend: AttentionBackend,
-{
-}
-
 /// softmax(q k^T * scale + mask) v over [batch, heads, len, head_dim] (see the module docs).
-pub fn attention<B: AttentionBackend>(
+pub fn attention<B: ModelBackend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
@@ -346,62 +308,62 @@ impl<B: Backend> Backward<B, 3> for AttentionOp {
     }
 }
 
-impl<B: AttentionBackend, C: CheckpointStrategy> AttentionBackend for Autodiff<B, C> {
-    fn scaled_dot_attention(
-        q: Tensor<Self, 4>,
-        k: Tensor<Self, 4>,
-        v: Tensor<Self, 4>,
-        mask: Option<Tensor<Self, 4>>,
-        scale: f64,
-    ) -> Tensor<Self, 4> {
-        let (q, k, v) = (
-            q.into_primitive().tensor(),
-            k.into_primitive().tensor(),
-            v.into_primitive().tensor(),
-        );
-        let inner =
-            |p: B::FloatTensorPrimitive| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(p));
-        let mask = mask.map(|m| inner(m.into_primitive().tensor().primitive));
-        let out = match AttentionOp
-            .prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (q, k, v) = (inner(q.primitive), inner(k.primitive), inner(v.primitive));
-                let max_elems = ATTENTION_CHUNK_ELEMS;
-                let out = attention_forward(
-                    q.clone(),
-                    k.clone(),
-                    v.clone(),
-                    mask.as_ref(),
-                    scale,
-                    max_elems,
-                );
-                let saved = AttentionSaved {
-                    q,
-                    k,
-                    v,
-                    out: out.clone(),
-                    mask,
-                    scale,
-                    max_elems,
-                };
-                prep.finish(saved, out.into_primitive().tensor())
-            }
-            OpsKind::UnTracked(prep) => {
-                let out = B::scaled_dot_attention(
-                    inner(q.primitive),
-                    inner(k.primitive),
-                    inner(v.primitive),
-                    mask,
-                    scale,
-                );
-                prep.finish(out.into_primitive().tensor())
-            }
-        };
-        Tensor::from_primitive(TensorPrimitive::Float(out))
-    }
+/// `ModelBackend::scaled_dot_attention` of `Autodiff<B, C>`: one operation whose backward is
+/// `attention_backward`; untracked inputs (the frozen vision tower) take the inner forward.
+pub(crate) fn autodiff_attention<B: ModelBackend, C: CheckpointStrategy>(
+    q: Tensor<Autodiff<B, C>, 4>,
+    k: Tensor<Autodiff<B, C>, 4>,
+    v: Tensor<Autodiff<B, C>, 4>,
+    mask: Option<Tensor<Autodiff<B, C>, 4>>,
+    scale: f64,
+) -> Tensor<Autodiff<B, C>, 4> {
+    let (q, k, v) = (
+        q.into_primitive().tensor(),
+        k.into_primitive().tensor(),
+        v.into_primitive().tensor(),
+    );
+    let inner =
+        |p: B::FloatTensorPrimitive| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(p));
+    let mask = mask.map(|m| inner(m.into_primitive().tensor().primitive));
+    let out = match AttentionOp
+        .prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (q, k, v) = (inner(q.primitive), inner(k.primitive), inner(v.primitive));
+            let max_elems = ATTENTION_CHUNK_ELEMS;
+            let out = attention_forward(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                mask.as_ref(),
+                scale,
+                max_elems,
+            );
+            let saved = AttentionSaved {
+                q,
+                k,
+                v,
+                out: out.clone(),
+                mask,
+                scale,
+                max_elems,
+            };
+            prep.finish(saved, out.into_primitive().tensor())
+        }
+        OpsKind::UnTracked(prep) => {
+            let out = B::scaled_dot_attention(
+                inner(q.primitive),
+                inner(k.primitive),
+                inner(v.primitive),
+                mask,
+                scale,
+            );
+            prep.finish(out.into_primitive().tensor())
+        }
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 #[cfg(test)]

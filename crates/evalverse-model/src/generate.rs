@@ -9,9 +9,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use evalverse_data::rng::Rng;
 
-use crate::attention::AttentionBackend;
 use crate::error::{ModelError, Result};
 use crate::model::{causal_mask, Batch, QwenVl};
+use crate::ops::ModelBackend;
 use crate::text::KvCache;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,7 +123,7 @@ pub fn pick(logits: &[f32], temperature: f64, top_p: f64, rng: &mut Rng) -> u32 
 }
 
 /// Generate continuations for a left-padded batch.
-pub fn generate<B: AttentionBackend>(
+pub fn generate<B: ModelBackend>(
     model: &QwenVl<B>,
     batch: &Batch<B>,
     cfg: &GenerationConfig,
@@ -193,7 +193,7 @@ pub fn generate<B: AttentionBackend>(
 
 /// Probability over `score_tokens` (e.g. the ids of "1".."5") for the token after each prompt,
 /// renormalised over those tokens, and the mass the model puts on them before renormalising.
-pub fn score_distribution<B: AttentionBackend>(
+pub fn score_distribution<B: ModelBackend>(
     model: &QwenVl<B>,
     batch: &Batch<B>,
     score_tokens: &[u32],

@@ -16,16 +16,17 @@ pub mod init;
 pub mod lora;
 pub mod model;
 pub mod nn;
+pub mod ops;
 pub mod position;
 pub mod reward;
 pub mod text;
 pub mod vision;
 pub mod weights;
 
-pub use attention::{AttentionBackend, TrainBackend};
 pub use config::QwenVlConfig;
 pub use error::{ModelError, Result};
 pub use model::{Batch, QwenVl};
+pub use ops::{ModelBackend, TrainBackend};
 
 /// The CPU backend used by tests and the quickstart.
 pub type Cpu = burn::backend::Flex;

@@ -8,10 +8,10 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use crate::attention::AttentionBackend;
 use crate::config::QwenVlConfig;
 use crate::error::{ModelError, Result};
 use crate::nn::Linear;
+use crate::ops::ModelBackend;
 use crate::position::{rope_index, MediaGrid};
 use crate::text::{KvCache, TextModel};
 use crate::vision::VisionTower;
@@ -117,7 +117,7 @@ impl<B: Backend> QwenVl<B> {
     }
 }
 
-impl<B: AttentionBackend> QwenVl<B> {
+impl<B: ModelBackend> QwenVl<B> {
     /// Load from a local folder or `hf:ORG/NAME[@REV]`, weights converted to `dtype`.
     pub fn from_source(source: &str, dtype: DType, device: &B::Device) -> Result<Self> {
         let files = ModelSource::parse(source)?.resolve()?;
@@ -150,7 +150,7 @@ impl<B: AttentionBackend> QwenVl<B> {
         w.finish()?;
         let tied_head = lm_head.is_none().then(|| {
             let data = crate::nn::transpose_data(model.embed_tokens.val().into_data());
-            Tensor::<B, 2>::from_data(data, device)
+            crate::nn::tensor_as_stored::<B, 2>(data, device)
         });
         Ok(QwenVl {
             visual,

@@ -1,7 +1,9 @@
 //! Building blocks with Hugging Face parameter names: Linear (weight held as [in, out], loaded
-//! from HF's [out, in] by transposing once), RMSNorm (computed in f32, eps from config), the
-//! rotate_half rotary form and grouped-query KV repetition (attention itself: `crate::attention`).
-//! Norms and RoPE run in f32 whatever the weights' dtype (../shared/BURN_NOTES.md point 1).
+//! from HF's [out, in] by transposing once) with its LoRA adapter, RMSNorm (computed in f32, eps
+//! from config), SwiGLU, the rotate_half rotary form and grouped-query KV repetition (attention
+//! itself: `crate::attention`). Norms and RoPE run in f32 whatever the weights' dtype
+//! (../shared/BURN_NOTES.md point 1). LoRA's input projection, RMSNorm and SwiGLU go through
+//! `crate::ops::ModelBackend`, which gives them a backward of their own under autodiff.
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
@@ -9,7 +11,19 @@ use burn::tensor::{DType, Tensor, TensorData};
 
 pub use crate::attention::{attention, attention_chunked, ATTENTION_CHUNK_ELEMS};
 use crate::error::Result;
+use crate::ops::ModelBackend;
 use crate::weights::Weights;
+
+/// A tensor holding `data` in the data's own dtype. burn's `Tensor::from_data(data, device)`
+/// converts to the device's default float dtype (f32): a bf16 checkpoint loaded that way is held
+/// and computed in f32.
+pub fn tensor_as_stored<B: Backend, const D: usize>(
+    data: TensorData,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let dtype = data.dtype;
+    Tensor::from_data(data, (device, dtype))
+}
 
 /// Transpose a 2-D tensor's data [rows, cols] -> [cols, rows] on the host, for any element size.
 /// Weights are stored transposed once at load: a lazily transposed view would be copied to
@@ -71,12 +85,31 @@ pub fn linear_rows<B: Backend, const D: usize>(
     if D <= 2 {
         return burn::tensor::module::linear(x, w, bias);
     }
+    let (x, dims) = fold_rows(x);
+    unfold_rows(burn::tensor::module::linear(x, w, bias), dims) // [rows, out] -> [.., out]
+}
+
+/// x [.., cols] as [rows, cols] (every leading dimension folded into the rows), with x's shape.
+fn fold_rows<B: Backend, const D: usize>(x: Tensor<B, D>) -> (Tensor<B, 2>, [usize; D]) {
     let dims = x.dims();
     let rows: usize = dims[..D - 1].iter().product();
-    let y = burn::tensor::module::linear(x.reshape([rows, dims[D - 1]]), w, bias); // [rows, out]
-    let mut shape = dims;
-    shape[D - 1] = y.dims()[1];
-    y.reshape(shape)
+    (x.reshape([rows, dims[D - 1]]), dims)
+}
+
+/// y [rows, cols'] back to the leading dimensions of `dims`, with cols' last.
+fn unfold_rows<B: Backend, const D: usize>(y: Tensor<B, 2>, mut dims: [usize; D]) -> Tensor<B, D> {
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
+}
+
+/// silu(gate) * up (Qwen's MLP before down_proj), through `ModelBackend::swiglu`.
+pub fn swiglu<B: ModelBackend, const D: usize>(
+    gate: Tensor<B, D>,
+    up: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let (gate, dims) = fold_rows(gate);
+    let (up, _) = fold_rows(up);
+    unfold_rows(B::swiglu(gate, up), dims)
 }
 
 impl<B: Backend> Linear<B> {
@@ -90,10 +123,10 @@ impl<B: Backend> Linear<B> {
         device: &B::Device,
     ) -> Result<Self> {
         let weight = transpose_data(w.take(&format!("{prefix}.weight"), &[d_out, d_in])?);
-        let weight = Tensor::<B, 2>::from_data(weight, device);
+        let weight = tensor_as_stored::<B, 2>(weight, device);
         let bias = if bias {
             let b = w.take(&format!("{prefix}.bias"), &[d_out])?;
-            Some(Param::from_tensor(Tensor::<B, 1>::from_data(b, device)).set_require_grad(false))
+            Some(Param::from_tensor(tensor_as_stored::<B, 1>(b, device)).set_require_grad(false))
         } else {
             None
         };
@@ -111,7 +144,7 @@ impl<B: Backend> Linear<B> {
         device: &B::Device,
     ) -> Self {
         Linear {
-            weight: Param::from_tensor(Tensor::<B, 2>::from_data(transpose_data(weight), device))
+            weight: Param::from_tensor(tensor_as_stored::<B, 2>(transpose_data(weight), device))
                 .set_require_grad(false),
             bias: bias.map(|b| Param::from_tensor(b).set_require_grad(false)),
             lora: None,
@@ -123,36 +156,6 @@ impl<B: Backend> Linear<B> {
     }
     pub fn d_out(&self) -> usize {
         self.weight.val().dims()[1]
-    }
-
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let y = linear_rows(
-            x.clone(),
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-        );
-        match &self.lora {
-            Some(l) if !l.merged => {
-                let x = if l.training && l.dropout > 0.0 {
-                    // Inverted dropout; the backend RNG is seeded per training step, so a resumed
-                    // run draws the same masks.
-                    let keep = Tensor::<B, D>::random(
-                        x.shape(),
-                        burn::tensor::Distribution::Bernoulli(1.0 - l.dropout),
-                        &x.device(),
-                    );
-                    x * keep / (1.0 - l.dropout)
-                } else {
-                    x
-                };
-                let a = l.lora_a.val();
-                // LoRA weights may be f32 while the base is bf16: compute the branch in A's dtype.
-                let dtype = y.dtype();
-                let h = linear_rows(x.cast(a.dtype()), a, None);
-                y + (linear_rows(h, l.lora_b.val(), None) * l.scale).cast(dtype)
-            }
-            _ => y,
-        }
     }
 
     /// Attach a fresh adapter: A kaiming-uniform (a = sqrt(5), PEFT's default init), B zero, so the
@@ -204,6 +207,40 @@ impl<B: Backend> Linear<B> {
     }
 }
 
+impl<B: ModelBackend> Linear<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let y = linear_rows(
+            x.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        );
+        match &self.lora {
+            Some(l) if !l.merged => {
+                let x = if l.training && l.dropout > 0.0 {
+                    // Inverted dropout; the backend RNG is seeded per training step, so a resumed
+                    // run draws the same masks.
+                    let keep = Tensor::<B, D>::random(
+                        x.shape(),
+                        burn::tensor::Distribution::Bernoulli(1.0 - l.dropout),
+                        &x.device(),
+                    );
+                    x * keep / (1.0 - l.dropout)
+                } else {
+                    x
+                };
+                // LoRA weights may be f32 while the base is bf16: the branch runs in A's dtype;
+                // `lora_down` keeps x in its own dtype for the backward, not an f32 copy per
+                // projection (crate::ops).
+                let dtype = y.dtype();
+                let (x, dims) = fold_rows(x);
+                let h = unfold_rows(B::lora_down(x, l.lora_a.val()), dims);
+                y + (linear_rows(h, l.lora_b.val(), None) * l.scale).cast(dtype)
+            }
+            _ => y,
+        }
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct RmsNorm<B: Backend> {
     pub weight: Param<Tensor<B, 1>>,
@@ -218,28 +255,20 @@ impl<B: Backend> RmsNorm<B> {
         eps: f64,
         device: &B::Device,
     ) -> Result<Self> {
-        let weight =
-            Tensor::<B, 1>::from_data(w.take(&format!("{prefix}.weight"), &[dim])?, device);
+        let weight = tensor_as_stored::<B, 1>(w.take(&format!("{prefix}.weight"), &[dim])?, device);
         Ok(RmsNorm {
             weight: Param::from_tensor(weight).set_require_grad(false),
             eps,
         })
     }
+}
 
-    /// x * rsqrt(mean(x^2) + eps) in f32, cast back, then scaled by the weight (HF Qwen2RMSNorm).
+impl<B: ModelBackend> RmsNorm<B> {
+    /// x * rsqrt(mean(x^2) + eps) in f32, cast back, then scaled by the weight (HF Qwen2RMSNorm),
+    /// through `ModelBackend::rms_norm`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let dtype = x.dtype();
-        let xf = x.cast(DType::F32);
-        let var = xf.clone().powi_scalar(2).mean_dim(D - 1);
-        let normed = (xf * (var + self.eps).sqrt().recip()).cast(dtype);
-        let shape: [usize; D] = std::array::from_fn(|i| {
-            if i == D - 1 {
-                self.weight.val().dims()[0]
-            } else {
-                1
-            }
-        });
-        normed * self.weight.val().reshape(shape)
+        let (x, dims) = fold_rows(x);
+        unfold_rows(B::rms_norm(x, self.weight.val(), self.eps), dims)
     }
 }
 

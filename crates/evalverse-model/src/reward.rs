@@ -18,12 +18,12 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::attention::AttentionBackend;
 use crate::error::{ModelError, Result};
 use crate::model::{Batch, QwenVl};
+use crate::ops::ModelBackend;
 
 pub const WEIGHTS: &str = "reward_head.safetensors";
 pub const CONFIG: &str = "reward_head.json";
@@ -301,7 +301,7 @@ impl RewardHead {
 /// averaged over each row's vision placeholder positions, then the row's last position (rows are
 /// left-padded, so that is the last prompt token). A row without vision tokens gets zeros for
 /// the average.
-pub fn features<B: AttentionBackend>(
+pub fn features<B: ModelBackend>(
     model: &QwenVl<B>,
     batch: &Batch<B>,
     h: Tensor<B, 3>,
@@ -318,8 +318,9 @@ pub fn features<B: AttentionBackend>(
             pool[i * b * l + i * l + t] = 1.0 / at.len() as f32;
         }
     }
-    let flat = h.reshape([b * l, d]);
-    let pool = Tensor::<B, 2>::from_data(TensorData::new(pool, [b, b * l]), &device);
+    // The head computes in f32 whatever the base's dtype (its weights are f32).
+    let flat = h.reshape([b * l, d]).cast(DType::F32);
+    let pool = Tensor::<B, 2>::from_data(TensorData::new(pool, [b, b * l]), (&device, DType::F32));
     let mean = pool.matmul(flat.clone());
     let last = Tensor::<B, 1, Int>::from_data(
         TensorData::new(
@@ -333,7 +334,7 @@ pub fn features<B: AttentionBackend>(
 
 /// Raw scalars [n] of feature rows [n, 2 x hidden] with weight [dimensions, 2 x hidden] and bias
 /// [dimensions], row i read at dimension `rows[i]` (differentiable in all three).
-pub fn raw<B: AttentionBackend>(
+pub fn raw<B: ModelBackend>(
     features: Tensor<B, 2>,
     weight: Tensor<B, 2>,
     bias: Tensor<B, 1>,

@@ -3,14 +3,13 @@
 //! A per-layer KV cache serves generation.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use crate::attention::AttentionBackend;
 use crate::config::TextConfig;
 use crate::error::Result;
-use crate::nn::{apply_rotary, attention, Linear, RmsNorm};
+use crate::nn::{apply_rotary, attention, swiglu, tensor_as_stored, Linear, RmsNorm};
+use crate::ops::ModelBackend;
 use crate::weights::Weights;
 
 #[derive(Module, Debug)]
@@ -72,12 +71,12 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-impl<B: AttentionBackend> TextModel<B> {
+impl<B: ModelBackend> TextModel<B> {
     pub fn load(w: &mut Weights, cfg: &TextConfig, device: &B::Device) -> Result<Self> {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim());
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let eps = cfg.rms_norm_eps;
-        let embed = Tensor::<B, 2>::from_data(
+        let embed = tensor_as_stored::<B, 2>(
             w.take("model.embed_tokens.weight", &[cfg.vocab_size, d])?,
             device,
         );
@@ -233,7 +232,7 @@ impl<B: AttentionBackend> TextModel<B> {
             let m = &layer.mlp;
             h = h + m
                 .down_proj
-                .forward(silu(m.gate_proj.forward(x.clone())) * m.up_proj.forward(x));
+                .forward(swiglu(m.gate_proj.forward(x.clone()), m.up_proj.forward(x)));
             if all_hidden {
                 hidden.push(h.clone());
             }
@@ -242,7 +241,7 @@ impl<B: AttentionBackend> TextModel<B> {
     }
 }
 
-impl<B: AttentionBackend> SelfAttention<B> {
+impl<B: ModelBackend> SelfAttention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,

@@ -5,14 +5,14 @@
 //! blocks, and the patch merger (2x2 patches -> one token of the text width).
 
 use burn::module::Module;
-use burn::tensor::activation::{gelu, silu};
+use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use crate::attention::AttentionBackend;
 use crate::config::VisionConfig;
 use crate::error::Result;
-use crate::nn::{apply_rotary, attention, Linear, RmsNorm};
+use crate::nn::{apply_rotary, attention, swiglu, Linear, RmsNorm};
+use crate::ops::ModelBackend;
 use crate::weights::Weights;
 
 #[derive(Module, Debug)]
@@ -59,7 +59,7 @@ pub struct VisionTower<B: Backend> {
 /// Row segments [start, end) that attend among themselves.
 type Segments = Vec<(usize, usize)>;
 
-impl<B: AttentionBackend> VisionTower<B> {
+impl<B: ModelBackend> VisionTower<B> {
     pub fn load(w: &mut Weights, cfg: &VisionConfig, device: &B::Device) -> Result<Self> {
         let d = cfg.hidden_size;
         let eps = cfg.rms_norm_eps;
@@ -145,6 +145,8 @@ impl<B: AttentionBackend> VisionTower<B> {
         let cfg = &self.cfg;
         let unit = cfg.spatial_merge_size * cfg.spatial_merge_size;
         let rows = pixels.dims()[0];
+        // Pixels in the weights' dtype, as transformers' patch embedding casts them.
+        let pixels = pixels.cast(self.patch_embed.weight.val().dtype());
         let hidden = self.patch_embed.forward(pixels); // [rows, d]
         let (window_index, window_segments) = window_index(grid_thw, cfg);
         let frame_segments = frame_segments(grid_thw);
@@ -166,9 +168,10 @@ impl<B: AttentionBackend> VisionTower<B> {
             h = h + blk.attn.forward(x, &cos, &sin, segs);
             let x = blk.norm2.forward(h.clone());
             let mlp = &blk.mlp;
-            h = h + mlp
-                .down_proj
-                .forward(silu(mlp.gate_proj.forward(x.clone())) * mlp.up_proj.forward(x));
+            h = h + mlp.down_proj.forward(swiglu(
+                mlp.gate_proj.forward(x.clone()),
+                mlp.up_proj.forward(x),
+            ));
         }
         // Merger: groups of `unit` consecutive rows (a 2x2 block) -> one token.
         let d = cfg.hidden_size;
@@ -188,7 +191,7 @@ impl<B: AttentionBackend> VisionTower<B> {
     }
 }
 
-impl<B: AttentionBackend> VisionAttention<B> {
+impl<B: ModelBackend> VisionAttention<B> {
     /// Attention within each segment of rows. Segments of equal length are batched together.
     fn forward(
         &self,

@@ -107,6 +107,24 @@ fn bf16_weights_follow_the_f32_logits_to_bf16_precision() {
         &device,
     )
     .unwrap();
+    // Held in bf16, not converted to the device's default f32 on the way in.
+    let layer = &model.model.layers[0];
+    let held = [
+        ("embed_tokens", model.model.embed_tokens.val().dtype()),
+        ("q_proj", layer.self_attn.q_proj.weight.val().dtype()),
+        (
+            "q_proj.bias",
+            layer.self_attn.q_proj.bias.as_ref().unwrap().val().dtype(),
+        ),
+        (
+            "input_layernorm",
+            layer.input_layernorm.weight.val().dtype(),
+        ),
+        ("patch_embed", model.visual.patch_embed.weight.val().dtype()),
+    ];
+    for (name, dtype) in held {
+        assert_eq!(dtype, DType::BF16, "{name}");
+    }
     let case = load_case("case_video_a.safetensors");
     let batch = batch(&case, &device);
     let out = model.forward(&batch, false, None).unwrap();

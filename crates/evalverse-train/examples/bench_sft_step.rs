@@ -223,12 +223,19 @@ fn synthetic_batch(base: &str, spec: &str) -> RawBatch {
     )
 }
 
-/// Peak resident memory of this process (VmHWM), MB; None off Linux.
-fn peak_rss_mb() -> Option<f64> {
+/// A line of this process's /proc status (VmHWM: peak resident memory, VmRSS: resident now), MB;
+/// None off Linux.
+fn status_mb(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Start VmHWM again from the resident memory now (Linux: "5" to /proc/self/clear_refs), so the
+/// steps' peak is not the loading's.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// What to run: the flags of the command line.
@@ -318,6 +325,8 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
     let mut opt = AdamWState::default();
     let (rows, targets) = label_rows(&ids, &labels);
     let n = rows.len();
+    let loaded_rss = status_mb("VmRSS:");
+    let peak_reset = reset_peak_rss();
 
     // ---- steps
     let (mut total, mut fwd, mut bwd, mut grd, mut opt_t, mut losses) =
@@ -391,7 +400,11 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
             "losses": losses,
             "checkpointing": checkpointing,
             "base_dtype": if bf16 { "bf16" } else { "f32" },
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": status_mb("VmHWM:"),
+            // Resident after loading, and the steps' own peak (model included) where it could be
+            // measured apart from the loading's.
+            "loaded_rss_mb": loaded_rss,
+            "steps_peak_rss_mb": if peak_reset { status_mb("VmHWM:") } else { None },
         })
     );
 }

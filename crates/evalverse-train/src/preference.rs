@@ -21,7 +21,7 @@ use evalverse_data::dataset::Dataset;
 use evalverse_data::split::Split;
 use evalverse_model::chat::ChatTokenizer;
 use evalverse_model::reward::{self, RewardHead};
-use evalverse_model::{AttentionBackend, QwenVl, TrainBackend};
+use evalverse_model::{ModelBackend, QwenVl, TrainBackend};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::examples::{score_line, JudgeExample};
@@ -143,7 +143,7 @@ fn prompt_only(
 /// Greedy answers of `model` to the judge questions of `examples`, cut where the judge's score
 /// is read: up to and including the last "Score:" of the answer, or the whole answer when it has
 /// none (the evaluation harness then appends a score line the same way).
-fn own_rationales<B: AttentionBackend>(
+fn own_rationales<B: ModelBackend>(
     model: &QwenVl<B>,
     tok: &ChatTokenizer,
     examples: &[&JudgeExample],
@@ -255,7 +255,7 @@ fn with_score_line(rationale: &str, score: Option<f64>) -> String {
 
 /// Per-sequence sum (or mean) of answer-token log-probs for a padded batch, computing the head only
 /// at answer positions.
-fn seq_logps<B: AttentionBackend>(
+fn seq_logps<B: ModelBackend>(
     model: &QwenVl<B>,
     batch: &evalverse_model::Batch<B>,
     labels: &[Vec<bool>],
@@ -288,7 +288,7 @@ fn seq_logps<B: AttentionBackend>(
 }
 
 /// Split values of interleaved pairs [a0, b0, a1, b1, ...] into ([a..], [b..]).
-fn split_pairs<B: AttentionBackend>(
+fn split_pairs<B: ModelBackend>(
     t: Tensor<B, 1>,
     n: usize,
     device: &B::Device,

@@ -14,7 +14,7 @@ use evalverse_data::dataset::Dataset;
 use evalverse_data::video::PatchSpec;
 use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
 use evalverse_model::position::MediaGrid;
-use evalverse_model::{AttentionBackend, Batch, QwenVl, TrainBackend};
+use evalverse_model::{Batch, ModelBackend, QwenVl, TrainBackend};
 
 use crate::examples::{JudgeExample, SYSTEM_PROMPT};
 use crate::recipe::{Dtype, Recipe, ResponseUnit};
@@ -121,7 +121,7 @@ pub fn dtype(d: Dtype) -> DType {
 }
 
 /// The base model (with the recipe's adapter or a fresh one) and the tokenizer.
-pub fn load_model<B: AttentionBackend>(
+pub fn load_model<B: ModelBackend>(
     recipe: &Recipe,
     device: &B::Device,
 ) -> Result<(QwenVl<B>, ChatTokenizer), TrainError> {
@@ -303,7 +303,7 @@ pub struct Encoded {
 pub type VisionCache<B> = BTreeMap<PathBuf, Tensor<B, 2>>;
 
 /// Encode every clip once with the (frozen) vision tower.
-pub fn encode_vision<B: AttentionBackend>(
+pub fn encode_vision<B: ModelBackend>(
     model: &QwenVl<B>,
     clips: &Clips,
     device: &B::Device,
@@ -327,7 +327,7 @@ pub fn encode_vision<B: AttentionBackend>(
 }
 
 /// Left-pad sequences into a batch with their media (precomputed vision tokens when `vision` is given).
-pub fn make_batch<B: AttentionBackend>(
+pub fn make_batch<B: ModelBackend>(
     seqs: &[&Encoded],
     clips: &Clips,
     pad: u32,
@@ -398,7 +398,7 @@ pub fn make_batch<B: AttentionBackend>(
 }
 
 /// LoRA weights by name (`<module>.lora_A` [in, r], `<module>.lora_B` [r, out]) with their shapes.
-pub fn lora_params<B: AttentionBackend>(
+pub fn lora_params<B: ModelBackend>(
     model: &mut QwenVl<B>,
 ) -> (BTreeMap<String, Vec<f32>>, BTreeMap<String, [usize; 2]>) {
     let mut vals = BTreeMap::new();
@@ -419,7 +419,7 @@ pub fn lora_params<B: AttentionBackend>(
 }
 
 /// Write LoRA weights back into the model as fresh trainable leaves.
-pub fn set_lora_params<B: AttentionBackend>(
+pub fn set_lora_params<B: ModelBackend>(
     model: &mut QwenVl<B>,
     vals: &BTreeMap<String, Vec<f32>>,
     shapes: &BTreeMap<String, [usize; 2]>,
@@ -499,7 +499,7 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), TrainError> {
 /// Save a checkpoint of a LoRA run at `state.step`: the adapter (PEFT format) with the reward
 /// head beside it when the run trains one, the optimizer moments, the trainer state and the
 /// resolved recipe, atomically (checkpoint::commit).
-pub fn save_checkpoint<B: AttentionBackend>(
+pub fn save_checkpoint<B: ModelBackend>(
     recipe: &Recipe,
     lora: &evalverse_model::lora::LoraConfig,
     model: &mut QwenVl<B>,
@@ -536,7 +536,7 @@ pub fn save_checkpoint<B: AttentionBackend>(
 
 /// Restore the newest checkpoint of the run (adapter into the model, optimizer, trainer state).
 /// Returns its folder, or None when the run has no checkpoint yet.
-pub fn restore_checkpoint<B: AttentionBackend>(
+pub fn restore_checkpoint<B: ModelBackend>(
     output: &Path,
     model: &mut QwenVl<B>,
     opt: &mut crate::optim::AdamWState,

@@ -18,7 +18,7 @@ use crate::losses::{label_rows, token_nll};
 use crate::optim::{clip_global_norm, AdamWState};
 use crate::recipe::{Recipe, StageConfig};
 use crate::runtime::{self, runtime, Encoded, TrainError};
-use evalverse_model::{AttentionBackend, QwenVl, TrainBackend};
+use evalverse_model::{ModelBackend, QwenVl, TrainBackend};
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -244,7 +244,7 @@ pub fn run<B: TrainBackend>(
 use burn::tensor::ElementConversion;
 
 /// Mean SFT loss over validation examples (no gradients).
-fn val_loss<B: AttentionBackend>(
+fn val_loss<B: ModelBackend>(
     model: &evalverse_model::QwenVl<B>,
     tok: &evalverse_model::chat::ChatTokenizer,
     exs: &[examples::JudgeExample],
