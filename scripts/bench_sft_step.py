@@ -6,7 +6,7 @@ table, scripts/bench_gpu.sh for the GPU one).
     /work/venv/bin/python scripts/bench_sft_step.py batch BASE OUT.safetensors \
         [--grid T,H,W] [--text N] [--labels N] [--batch N]           # make the batch
     /work/venv/bin/python scripts/bench_sft_step.py run BASE BATCH [--attn sdpa|eager] \
-        [--device cpu|cuda] [--dtype f32|bf16] [--checkpointing] [--profile OUT.json]
+        [--device cpu|cuda] [--dtype f32|bf16] [--checkpointing] [--profile OUT.json] [--saved]
 
 Batch (seed 0; the Rust side reads the same file; defaults in brackets): BATCH [2] sequences,
 no padding: TEXT [100] text tokens, vision_start, the video tokens of grid GRID [2, 8, 8]
@@ -26,7 +26,11 @@ computes them); loss.backward(); clip_grad_norm_(1.0) (evalverse's default grad_
 AdamW(lr=1e-4) step; zero_grad. LoRA r=8, alpha=16, dropout 0 on the seven language-model
 projections. Two warm-up steps, then the median of N (default 10). One JSON line on stdout.
 --profile: one more step after those under torch.profiler, its per-op self times (GPU on cuda,
-else CPU) written to OUT.json (scripts/bench_gpu.sh PROFILE=1 reads it).
+else CPU) written to OUT.json (scripts/bench_gpu.sh PROFILE=1 reads it). The JSON's memory:
+peak_rss_mb (the process's), loaded_rss_mb (resident after loading; the weights are mapped
+lazily), steps_peak_rss_mb (the steps' own peak: VmHWM restarted after loading, Linux) and, with
+--saved, saved_for_backward_mb: what autograd keeps over one forward (distinct storages packed by
+saved_tensors_hooks, parameters left out), the activation memory without the allocator.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ def run(
     dtype: str = "f32",
     checkpointing: bool = False,
     profile: Path | None = None,
+    saved: bool = False,
 ) -> dict:
     from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file
@@ -164,6 +169,8 @@ def run(
         return loss.item(), t1 - t0, t2 - t1, t3 - t2
 
     losses, fwd, bwd, opt_t, total = [], [], [], [], []
+    loaded_rss = status_mb("VmRSS:")
+    peak_reset = reset_peak_rss()
     for i in range(warmup + steps):
         if cuda and i == warmup:
             torch.cuda.reset_peak_memory_stats()
@@ -180,6 +187,8 @@ def run(
         write_profile(step, profile, cuda)
     med = statistics.median(total)
     extra = {}
+    if saved:
+        extra["saved_for_backward_mb"] = saved_for_backward_mb(model, inp)
     if cuda:
         extra = {
             "peak_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
@@ -205,7 +214,50 @@ def run(
         "losses": losses,
         # The process's peak resident memory (ru_maxrss, KiB on Linux): model, batch and all.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # Resident after loading, and the steps' own peak (VmHWM restarted after loading).
+        "loaded_rss_mb": loaded_rss,
+        "steps_peak_rss_mb": status_mb("VmHWM:") if peak_reset else None,
     }
+
+
+def status_mb(key: str):
+    """A line of /proc/self/status (VmHWM: peak resident, VmRSS: resident now) in MB; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Restart VmHWM from the resident memory now, so the steps' peak is not the loading's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def saved_for_backward_mb(model, inp) -> float:
+    """What autograd keeps for the backward pass over one forward (the loss included), MB: the
+    distinct storages packed by saved_tensors_hooks, parameters and buffers left out (the
+    activation memory of a step, without any allocator's caching or fragmentation)."""
+    frozen = {t.untyped_storage().data_ptr() for t in model.parameters()}
+    frozen |= {t.untyped_storage().data_ptr() for t in model.buffers()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in frozen:
+            seen[st.data_ptr()] = max(seen.get(st.data_ptr(), 0), st.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(**inp).loss
+    del loss
+    return sum(seen.values()) / 2**20
 
 
 def write_profile(step, path: Path, cuda: bool) -> None:
@@ -258,6 +310,8 @@ def main() -> None:
     r.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     r.add_argument("--checkpointing", action="store_true")
     r.add_argument("--profile", type=Path, help="after the timed steps, profile one more: per-op JSON")
+    r.add_argument("--saved", action="store_true",
+                   help="add saved_for_backward_mb: what autograd keeps over one forward")
     a = ap.parse_args()
     if a.cmd == "batch":
         grid = tuple(int(x) for x in a.grid.split(","))
@@ -269,7 +323,7 @@ def main() -> None:
         torch.manual_seed(0)
         res = run(
             a.base, a.batch, a.attn, a.steps, a.warmup, a.device, a.dtype, a.checkpointing,
-            a.profile,
+            a.profile, a.saved,
         )
         print(json.dumps(res))
         sys.stdout.flush()

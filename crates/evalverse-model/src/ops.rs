@@ -14,9 +14,10 @@
 //!   up: 8i bytes. `swiglu` keeps gate and up and recomputes the sigmoid: 4i.
 //! - RMSNorm in f32 keeps the f32 copy of x: 4h per norm. `rms_norm` keeps x in its own dtype and
 //!   the per-row 1 / rms: 2h.
-//! At Qwen2.5-VL-7B's widths (h 3,584, i 18,944) that is about 358 KB -> 166 KB per token and
-//! layer (measured in BENCHMARKS.md). The values are those of the composite ops (the backward of
-//! `swiglu` and `rms_norm` computes in f32).
+//! At Qwen2.5-VL-7B's widths (h 3,584, i 18,944) that is 356 KB -> 164 KB per token and layer,
+//! with what else a layer keeps (attention's q, k, v, output); measured on 7B-wide slices: 170 KB
+//! (BENCHMARKS.md). The values are those of the composite ops (the backward of `swiglu` and
+//! `rms_norm` computes in f32).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
