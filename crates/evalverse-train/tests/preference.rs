@@ -243,3 +243,59 @@ fn a_head_on_the_frozen_policy_leaves_the_lora_at_zero() {
         .to_string();
     assert!(e.contains("train_lora"), "{e}");
 }
+
+/// Every preference strategy trains on a base held in bf16 (`model.dtype = "bf16"`, the GPU
+/// recipes' setting): where the bf16 hidden states meet the f32 head, reward features, score
+/// values and LoRA, the casts are explicit (burn Flex refuses mixed dtypes).
+#[test]
+fn every_preference_strategy_trains_on_a_bf16_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let device = Default::default();
+    let bf16 = |mut r: evalverse_train::recipe::Recipe| {
+        r.model.dtype = evalverse_train::recipe::Dtype::Bf16;
+        r
+    };
+    evalverse_train::sft::run::<B>(
+        &bf16(recipe(dir.path(), &base, "sft", 1, 0.0)),
+        false,
+        &device,
+        &|_| false,
+    )
+    .unwrap();
+    let with_sft = format!("adapter = \"{}\"", dir.path().join("sft/adapter").display());
+    for (name, strategy) in [
+        ("dpo", "{ name = \"dpo\", loss = \"sigmoid\", beta = 0.1 }"),
+        (
+            "bt",
+            "{ name = \"bt\", ties = \"rao_kupper\", theta = 1.5, rationale = \"expert\" }",
+        ),
+        (
+            "bt_head",
+            "{ name = \"bt\", readout = \"head\", rationale = \"expert\" }",
+        ),
+        ("dist", "{ name = \"distribution\" }"),
+    ] {
+        let stage = format!("kind = \"preference\"\nstrategy = {strategy}");
+        let r = bf16(recipe_with(
+            dir.path(),
+            &base,
+            name,
+            2,
+            0.0,
+            &stage,
+            &with_sft,
+        ));
+        let run = evalverse_train::preference::run::<B>(&r, false, &device, &|_| false)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            run.losses.len() == 2 && run.losses.iter().all(|(_, l)| l.is_finite()),
+            "{name}: {:?}",
+            run.losses
+        );
+        if name == "dpo" {
+            // Policy and reference are the same bf16 computation at the start.
+            assert!((run.losses[0].1 - std::f64::consts::LN_2).abs() < 1e-5);
+        }
+    }
+}
