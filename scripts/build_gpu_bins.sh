@@ -12,10 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
-gpu=(--release --locked --no-default-features --features cuda)
-cargo build "${gpu[@]}" -p evalverse-train --example bench_sft_step
-cargo build "${gpu[@]}" -p evalverse-model --example gpu_check
-cargo build "${gpu[@]}" -p evalverse-cli
+# One invocation for the three, so that cargo unifies their features and compiles burn's CUDA
+# stack once (three invocations resolved burn with different feature sets: the model example
+# alone has no `train`).
+cargo build --release --locked --no-default-features --features cuda \
+  -p evalverse-train -p evalverse-model -p evalverse-cli \
+  --example bench_sft_step --example gpu_check --bin evalverse
 mkdir -p target/gpu
 for b in examples/bench_sft_step examples/gpu_check evalverse; do
   name=$(basename "$b")
