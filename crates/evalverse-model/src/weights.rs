@@ -254,14 +254,66 @@ impl Weights {
         self.index.contains_key(key)
     }
 
+    /// Take 2-D tensor `key` stored [rows, cols] as its transpose [cols, rows] (a linear's
+    /// [out, in] as [in, out]), converted to the run's dtype; in the checkpoint's own dtype the
+    /// transpose reads the mapped file directly, without an intermediate copy.
+    pub fn take_transposed(&mut self, key: &str, shape: [usize; 2]) -> Result<TensorData> {
+        let [rows, cols] = shape;
+        let same = {
+            let (fi, stored) = self
+                .index
+                .get(key)
+                .ok_or_else(|| self.missing(key, &shape))?;
+            let (path, mmap) = &self.files[*fi];
+            let st = SafeTensors::deserialize(mmap).map_err(|e| {
+                ModelError::Weights(format!("{}: corrupt safetensors: {e}", path.display()))
+            })?;
+            let view = st.tensor(stored).map_err(|e| {
+                ModelError::Weights(format!("{}: tensor '{stored}': {e}", path.display()))
+            })?;
+            let same = matches!(
+                (view.dtype(), self.dtype),
+                (StDtype::F32, DType::F32)
+                    | (StDtype::BF16, DType::BF16)
+                    | (StDtype::F16, DType::F16)
+            );
+            if same && view.shape() == shape {
+                let size = self.dtype.size();
+                if view.data().len() != rows * cols * size {
+                    return Err(ModelError::Weights(format!(
+                        "tensor '{key}' in {}: {} bytes for shape {shape:?}",
+                        path.display(),
+                        view.data().len()
+                    )));
+                }
+                Some(crate::nn::transpose_bytes(view.data(), rows, cols, size))
+            } else {
+                None
+            }
+        };
+        match same {
+            Some(bytes) => {
+                self.taken.insert(key.to_string());
+                Ok(TensorData::from_bytes_vec(bytes, [cols, rows], self.dtype))
+            }
+            // A conversion (or a shape error, which `take` reports): convert, then transpose.
+            None => Ok(crate::nn::transpose_data(self.take(key, &shape)?)),
+        }
+    }
+
+    fn missing(&self, key: &str, shape: &[usize]) -> ModelError {
+        ModelError::Weights(format!(
+            "missing tensor '{key}' (expected shape {shape:?}) in {}",
+            self.describe_files()
+        ))
+    }
+
     /// Take tensor `key` (canonical layout), checking its shape, converted to the run's dtype.
     pub fn take(&mut self, key: &str, shape: &[usize]) -> Result<TensorData> {
-        let (fi, stored) = self.index.get(key).ok_or_else(|| {
-            ModelError::Weights(format!(
-                "missing tensor '{key}' (expected shape {shape:?}) in {}",
-                self.describe_files()
-            ))
-        })?;
+        let (fi, stored) = self
+            .index
+            .get(key)
+            .ok_or_else(|| self.missing(key, shape))?;
         let (path, mmap) = &self.files[*fi];
         let st = SafeTensors::deserialize(mmap).map_err(|e| {
             ModelError::Weights(format!("{}: corrupt safetensors: {e}", path.display()))
