@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, TensorData};
-use safetensors::tensor::Dtype as StDtype;
+use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
 
 use crate::error::{ModelError, Result};
@@ -259,25 +259,9 @@ impl Weights {
     /// transpose reads the mapped file directly, without an intermediate copy.
     pub fn take_transposed(&mut self, key: &str, shape: [usize; 2]) -> Result<TensorData> {
         let [rows, cols] = shape;
-        let same = {
-            let (fi, stored) = self
-                .index
-                .get(key)
-                .ok_or_else(|| self.missing(key, &shape))?;
-            let (path, mmap) = &self.files[*fi];
-            let st = SafeTensors::deserialize(mmap).map_err(|e| {
-                ModelError::Weights(format!("{}: corrupt safetensors: {e}", path.display()))
-            })?;
-            let view = st.tensor(stored).map_err(|e| {
-                ModelError::Weights(format!("{}: tensor '{stored}': {e}", path.display()))
-            })?;
-            let same = matches!(
-                (view.dtype(), self.dtype),
-                (StDtype::F32, DType::F32)
-                    | (StDtype::BF16, DType::BF16)
-                    | (StDtype::F16, DType::F16)
-            );
-            if same && view.shape() == shape {
+        let direct = {
+            let (path, view) = self.stored(key, &shape)?;
+            if same_dtype(view.dtype(), self.dtype) && view.shape() == shape {
                 let size = self.dtype.size();
                 if view.data().len() != rows * cols * size {
                     return Err(ModelError::Weights(format!(
@@ -291,7 +275,7 @@ impl Weights {
                 None
             }
         };
-        match same {
+        match direct {
             Some(bytes) => {
                 self.taken.insert(key.to_string());
                 Ok(TensorData::from_bytes_vec(bytes, [cols, rows], self.dtype))
@@ -301,19 +285,14 @@ impl Weights {
         }
     }
 
-    fn missing(&self, key: &str, shape: &[usize]) -> ModelError {
-        ModelError::Weights(format!(
-            "missing tensor '{key}' (expected shape {shape:?}) in {}",
-            self.describe_files()
-        ))
-    }
-
-    /// Take tensor `key` (canonical layout), checking its shape, converted to the run's dtype.
-    pub fn take(&mut self, key: &str, shape: &[usize]) -> Result<TensorData> {
-        let (fi, stored) = self
-            .index
-            .get(key)
-            .ok_or_else(|| self.missing(key, shape))?;
+    /// Tensor `key` (canonical layout) as stored, and its file.
+    fn stored(&self, key: &str, shape: &[usize]) -> Result<(&Path, TensorView<'_>)> {
+        let (fi, stored) = self.index.get(key).ok_or_else(|| {
+            ModelError::Weights(format!(
+                "missing tensor '{key}' (expected shape {shape:?}) in {}",
+                self.describe_files()
+            ))
+        })?;
         let (path, mmap) = &self.files[*fi];
         let st = SafeTensors::deserialize(mmap).map_err(|e| {
             ModelError::Weights(format!("{}: corrupt safetensors: {e}", path.display()))
@@ -321,6 +300,12 @@ impl Weights {
         let view = st.tensor(stored).map_err(|e| {
             ModelError::Weights(format!("{}: tensor '{stored}': {e}", path.display()))
         })?;
+        Ok((path, view))
+    }
+
+    /// Take tensor `key` (canonical layout), checking its shape, converted to the run's dtype.
+    pub fn take(&mut self, key: &str, shape: &[usize]) -> Result<TensorData> {
+        let (path, view) = self.stored(key, shape)?;
         if view.shape() != shape {
             return Err(ModelError::Weights(format!(
                 "tensor '{key}' in {} has shape {:?}, the model expects {shape:?}",
@@ -383,6 +368,14 @@ impl Weights {
 }
 
 /// Convert raw little-endian bytes of `from` into TensorData of dtype `to`.
+/// Whether a stored dtype is the one asked for (the bytes are used as they are).
+fn same_dtype(from: StDtype, to: DType) -> bool {
+    matches!(
+        (from, to),
+        (StDtype::F32, DType::F32) | (StDtype::BF16, DType::BF16) | (StDtype::F16, DType::F16)
+    )
+}
+
 fn convert(
     bytes: &[u8],
     from: StDtype,
@@ -411,11 +404,7 @@ fn convert(
             }
         })
     };
-    let same = matches!(
-        (from, to),
-        (StDtype::F32, DType::F32) | (StDtype::BF16, DType::BF16) | (StDtype::F16, DType::F16)
-    );
-    if same {
+    if same_dtype(from, to) {
         return Ok(TensorData::from_bytes_vec(
             bytes.to_vec(),
             shape.to_vec(),
