@@ -322,8 +322,7 @@ pub(crate) fn autodiff_attention<B: ModelBackend, C: CheckpointStrategy>(
         k.into_primitive().tensor(),
         v.into_primitive().tensor(),
     );
-    let inner =
-        |p: B::FloatTensorPrimitive| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(p));
+    let inner = crate::ops::inner::<B, 4>;
     let mask = mask.map(|m| inner(m.into_primitive().tensor().primitive));
     let out = match AttentionOp
         .prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()])

@@ -40,8 +40,9 @@ pub fn transpose_data(data: TensorData) -> TensorData {
 
 /// The bytes of a [rows, cols] matrix of `size`-byte elements, transposed to [cols, rows]: in
 /// 64 x 64 tiles (both sides stay in cache), the output's rows split over the machine's cores.
-/// Loading is mostly this (a per-element `copy_from_slice` of a run-time size, one memmove call
-/// per element, took 7B-wide slices 14.6 s per 1.6B parameters).
+/// A per-element `copy_from_slice` of a run-time size is one memmove call per element: with it
+/// and a second host copy per weight, loading a 1.64B-parameter 7B-wide slice took 16.8-18.6 s
+/// (4.1-4.8 s now; BENCHMARKS.md).
 pub fn transpose_bytes(src: &[u8], rows: usize, cols: usize, size: usize) -> Vec<u8> {
     assert_eq!(
         src.len(),
