@@ -4,34 +4,32 @@
 //! `prompt_group` (default: clips with the same prompt text share a group) and `rationale`.
 //! `score` is a number or `N/A`; `dimension` is a taxonomy id unless a --map entry says otherwise.
 
-use super::{convert_score, csv_reader, Builder, Imported};
+use super::{convert_score, csv_reader, for_each_row, Builder, Imported};
 use crate::error::Result;
 use crate::manifest::Score;
 
+/// Every column the long CSV may have.
+const COLUMNS: [&str; 9] = [
+    "clip",
+    "dimension",
+    "rater",
+    "score",
+    "prompt",
+    "generator",
+    "video",
+    "prompt_group",
+    "rationale",
+];
+
 pub(crate) fn convert(mut b: Builder) -> Result<Imported> {
-    let (mut r, cols) = csv_reader(
-        &b.file,
-        &["clip", "dimension", "rater", "score", "prompt", "generator"],
-    )?;
+    let allowed: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+    let (mut r, cols) = csv_reader(&b.file, &COLUMNS[..6], &allowed, "")?;
     let get = |rec: &csv::StringRecord, c: &str| -> Option<String> {
         cols.get(c)
             .and_then(|&i| rec.get(i))
             .map(|s| s.trim().to_owned())
     };
-    for row in r.records() {
-        let rec = match row {
-            Ok(rec) => rec,
-            Err(e) => {
-                let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-                b.bad(line, format!("unreadable CSV row: {e}"));
-                continue;
-            }
-        };
-        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-        if let Err(m) = long_row(&mut b, line, &rec, &get) {
-            b.bad(line, m);
-        }
-    }
+    for_each_row(&mut b, &mut r, |b, line, rec| long_row(b, line, rec, &get));
     Ok(b.finish())
 }
 

@@ -603,23 +603,43 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// A CSV reader over `path` with the header checked for `required` columns; returns the reader
-/// and the column index of each header name.
+/// A CSV reader over `path` with its header checked: every `required` column present, each
+/// column named once, and no column outside `allowed` (a misspelt or unexpected column is
+/// refused, naming it and the allowed ones and ending with `unknown_hint`, rather than dropped).
+/// Returns the reader and the column index of each header name.
 pub(crate) fn csv_reader(
     path: &Path,
     required: &[&str],
+    allowed: &[String],
+    unknown_hint: &str,
 ) -> Result<(csv::Reader<std::fs::File>, HashMap<String, usize>)> {
     let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    // Flexible so that a row of the wrong width reaches `for_each_row`, which reports it with
+    // both counts; the strict reader's message compares it with the previous row instead.
     let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(f);
     let header = r
         .headers()
         .map_err(|e| DataError::config(path, format!("line 1: cannot read the header: {e}")))?
         .clone();
-    let cols: HashMap<String, usize> = header
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.trim().to_string(), i))
-        .collect();
+    let mut cols: HashMap<String, usize> = HashMap::new();
+    for (i, h) in header.iter().enumerate() {
+        let name = h.trim().to_string();
+        if !allowed.contains(&name) {
+            return Err(DataError::config(
+                path,
+                format!(
+                    "line 1: unknown column '{name}' (allowed: {}){unknown_hint}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        if cols.insert(name.clone(), i).is_some() {
+            return Err(DataError::config(
+                path,
+                format!("line 1: column '{name}' appears twice"),
+            ));
+        }
+    }
     let missing: Vec<&str> = required
         .iter()
         .copied()
@@ -636,6 +656,41 @@ pub(crate) fn csv_reader(
         ));
     }
     Ok((r, cols))
+}
+
+/// Hand each row of `r` to `row` with its 1-based line. A row that cannot be read, or whose
+/// field count differs from the header's (an unquoted comma, a missing field), is reported and
+/// skipped: reading it by column position would shift or drop values.
+pub(crate) fn for_each_row(
+    b: &mut Builder,
+    r: &mut csv::Reader<std::fs::File>,
+    mut row: impl FnMut(&mut Builder, usize, &csv::StringRecord) -> std::result::Result<(), String>,
+) {
+    let width = r.headers().map(csv::StringRecord::len).unwrap_or(0);
+    for rec in r.records() {
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(e) => {
+                let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+                b.bad(line, format!("unreadable CSV row: {e}"));
+                continue;
+            }
+        };
+        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+        if rec.len() != width {
+            b.bad(
+                line,
+                format!(
+                    "the row has {} fields, the header has {width} (quote a field that holds a comma)",
+                    rec.len()
+                ),
+            );
+            continue;
+        }
+        if let Err(m) = row(b, line, &rec) {
+            b.bad(line, m);
+        }
+    }
 }
 
 #[cfg(test)]

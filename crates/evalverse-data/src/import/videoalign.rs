@@ -5,7 +5,7 @@
 //! Paths are relative to the videos folder. Without `A_model`/`B_model`, a clip's generator is
 //! the folder its video is in (`videos/kling1.5/x.mp4` -> `kling1.5`).
 
-use super::{csv_reader, Builder, Imported};
+use super::{csv_reader, for_each_row, Builder, Imported};
 use crate::error::{DataError, Result};
 use crate::manifest::{PairChoice, PairRecord};
 
@@ -39,7 +39,16 @@ fn generator_of(path: &str, column: Option<&str>) -> std::result::Result<String,
 }
 
 pub(crate) fn convert(mut b: Builder) -> Result<Imported> {
-    let (mut r, cols) = csv_reader(&b.file, &["path_A", "path_B", "prompt"])?;
+    // The columns a file may have: the metadata, and the dimensions the mapping names or skips.
+    let mut allowed: Vec<String> = META.iter().map(|c| c.to_string()).collect();
+    allowed.extend(b.mapping.dimensions.keys().cloned());
+    allowed.extend(b.mapping.skip.iter().cloned());
+    let (mut r, cols) = csv_reader(
+        &b.file,
+        &["path_A", "path_B", "prompt"],
+        &allowed,
+        "; a dimension column needs an entry in a --map file",
+    )?;
     // Dimension columns, decided once from the header.
     let mut dims: Vec<(usize, String, String)> = Vec::new();
     let mut names: Vec<(&String, &usize)> = cols.iter().collect();
@@ -62,20 +71,9 @@ pub(crate) fn convert(mut b: Builder) -> Result<Imported> {
     }
     let get =
         |rec: &csv::StringRecord, c: &str| cols.get(c).and_then(|&i| rec.get(i)).map(str::to_owned);
-    for row in r.records() {
-        let rec = match row {
-            Ok(rec) => rec,
-            Err(e) => {
-                let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-                b.bad(line, format!("unreadable CSV row: {e}"));
-                continue;
-            }
-        };
-        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-        if let Err(m) = pair_row(&mut b, line, &rec, &get, &dims) {
-            b.bad(line, m);
-        }
-    }
+    for_each_row(&mut b, &mut r, |b, line, rec| {
+        pair_row(b, line, rec, &get, &dims)
+    });
     Ok(b.finish())
 }
 
