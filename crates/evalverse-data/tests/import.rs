@@ -1,5 +1,6 @@
-//! Importing public datasets: every malformed CSV row is reported with file and line, and a
-//! column the format does not know is refused the same way for every CSV format.
+//! Importing public datasets: every malformed CSV row is reported with file and line, a column
+//! the format does not know is refused the same way for every CSV format, and a missing video
+//! is reported with each path that was tried.
 
 use std::path::Path;
 
@@ -19,10 +20,15 @@ fn csv_input(csv: &str, videos: &[&str]) -> tempfile::TempDir {
 }
 
 fn run(format: Format, dir: &Path) -> evalverse_data::Result<Imported> {
+    run_on(format, dir, "input.csv")
+}
+
+/// Import `dir/file` with the videos under `dir/videos`.
+fn run_on(format: Format, dir: &Path, file: &str) -> evalverse_data::Result<Imported> {
     let tax = Taxonomy::evalverse();
     import(
         format,
-        &dir.join("input.csv"),
+        &dir.join(file),
         &dir.join("videos"),
         &tax,
         &Mapping::default_for(format),
@@ -147,4 +153,18 @@ fn csv_refuses_a_column_named_twice() {
         e.contains("line 1") && e.contains("column 'score' appears twice"),
         "{e}"
     );
+}
+
+#[test]
+fn videofeedback_missing_video_lists_each_candidate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("videos")).unwrap();
+    // The link's file name and `<id>.mp4` are the same candidate.
+    let record = r#"{"id": "x1", "text prompt": "A scene.", "video link": "https://host/v/x1.mp4", "visual quality": 3, "temporal consistency": 3, "dynamic degree": 3, "text-to-video alignment": 3, "factual consistency": 3}"#;
+    std::fs::write(dir.path().join("input.jsonl"), format!("{record}\n")).unwrap();
+    let imported = run_on(Format::VideoFeedback, dir.path(), "input.jsonl").unwrap();
+    assert_eq!(imported.errors.len(), 1, "{:#?}", imported.errors);
+    let e = imported.errors[0].to_string();
+    assert!(e.contains("no video in"), "{e}");
+    assert_eq!(e.matches("x1.mp4").count(), 1, "{e}");
 }

@@ -95,7 +95,10 @@ fn video_for(videos: &Path, id: &str, link: Option<&str>) -> std::result::Result
     {
         tried.push(name.to_string());
     }
-    tried.push(format!("{id}.mp4"));
+    let by_id = format!("{id}.mp4");
+    if !tried.contains(&by_id) {
+        tried.push(by_id);
+    }
     tried
         .iter()
         .find(|n| videos.join(n).is_file())
