@@ -9,7 +9,9 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
-use crate::manifest::{parse_jsonl, ClipRecord, Located, PairRecord, RankingRecord, Record, Score};
+use crate::manifest::{
+    parse_jsonl_bytes, ClipRecord, Located, PairRecord, RankingRecord, Record, Score,
+};
 use crate::split::{Split, SplitSpec};
 use crate::taxonomy::Taxonomy;
 
@@ -154,18 +156,8 @@ impl Dataset {
         }
         let taxonomy = Taxonomy::load(&config.taxonomy, root)?;
         let manifest_path = root.join(&config.manifest);
-        let text = std::fs::read_to_string(&manifest_path)
-            .map_err(|e| DataError::io(&manifest_path, e))?;
-        let (records, line_errors) = parse_jsonl(&text);
-        let mut issues: Vec<Issue> = line_errors
-            .into_iter()
-            .map(|e| Issue {
-                file: manifest_path.clone(),
-                line: Some(e.line),
-                record: None,
-                message: e.message,
-            })
-            .collect();
+        let bytes = std::fs::read(&manifest_path).map_err(|e| DataError::io(&manifest_path, e))?;
+        let (records, line_errors) = parse_jsonl_bytes(&bytes);
         let (mut clips, mut rankings, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
         for Located { line, record } in records {
             match record {
@@ -187,7 +179,35 @@ impl Dataset {
             pairs,
             splits,
         };
-        issues.extend(ds.check_records());
+        // A clip line that failed to parse is named by every ranking and pair of its group; those
+        // references are counted on the line's own issue instead of being reported one by one.
+        let unparsed: HashSet<&str> = line_errors
+            .iter()
+            .filter_map(|e| e.clip_id.as_deref())
+            .collect();
+        let (checked, follow_ons) = ds.check_records(&unparsed);
+        let mut issues: Vec<Issue> = line_errors
+            .iter()
+            .map(|e| {
+                let mut message = e.message.clone();
+                match e.clip_id.as_deref().and_then(|id| follow_ons.get(id).map(|n| (id, n))) {
+                    Some((id, 1)) => message.push_str(&format!(
+                        "; 1 follow-on reference to clip '{id}' by a ranking or pair is not repeated"
+                    )),
+                    Some((id, n)) => message.push_str(&format!(
+                        "; {n} follow-on references to clip '{id}' by rankings or pairs are not repeated"
+                    )),
+                    None => {}
+                }
+                Issue {
+                    file: ds.manifest_path.clone(),
+                    line: Some(e.line),
+                    record: None,
+                    message,
+                }
+            })
+            .collect();
+        issues.extend(checked);
         issues.sort_by_key(|i| i.line);
         Ok((ds, issues))
     }
@@ -217,8 +237,11 @@ impl Dataset {
         }
     }
 
-    fn check_records(&self) -> Vec<Issue> {
+    /// Check every parsed record. A ranking or pair naming a clip in `unparsed` (ids of clip lines
+    /// that failed to parse) is not reported; those references are counted per id instead.
+    fn check_records(&self, unparsed: &HashSet<&str>) -> (Vec<Issue>, HashMap<String, usize>) {
         let mut issues = Vec::new();
+        let mut follow_ons: HashMap<String, usize> = HashMap::new();
         let mut first_line: HashMap<&str, usize> = HashMap::new();
         let mut group_of: HashMap<&str, &str> = HashMap::new();
         for Located { line, record: c } in &self.clips {
@@ -337,6 +360,9 @@ impl Dataset {
                     bad(format!("clip '{id}' appears twice"));
                 }
                 match group_of.get(id.as_str()) {
+                    None if unparsed.contains(id.as_str()) => {
+                        *follow_ons.entry(id.clone()).or_default() += 1
+                    }
                     None => bad(format!("names unknown clip '{id}'")),
                     Some(g) if *g != r.prompt_group => {
                         bad(format!("clip '{id}' belongs to prompt group '{g}'"))
@@ -359,6 +385,9 @@ impl Dataset {
             }
             for id in [&p.a, &p.b] {
                 match group_of.get(id.as_str()) {
+                    None if unparsed.contains(id.as_str()) => {
+                        *follow_ons.entry(id.clone()).or_default() += 1
+                    }
                     None => bad(format!("names unknown clip '{id}'")),
                     Some(g) if *g != p.prompt_group => {
                         bad(format!("clip '{id}' belongs to prompt group '{g}'"))
@@ -367,7 +396,7 @@ impl Dataset {
                 }
             }
         }
-        issues
+        (issues, follow_ons)
     }
 
     /// Decode every video and reference file in full; report those that fail, and audio that

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
+    /// The reason is part of the message and deliberately not the error's `source()`: the binary
+    /// prints the whole chain, which would say it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
@@ -25,7 +26,7 @@ impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
     pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
@@ -70,4 +71,28 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         DataError::io(&tmp, e)
     })?;
     std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary prints the whole chain (anyhow's `{:#}`: each error's message joined by ": "),
+    /// so a cause that is part of a message must not be the next link as well.
+    #[test]
+    fn io_error_reason_appears_once_in_the_printed_chain() {
+        let e = DataError::io(
+            "m.jsonl",
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "bad bytes"),
+        );
+        let mut chain = vec![e.to_string()];
+        let mut next = std::error::Error::source(&e);
+        while let Some(s) = next {
+            chain.push(s.to_string());
+            next = s.source();
+        }
+        let printed = chain.join(": ");
+        assert_eq!(printed.matches("bad bytes").count(), 1, "{printed}");
+        assert!(printed.contains("m.jsonl"), "{printed}");
+    }
 }

@@ -206,16 +206,67 @@ pub struct Located<T> {
 pub struct LineError {
     pub line: usize,
     pub message: String,
+    /// The id of the clip record the line seems to hold, when it can still be read: a ranking or
+    /// pair naming it is a follow-on of this error, not an unknown clip.
+    pub clip_id: Option<String>,
 }
+
+/// The UTF-8 byte order mark (bytes EF BB BF), which Windows editors and spreadsheet exports put
+/// at the start of a file.
+const BOM: &str = "\u{feff}";
 
 /// Parse JSONL text; blank lines are skipped, every malformed line is returned as an error
 /// (parsing continues after it).
 pub fn parse_jsonl(text: &str) -> (Vec<Located<Record>>, Vec<LineError>) {
+    parse_jsonl_bytes(text.as_bytes())
+}
+
+/// Parse JSONL bytes as `parse_jsonl` does, decoding each line as UTF-8 on its own so that a line
+/// with a bad byte is reported with its line and column and the others are still read. A byte
+/// order mark at the start of the file is skipped, as Python's `utf-8-sig` codec and most JSONL
+/// readers do; one at the start of a later line (files joined together) is reported by name.
+pub fn parse_jsonl_bytes(bytes: &[u8]) -> (Vec<Located<Record>>, Vec<LineError>) {
     let mut records = Vec::new();
     let mut errors = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let raw = match i {
+            0 => raw.strip_prefix(BOM.as_bytes()).unwrap_or(raw),
+            _ => raw,
+        };
+        let mut error = |message: String, clip_id: Option<String>| {
+            errors.push(LineError {
+                line: i + 1,
+                message,
+                clip_id,
+            })
+        };
+        let line = match std::str::from_utf8(raw) {
+            Ok(l) => l,
+            Err(e) => {
+                let at = e.valid_up_to();
+                error(
+                    format!(
+                        "not valid UTF-8: byte 0x{:02X} at column {}; save the manifest as UTF-8",
+                        raw[at],
+                        at + 1
+                    ),
+                    clip_id_of(&String::from_utf8_lossy(raw)),
+                );
+                continue;
+            }
+        };
         let trimmed = line.trim();
         if trimmed.is_empty() {
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix(BOM) {
+            error(
+                "the line starts with a UTF-8 byte order mark (bytes EF BB BF), as left by joining \
+                 files that had one; delete those three bytes"
+                    .into(),
+                clip_id_of(rest),
+            );
             continue;
         }
         match serde_json::from_str::<Record>(trimmed) {
@@ -223,13 +274,42 @@ pub fn parse_jsonl(text: &str) -> (Vec<Located<Record>>, Vec<LineError>) {
                 line: i + 1,
                 record,
             }),
-            Err(e) => errors.push(LineError {
-                line: i + 1,
-                message: describe_json_error(trimmed, &e),
-            }),
+            Err(e) => error(describe_json_error(trimmed, &e), clip_id_of(trimmed)),
         }
     }
     (records, errors)
+}
+
+/// The id of the clip record a line that failed to parse seems to hold: from its JSON when that
+/// still parses (a schema error), else from the text (malformed or truncated JSON).
+fn clip_id_of(line: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        if v.get("record")?.as_str()? != "clip" {
+            return None;
+        }
+        return v.get("id")?.as_str().map(str::to_owned);
+    }
+    if string_field(line, "record").is_some_and(|r| r != "clip") {
+        return None;
+    }
+    string_field(line, "id").map(str::to_owned)
+}
+
+/// The value of the first `"key": "value"` in `line`, read as text; None when absent or escaped.
+fn string_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pattern = format!("\"{key}\"");
+    let mut from = 0;
+    while let Some(k) = line[from..].find(&pattern) {
+        let after = &line[from + k + pattern.len()..];
+        from += k + pattern.len();
+        let Some(rest) = after.trim_start().strip_prefix(':') else {
+            continue;
+        };
+        let rest = rest.trim_start().strip_prefix('"')?;
+        let value = &rest[..rest.find('"')?];
+        return (!value.contains('\\')).then_some(value);
+    }
+    None
 }
 
 fn describe_json_error(line: &str, e: &serde_json::Error) -> String {
@@ -299,5 +379,26 @@ mod tests {
             "{}",
             errors[0].message
         );
+    }
+
+    #[test]
+    fn clip_id_of_a_broken_line_comes_only_from_a_clip_record() {
+        // Schema error: the JSON parses, the id is read from it.
+        assert_eq!(
+            clip_id_of(r#"{"record":"clip","id":"c1","task":"t2v"}"#).as_deref(),
+            Some("c1")
+        );
+        // Truncated: read from the text.
+        assert_eq!(
+            clip_id_of(r#"{"record": "clip", "id" : "c2", "prompt": "A ten"#).as_deref(),
+            Some("c2")
+        );
+        // A prompt quoting "id" does not count; a pair or ranking holds no clip.
+        assert_eq!(
+            clip_id_of(r#"{"record":"clip","prompt":"say \"id\": \"x\"","#),
+            None
+        );
+        assert_eq!(clip_id_of(r#"{"record":"pair","id":"p","a":"x"#), None);
+        assert_eq!(clip_id_of("not json"), None);
     }
 }

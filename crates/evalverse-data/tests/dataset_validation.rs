@@ -11,6 +11,11 @@ fn sample_dir() -> PathBuf {
 
 /// A dataset folder with two real clips copied from data/sample and the given manifest lines.
 fn dataset_with(lines: &[String]) -> tempfile::TempDir {
+    dataset_with_bytes(lines.join("\n").as_bytes())
+}
+
+/// A dataset folder with two real clips copied from data/sample and `manifest` as its manifest.
+fn dataset_with_bytes(manifest: &[u8]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("videos")).unwrap();
     for id in ["pg000_aurora", "pg000_borealis"] {
@@ -20,7 +25,7 @@ fn dataset_with(lines: &[String]) -> tempfile::TempDir {
         )
         .unwrap();
     }
-    std::fs::write(dir.path().join("manifest.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(dir.path().join("manifest.jsonl"), manifest).unwrap();
     dir
 }
 
@@ -216,4 +221,139 @@ fn sample_dataset_is_clean_and_splits_keep_groups_whole() {
         );
     }
     assert!(ds.clips_in(evalverse_data::split::Split::Test).count() > 0);
+}
+
+fn ranking(order: &str) -> String {
+    format!(
+        r#"{{"record":"ranking","prompt_group":"pg0","dimension":"lens","rater":"r1","order":{order}}}"#
+    )
+}
+
+fn pair(a: &str, b: &str) -> String {
+    format!(
+        r#"{{"record":"pair","prompt_group":"pg0","dimension":"lens","rater":"r2","a":"{a}","b":"{b}","preference":"tie"}}"#
+    )
+}
+
+/// (line, text) of every issue of a manifest given as bytes.
+fn issues_of_bytes(manifest: &[u8]) -> Vec<(Option<usize>, String)> {
+    let dir = dataset_with_bytes(manifest);
+    let (_, issues) = Dataset::open(dir.path()).unwrap();
+    issues.iter().map(|i| (i.line, i.to_string())).collect()
+}
+
+#[test]
+fn invalid_utf8_is_reported_once_per_line_and_the_other_lines_are_read() {
+    let good = good_pair();
+    let mut bytes = good[0].clone().into_bytes();
+    bytes.push(b'\n');
+    // Latin-1 text in a prompt, as a spreadsheet export writes it: "Caf\xe9".
+    bytes.extend(
+        clip("b", "videos/pg000_borealis.mp4", "")
+            .replace("A tense", "Caf\u{1}")
+            .bytes()
+            .map(|c| if c == 1 { 0xe9 } else { c }),
+    );
+    bytes.push(b'\n');
+    bytes.extend(b"\xff\xfe\n");
+    bytes.extend(ranking(r#"[["a"],["zz"]]"#).into_bytes());
+    let issues = issues_of_bytes(&bytes);
+    assert_eq!(
+        issues.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        vec![Some(2), Some(3), Some(4)],
+        "{issues:#?}"
+    );
+    for (_, text) in &issues[..2] {
+        assert!(
+            text.contains("manifest.jsonl:") && text.contains("not valid UTF-8"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("not valid UTF-8").count(),
+            1,
+            "reported once: {text}"
+        );
+    }
+    assert!(
+        issues[1].1.contains("column 1"),
+        "the first bad byte is named: {}",
+        issues[1].1
+    );
+    assert!(
+        issues[2].1.contains("names unknown clip 'zz'"),
+        "{}",
+        issues[2].1
+    );
+}
+
+#[test]
+fn leading_utf8_byte_order_mark_is_skipped() {
+    let mut bytes = b"\xef\xbb\xbf".to_vec();
+    bytes.extend(good_pair().join("\n").into_bytes());
+    let issues = issues_of_bytes(&bytes);
+    assert!(issues.is_empty(), "{issues:#?}");
+}
+
+#[test]
+fn byte_order_mark_inside_the_manifest_is_reported_by_name() {
+    let good = good_pair();
+    let text = format!("{}\n\u{feff}{}\n", good[0], good[1]);
+    let issues = issues_of_bytes(text.as_bytes());
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    assert_eq!(issues[0].0, Some(2));
+    assert!(
+        issues[0].1.contains("UTF-8 byte order mark"),
+        "{}",
+        issues[0].1
+    );
+}
+
+#[test]
+fn references_to_a_clip_whose_record_failed_to_parse_are_not_repeated() {
+    let mut lines = good_pair();
+    // A score that is neither a number nor "N/A": the clip record is dropped.
+    lines[1] = clip(
+        "b",
+        "videos/pg000_borealis.mp4",
+        &ann("r1", "lens", "\"four\""),
+    );
+    lines.push(ranking(r#"[["a"],["b"]]"#));
+    lines.push(pair("a", "b"));
+    lines.push(pair("b", "a"));
+    lines.push(ranking(r#"[["a"],["zz"]]"#));
+    let issues = issues_of_bytes(lines.join("\n").as_bytes());
+    assert_eq!(
+        issues.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        vec![Some(2), Some(6)],
+        "{issues:#?}"
+    );
+    assert!(
+        issues[0].1.contains("record 'b'")
+            && issues[0].1.contains("3 follow-on references")
+            && issues[0].1.contains("not repeated"),
+        "{}",
+        issues[0].1
+    );
+    assert!(
+        issues[1].1.contains("names unknown clip 'zz'"),
+        "{}",
+        issues[1].1
+    );
+}
+
+#[test]
+fn references_to_a_truncated_clip_record_are_not_repeated() {
+    let mut lines = good_pair();
+    // Cut mid-record, as an interrupted write leaves it: malformed JSON.
+    let half = lines[1].len() / 2;
+    lines[1].truncate(half);
+    lines.push(pair("a", "b"));
+    let issues = issues_of_bytes(lines.join("\n").as_bytes());
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    assert_eq!(issues[0].0, Some(2));
+    assert!(
+        issues[0].1.contains("malformed JSON") && issues[0].1.contains("1 follow-on reference"),
+        "{}",
+        issues[0].1
+    );
 }
