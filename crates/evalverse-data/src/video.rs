@@ -1,8 +1,9 @@
-//! Video decoding (video-rs / FFmpeg) and Qwen2.5-VL preprocessing: frame sampling by fps
-//! (qwen-vl-utils `smart_nframes`), `smart_resize` (factor 28, banker's rounding), antialiased
-//! bicubic resampling (the PIL / torchvision `antialias=True` kernel, a = -0.5), CLIP
-//! normalisation, and the patch layout of transformers' `Qwen2VLVideoProcessor`
-//! (rows of C*T*p*p values in 2x2 merge order). See ../shared/reference/QWEN_VL.md §5.
+//! Video decoding (video-rs / FFmpeg; frames turned upright by the container's display rotation)
+//! and Qwen2.5-VL preprocessing: frame sampling by fps (qwen-vl-utils `smart_nframes`),
+//! `smart_resize` (factor 28, banker's rounding), antialiased bicubic resampling (the PIL /
+//! torchvision `antialias=True` kernel, a = -0.5), CLIP normalisation, and the patch layout of
+//! transformers' `Qwen2VLVideoProcessor` (rows of C*T*p*p values in 2x2 merge order). See
+//! ../shared/reference/QWEN_VL.md §5.
 
 use std::path::Path;
 
@@ -373,6 +374,116 @@ pub fn patchify(
     (out, [gt, gh, gw])
 }
 
+/// How decoded frames are turned to be shown upright. Phones record the sensor's landscape
+/// frames and store the turn in the container (the MP4 `tkhd` matrix, FFmpeg's DISPLAYMATRIX
+/// side data); players and the ffmpeg CLI apply it (`autorotate`), so a judge must too, or it
+/// rates a portrait clip lying on its side.
+///
+/// Output pixel (x, y) is input pixel (sx, sy): (y, x) when `transpose`, else (x, y); then sx
+/// is mirrored (width - 1 - sx) when `flip_x` and sy (height - 1 - sy) when `flip_y`.
+///
+/// Reference readers differ (qwen-vl-utils picks one of three): torchvision's `read_video`
+/// returns the stored frames (pytorch/vision#3201, open); decord transposes on CPU since
+/// dmlc/decord#51 (2020), which release and whether it handles 180 degrees and mirroring was not
+/// checked; torchcodec applies the rotation from 0.11 (meta-pytorch/torchcodec#1173). So on a
+/// rotated clip our frames match torchcodec's and FFmpeg's, and differ from torchvision's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Orientation {
+    pub transpose: bool,
+    pub flip_x: bool,
+    pub flip_y: bool,
+}
+
+impl Orientation {
+    /// The stored frames are already upright.
+    pub const UPRIGHT: Orientation = Orientation {
+        transpose: false,
+        flip_x: false,
+        flip_y: false,
+    };
+
+    /// The turn a display matrix asks for, decided as the ffmpeg CLI's autorotate does
+    /// (fftools/ffmpeg_filter.c with `get_rotation` of cmdutils.c): the angle rounded to whole
+    /// degrees, then `transpose=clock` / `cclock_flip` at 90, `hflip` / `vflip` by the signs of
+    /// the diagonal at 180, `transpose=cclock` / `clock_flip` at 270, `vflip` at 0 when the
+    /// matrix mirrors. A degenerate matrix (no angle) leaves the frames as stored; any other
+    /// angle, which FFmpeg would resample with its `rotate` filter, is an error.
+    pub fn from_display_matrix(m: &[i32; 9]) -> std::result::Result<Orientation, String> {
+        // av_display_rotation_get: the matrix's angle, counterclockwise, in 16.16 fixed point.
+        let fp = |v: i32| v as f64 / 65536.0;
+        let scale = (fp(m[0]).hypot(fp(m[3])), fp(m[1]).hypot(fp(m[4])));
+        if scale.0 == 0.0 || scale.1 == 0.0 {
+            return Ok(Orientation::UPRIGHT);
+        }
+        let ccw = -(fp(m[1]) / scale.1).atan2(fp(m[0]) / scale.0).to_degrees();
+        // get_rotation: the clockwise turn for display, in [0, 360).
+        let mut theta = -ccw.round();
+        theta -= 360.0 * (theta / 360.0 + 0.9 / 360.0).floor();
+        let near = |a: f64| (theta - a).abs() < 1.0;
+        let turn = |flip_x, flip_y| Orientation {
+            transpose: true,
+            flip_x,
+            flip_y,
+        };
+        Ok(if near(90.0) {
+            if m[3] > 0 {
+                turn(false, false) // transpose=cclock_flip
+            } else {
+                turn(false, true) // transpose=clock
+            }
+        } else if near(180.0) {
+            Orientation {
+                transpose: false,
+                flip_x: m[0] < 0,
+                flip_y: m[4] < 0,
+            }
+        } else if near(270.0) {
+            if m[3] < 0 {
+                turn(true, true) // transpose=clock_flip
+            } else {
+                turn(true, false) // transpose=cclock
+            }
+        } else if theta.abs() > 1.0 {
+            return Err(format!(
+                "the display matrix turns the video by {theta} degrees; only multiples of 90 are supported"
+            ));
+        } else {
+            Orientation {
+                flip_y: m[4] < 0,
+                ..Orientation::UPRIGHT
+            }
+        })
+    }
+
+    /// Width and height of a `w` x `h` frame once turned.
+    pub fn size(&self, w: usize, h: usize) -> (usize, usize) {
+        if self.transpose {
+            (h, w)
+        } else {
+            (w, h)
+        }
+    }
+
+    /// Turn a packed RGB24 frame `w` x `h`; returns the frame and its new width and height.
+    pub fn apply(&self, rgb: Vec<u8>, w: usize, h: usize) -> (Vec<u8>, usize, usize) {
+        if *self == Orientation::UPRIGHT {
+            return (rgb, w, h);
+        }
+        let (ow, oh) = self.size(w, h);
+        let mut out = vec![0u8; rgb.len()];
+        for y in 0..oh {
+            for x in 0..ow {
+                let (sx, sy) = if self.transpose { (y, x) } else { (x, y) };
+                let sx = if self.flip_x { w - 1 - sx } else { sx };
+                let sy = if self.flip_y { h - 1 - sy } else { sy };
+                let (o, i) = ((y * ow + x) * 3, (sy * w + sx) * 3);
+                out[o..o + 3].copy_from_slice(&rgb[i..i + 3]);
+            }
+        }
+        (out, ow, oh)
+    }
+}
+
 /// RGB24 frames decoded from a file, with what the container said about them.
 #[derive(Debug, Clone)]
 pub struct DecodedFrames {
@@ -424,8 +535,10 @@ pub fn stream_header(path: &Path) -> Result<(usize, f64)> {
 }
 
 /// Decode the best video stream of `path` and hand each frame `keep(index)` accepts to `visit`
-/// as packed RGB24 with its width and height, without holding the frames: long or large clips stream through in constant
-/// memory (the perception operators downscale each frame as it arrives).
+/// as packed RGB24 with its width and height, without holding the frames: long or large clips
+/// stream through in constant memory (the perception operators downscale each frame as it
+/// arrives). Frames come upright: the container's display rotation is applied (`Orientation`),
+/// and the width and height are those after it.
 #[cfg(feature = "ffmpeg")]
 pub fn visit_frames(
     path: &Path,
@@ -435,19 +548,17 @@ pub fn visit_frames(
     crate::media::init();
     let mut decoder = video_rs::Decoder::new(path).map_err(|e| DataError::decode(path, e))?;
     let (w, h) = decoder.size_out();
+    let (w, h) = (w as usize, h as usize);
     // Not decoder.frame_rate(): video-rs returns r_frame_rate there (see stream_header).
-    let fps = stream_header(path)?.1;
+    let header = read_header(path)?;
+    let (fps, orientation) = (header.fps, header.orientation);
     let mut index = 0usize;
     loop {
         match decoder.decode_raw() {
             Ok(frame) => {
                 if keep(index) {
-                    visit(
-                        index,
-                        rgb_from_frame(&frame, w as usize, h as usize),
-                        w as usize,
-                        h as usize,
-                    );
+                    let (rgb, ow, oh) = orientation.apply(rgb_from_frame(&frame, w, h), w, h);
+                    visit(index, rgb, ow, oh);
                 }
                 index += 1;
             }
@@ -458,9 +569,10 @@ pub fn visit_frames(
     if index == 0 {
         return Err(DataError::decode(path, "no decodable video frames"));
     }
+    let (width, height) = orientation.size(w, h);
     Ok(StreamInfo {
-        width: w as usize,
-        height: h as usize,
+        width,
+        height,
         fps,
         total_frames: index,
     })
@@ -481,6 +593,21 @@ fn rgb_from_frame(frame: &video_rs::frame::RawFrame, w: usize, h: usize) -> Vec<
 /// unknown) and frame rate, read without decoding.
 #[cfg(feature = "ffmpeg")]
 pub fn stream_header(path: &Path) -> Result<(usize, f64)> {
+    let h = read_header(path)?;
+    Ok((h.frames, h.fps))
+}
+
+/// The container header of the best video stream (the one video-rs decodes).
+#[cfg(feature = "ffmpeg")]
+struct Header {
+    frames: usize,
+    fps: f64,
+    orientation: Orientation,
+}
+
+#[cfg(feature = "ffmpeg")]
+fn read_header(path: &Path) -> Result<Header> {
+    use video_rs::ffmpeg::codec::packet::side_data::Type;
     crate::media::init();
     let input = video_rs::ffmpeg::format::input(path).map_err(|e| DataError::decode(path, e))?;
     let stream = input
@@ -502,7 +629,31 @@ pub fn stream_header(path: &Path) -> Result<(usize, f64)> {
         f if f > 0.0 => f,
         _ => q(stream.rate()),
     };
-    Ok((stream.frames().max(0) as usize, fps))
+    let mut orientation = Orientation::UPRIGHT;
+    for sd in stream.side_data() {
+        if sd.kind() != Type::DisplayMatrix {
+            continue;
+        }
+        // Nine native-endian int32 (libavutil/display.h).
+        let m: [i32; 9] = match sd.data() {
+            d if d.len() >= 36 => std::array::from_fn(|k| {
+                i32::from_ne_bytes([d[4 * k], d[4 * k + 1], d[4 * k + 2], d[4 * k + 3]])
+            }),
+            d => {
+                return Err(DataError::decode(
+                    path,
+                    format!("display matrix of {} bytes, expected 36", d.len()),
+                ))
+            }
+        };
+        orientation =
+            Orientation::from_display_matrix(&m).map_err(|e| DataError::decode(path, e))?;
+    }
+    Ok(Header {
+        frames: stream.frames().max(0) as usize,
+        fps,
+        orientation,
+    })
 }
 
 /// Decode a clip and sample it by `spec`: the frames Qwen2.5-VL would see, and the sampling fps.
@@ -739,5 +890,66 @@ mod tests {
         let row = &out[8 * row_len..9 * row_len];
         assert_eq!(unnorm(row[0], 0), 20);
         assert_eq!(unnorm(row[196], 0), 20);
+    }
+
+    #[test]
+    fn display_matrix_maps_onto_ffmpeg_autorotate() {
+        let one = 1 << 16;
+        let m = |a: i32, b: i32, c: i32, d: i32| {
+            [a * one, b * one, 0, c * one, d * one, 0, 0, 0, 1 << 30]
+        };
+        let o = |transpose, flip_x, flip_y| Orientation {
+            transpose,
+            flip_x,
+            flip_y,
+        };
+        let of = |m: [i32; 9]| Orientation::from_display_matrix(&m).unwrap();
+        assert_eq!(of(m(1, 0, 0, 1)), Orientation::UPRIGHT);
+        // ffprobe "rotation of -90": transpose=clock.
+        assert_eq!(of(m(0, 1, -1, 0)), o(true, false, true));
+        assert_eq!(of(m(-1, 0, 0, -1)), o(false, true, true));
+        // ffprobe "rotation of 90": transpose=cclock.
+        assert_eq!(of(m(0, -1, 1, 0)), o(true, true, false));
+        // Mirrored matrices: vflip at 0, hflip alone at 180, transpose=cclock_flip at 90.
+        assert_eq!(of(m(1, 0, 0, -1)), o(false, false, true));
+        assert_eq!(of(m(-1, 0, 0, 1)), o(false, true, false));
+        assert_eq!(of(m(0, 1, 1, 0)), o(true, false, false));
+        // No angle: as stored.
+        assert_eq!(of([0; 9]), Orientation::UPRIGHT);
+        // 30 degrees (cos 30 = 0.866 -> 56756 in 16.16) would need resampling: refused.
+        let e =
+            Orientation::from_display_matrix(&[56756, 32768, 0, -32768, 56756, 0, 0, 0, 1 << 30])
+                .unwrap_err();
+        assert!(e.contains("30 degrees"), "{e}");
+    }
+
+    #[test]
+    fn orientation_moves_pixels_as_stated() {
+        // 3x2 frame, pixel value = 10*y + x in every channel.
+        let rgb: Vec<u8> = (0..2)
+            .flat_map(|y| (0..3).flat_map(move |x| [10 * y + x; 3]))
+            .collect();
+        let values = |v: &[u8]| v.chunks(3).map(|p| p[0]).collect::<Vec<_>>();
+        // Transpose: output (x, y) = input (y, x), 2 wide and 3 high.
+        let t = Orientation {
+            transpose: true,
+            ..Orientation::UPRIGHT
+        };
+        let (out, w, h) = t.apply(rgb.clone(), 3, 2);
+        assert_eq!((w, h), (2, 3));
+        assert_eq!(values(&out), vec![0, 10, 1, 11, 2, 12]);
+        // Clockwise (transpose + flip_y): the left column, bottom-up, becomes the top row.
+        let clock = Orientation { flip_y: true, ..t };
+        let (out, _, _) = clock.apply(rgb.clone(), 3, 2);
+        assert_eq!(values(&out), vec![10, 0, 11, 1, 12, 2]);
+        // 180 degrees.
+        let half = Orientation {
+            flip_x: true,
+            flip_y: true,
+            ..Orientation::UPRIGHT
+        };
+        let (out, w, h) = half.apply(rgb, 3, 2);
+        assert_eq!((w, h), (3, 2));
+        assert_eq!(values(&out), vec![12, 11, 10, 2, 1, 0]);
     }
 }
