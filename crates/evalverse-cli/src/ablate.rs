@@ -201,28 +201,32 @@ pub fn ablate(path: &Path) -> Result<ExitCode, Failure> {
             eprintln!("[ablate] {}: reusing {}", v.name, eval_dir.display());
         } else {
             eprintln!("[ablate] {}: judging the {} split", v.name, ab.eval.split);
-            crate::eval::run(
-                &EvalArgs {
-                    checkpoint: &checkpoint,
+            crate::eval::run(&EvalArgs {
+                judge: crate::judging::JudgeOptions {
+                    bundle: None,
+                    checkpoint: Some(&checkpoint),
                     base: Some(&r.model.source),
-                    data: &r.data.dataset,
-                    split: ab.eval.split,
-                    dimensions: &r.data.dimensions,
-                    out: Some(&eval_dir),
-                    max_new_tokens: ab.eval.max_new_tokens,
-                    batch_size: ab.eval.batch_size,
-                    bootstrap: ab.eval.bootstrap,
-                    seed: ab.eval.seed,
-                    pairwise: false,
-                    gate: false,
-                    // Every variant, trained or not, on the recipe's frames.
-                    frames: Some(&r.data.frames),
+                    fusion: None,
+                    verify_base: false,
+                    gate: None,
+                    max_new_tokens: Some(ab.eval.max_new_tokens),
                     // Judged where the recipe trains.
                     device: r.run.device,
                     dtype: r.model.dtype,
                 },
-                true,
-            )?;
+                data: &r.data.dataset,
+                split: ab.eval.split,
+                dimensions: &r.data.dimensions,
+                out: Some(&eval_dir),
+                batch_size: ab.eval.batch_size,
+                bootstrap: ab.eval.bootstrap,
+                seed: ab.eval.seed,
+                pairwise: false,
+                gate: false,
+                // Every variant, trained or not, on the recipe's frames.
+                frames: Some(&r.data.frames),
+                show_progress: true,
+            })?;
         }
         evals.push(eval_dir);
     }

@@ -1,7 +1,9 @@
-//! `evalverse export RUN --format peft|merged`: a folder to publish. `peft`: the run's final
+//! `evalverse export RUN --format peft|merged|judge`: a folder to publish. `peft`: the run's final
 //! adapter (for a preference run, the SFT and preference adapters stacked into one) in PEFT's
 //! format; `merged`: the base with that adapter folded in, in the Hugging Face layout (config,
-//! safetensors shards + index, tokenizer, chat template, processor configs). Both get a model card
+//! safetensors shards + index, tokenizer, chat template, processor configs); `judge`: the judge
+//! bundle (`evalverse_judge::bundle`: adapter, reward head, fusion model, gate policy, frames,
+//! taxonomy, base fingerprint, eval figures) that `judge`, `score` and `eval --judge` run. All get a model card
 //! README.md (YAML front matter as the Hub reads it; taxonomy, recipe, data, eval table with CIs).
 //! RUN is resolved as `evalverse eval --checkpoint` resolves it, so the export is what eval judges.
 //! Written to a temporary folder and renamed: a failed export leaves nothing behind.
@@ -26,6 +28,8 @@ pub enum Format {
     Peft,
     /// Merged full weights in the Hugging Face layout.
     Merged,
+    /// A judge bundle: everything the composed judge needs except the base weights.
+    Judge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,6 +51,11 @@ pub struct ExportArgs<'a> {
     pub eval: Option<&'a Path>,
     pub base_name: Option<&'a str>,
     pub force: bool,
+    /// `--format judge`: the fitted fusion model (a `evalverse fuse` folder or its
+    /// fusion_model.json), the gate policy and the rationale length the bundle judges with.
+    pub fusion: Option<&'a Path>,
+    pub gate: Option<evalverse_judge::GatePolicy>,
+    pub max_new_tokens: Option<usize>,
 }
 
 /// "2GB", "500MB", "400KB", "1GiB" or a byte count (transformers' units: KB = 1000, KiB = 1024).
@@ -101,9 +110,15 @@ pub fn export(a: &ExportArgs) -> Result<ExitCode, Failure> {
             "export needs a training run or an adapter folder, not \"none\"".into(),
         ));
     }
-    let (base, adapter, _frames, default_eval) =
-        crate::eval::resolve_checkpoint(a.checkpoint, a.base)?;
-    let adapter = adapter.expect("a run or adapter folder resolves to an adapter");
+    let resolved = evalverse_train::judge_spec::resolve(a.checkpoint, a.base)
+        .map_err(crate::judging::train_failure)?;
+    let base = resolved.spec.base.clone();
+    let default_eval = resolved.default_out.clone();
+    let adapter = resolved
+        .spec
+        .adapter
+        .clone()
+        .expect("a run or adapter folder resolves to an adapter");
     let max_shard =
         parse_size(a.max_shard_size).map_err(|m| usage(format!("--max-shard-size {m}")))?;
     let src = Path::new(a.checkpoint);
@@ -116,6 +131,7 @@ pub fn export(a: &ExportArgs) -> Result<ExitCode, Failure> {
         src.join(match a.format {
             Format::Peft => "export-peft",
             Format::Merged => "export-merged",
+            Format::Judge => "export-judge",
         })
     });
     let non_empty = out.is_dir()
@@ -153,16 +169,19 @@ pub fn export(a: &ExportArgs) -> Result<ExitCode, Failure> {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let result = write_export(
-        a,
-        &base,
-        &adapter,
-        &ad,
-        run.as_deref(),
-        &default_eval,
-        max_shard,
-        &tmp,
-    );
+    let result = match a.format {
+        Format::Judge => write_judge(a, &resolved, &ad, run.as_deref(), &default_eval, &tmp),
+        _ => write_export(
+            a,
+            &base,
+            &adapter,
+            &ad,
+            run.as_deref(),
+            &default_eval,
+            max_shard,
+            &tmp,
+        ),
+    };
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
@@ -185,6 +204,106 @@ pub fn export(a: &ExportArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The fusion model at `p`: a fuse folder (its fusion_model.json) or the file itself.
+pub fn read_fusion(p: &Path) -> Result<evalverse_judge::FusionModel, Failure> {
+    let file = if p.is_dir() {
+        p.join(crate::fuse::MODEL_FILE)
+    } else {
+        p.to_path_buf()
+    };
+    Ok(evalverse_judge::FusionModel::load(&file)?)
+}
+
+/// `--format judge`: the bundle, written into `tmp`.
+fn write_judge(
+    a: &ExportArgs,
+    resolved: &evalverse_train::judge_spec::ResolvedJudge,
+    ad: &Adapter,
+    run: Option<&Path>,
+    default_eval: &Path,
+    tmp: &Path,
+) -> Result<String, Failure> {
+    if a.dtype != ExportDtype::Base {
+        return Err(Failure::Usage(anyhow!(
+            "--dtype applies to --format merged only"
+        )));
+    }
+    let mut spec = resolved.spec.clone();
+    if let Some(g) = a.gate {
+        spec.gate = g;
+    }
+    if let Some(n) = a.max_new_tokens {
+        spec.max_new_tokens = n;
+    }
+    let fusion = a.fusion.map(read_fusion).transpose()?;
+    // The taxonomy the run was trained on (its dataset's), else the built-in one.
+    let taxonomy = run
+        .and_then(|r| evalverse_train::recipe::Recipe::load(&r.join("recipe.toml")).ok())
+        .map(|r| Dataset::load(&r.data.dataset).map(|d| d.taxonomy))
+        .transpose()?
+        .unwrap_or_else(evalverse_data::taxonomy::Taxonomy::evalverse);
+    if let Some(f) = &fusion {
+        for d in f.dimensions.keys() {
+            if taxonomy.dimension(d).is_none() {
+                return Err(Failure::Usage(anyhow!(
+                    "the fusion model fits dimension '{d}', which taxonomy '{}' lacks",
+                    taxonomy.name
+                )));
+            }
+        }
+    }
+    let eval_dir = a.eval.unwrap_or(default_eval);
+    let base_name = a
+        .base_name
+        .map(str::to_owned)
+        .unwrap_or_else(|| hub_name(&spec.base));
+    let card = model_card(
+        Format::Judge,
+        &base_name,
+        &spec.base,
+        spec.adapter.as_deref().expect("adapter"),
+        ad,
+        run,
+        eval_dir,
+        &[
+            "judge.json".into(),
+            "adapter/".into(),
+            "taxonomy.toml".into(),
+        ],
+    )?;
+    let m = evalverse_judge::bundle::write(
+        tmp,
+        &evalverse_judge::bundle::BundleParts {
+            spec: &spec,
+            taxonomy: &taxonomy,
+            fusion: fusion.as_ref(),
+            eval: eval_dir.join("report.json").is_file().then_some(eval_dir),
+            card: &card,
+            exported_from: a.checkpoint,
+        },
+    )?;
+    Ok(format!(
+        "judge bundle: adapter rank {}, {}, fusion {}, gate {}, {} parts, base {} ({} files fingerprinted)",
+        ad.rank,
+        if evalverse_model::reward::RewardHead::load(&tmp.join("adapter"))
+            .map_err(|e| Failure::Usage(anyhow!(e)))?
+            .is_some()
+        {
+            "reward head"
+        } else {
+            "score tokens"
+        },
+        fusion
+            .as_ref()
+            .map(|f| format!("{} dimensions", f.dimensions.len()))
+            .unwrap_or_else(|| "none".into()),
+        spec.gate,
+        m.parts.len(),
+        m.base.source,
+        m.base.files.len()
+    ))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_export(
     a: &ExportArgs,
@@ -204,6 +323,7 @@ fn write_export(
     let summary;
     let mut files_written: Vec<String> = Vec::new();
     match a.format {
+        Format::Judge => unreachable!("write_judge writes a judge bundle"),
         Format::Peft => {
             if a.dtype != ExportDtype::Base {
                 return Err(usage("--dtype applies to --format merged only".into()));
@@ -525,6 +645,7 @@ fn model_card(
     let (library, kind_tag) = match format {
         Format::Peft => ("peft", "lora"),
         Format::Merged => ("transformers", "merged-lora"),
+        Format::Judge => ("evalverse", "judge-bundle"),
     };
     let mut s = format!(
         "---\nbase_model: {base_name}\nlibrary_name: {library}\npipeline_tag: video-text-to-text\ntags:\n- evalverse\n- video-evaluation\n- llm-as-judge\n- qwen2_5_vl\n- {kind_tag}\n---\n\n"
@@ -542,10 +663,19 @@ fn model_card(
         match format {
             Format::Peft => "This folder is the PEFT adapter; load it on the base model.",
             Format::Merged => "This folder holds the full weights with the adapter merged in (Hugging Face layout); it loads without PEFT.",
+            Format::Judge => "This folder is an evalverse judge bundle: the adapter, the reward head, the fusion model and the gate policy of the composed judge, checked against the base weights' fingerprint when loaded.",
         }
     );
-    s.push_str("## Usage\n\n```python\n");
+    if format == Format::Judge {
+        let _ = writeln!(
+            s,
+            "## Usage\n\n```bash\nevalverse judge VIDEO.mp4 --prompt \"the generation prompt\" --judge THIS_FOLDER\nevalverse score list.jsonl --judge THIS_FOLDER --out results.jsonl\nevalverse eval --judge THIS_FOLDER --data DATASET\n```\n\nThe base weights are not included: `{base}` (or pass `--base`; a base whose config or safetensors headers differ is refused).\n"
+        );
+    } else {
+        s.push_str("## Usage\n\n```python\n");
+    }
     match format {
+        Format::Judge => {}
         Format::Peft => {
             let _ = writeln!(
                 s,
@@ -559,11 +689,15 @@ fn model_card(
             );
         }
     }
-    s.push_str("```\n\nWith evalverse: `evalverse eval --checkpoint ");
-    s.push_str(match format {
-        Format::Peft => "THIS_FOLDER --base BASE --data DATASET`.\n\n",
-        Format::Merged => "none --base THIS_FOLDER --data DATASET`.\n\n",
-    });
+    match format {
+        Format::Peft => s.push_str(
+            "```\n\nWith evalverse: `evalverse eval --checkpoint THIS_FOLDER --base BASE --data DATASET`.\n\n",
+        ),
+        Format::Merged => s.push_str(
+            "```\n\nWith evalverse: `evalverse eval --checkpoint none --base THIS_FOLDER --data DATASET`.\n\n",
+        ),
+        Format::Judge => {}
+    }
     let _ = writeln!(
         s,
         "Exported from `{}` (adapter `{}`, base `{base}`). Files: {}.\n",

@@ -5,20 +5,20 @@
 //! VLM-only, operators-only and fused agreement on the test split with bootstrap intervals
 //! (fusion.json, and a table on stdout). The fused predictions are also written as a judge of
 //! their own (fused/judgements.jsonl and fused/report.*), the same report `evalverse eval` makes,
-//! so the fused judge sits in a leaderboard beside the others.
+//! so the fused judge sits in a leaderboard beside the others, and the fitted model is saved
+//! (fusion_model.json) for `evalverse export RUN --format judge --fusion DIR`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use evalverse_data::cache::DecodeCache;
 use evalverse_data::dataset::Dataset;
-use evalverse_data::operators::{AnalysisSpec, Evidence, OperatorSet};
+use evalverse_data::operators::OperatorSet;
 use evalverse_data::split::Split;
-use evalverse_eval::fusion::{compare, FusionComparison, FusionRow, MlpConfig, Regressor};
-use evalverse_eval::harness::Judgement;
+use evalverse_eval::fusion::{fit_judgements, Fusion, FusionError, MlpConfig, Regressor};
 use evalverse_eval::report::Report;
+use evalverse_judge::harness::Judgement;
 
 use crate::Failure;
 
@@ -75,22 +75,7 @@ pub fn regressor(name: &str, lambda: f64, seed: u64) -> Result<Regressor, Failur
     }
 }
 
-/// What fitting gave: the per-dimension comparison, the dimensions left out, the feature names,
-/// and the fused judge's test-split judgements.
-pub struct Fusion {
-    pub results: BTreeMap<String, FusionComparison>,
-    pub skipped: Vec<String>,
-    pub features: Vec<String>,
-    /// The test split's judgements with `soft` replaced by the fused prediction (and the
-    /// verdict's level and the distribution by the prediction clamped to the scale); dimensions
-    /// without a fit keep the judge's own score, and an N/A answer stays N/A.
-    pub fused: Vec<Judgement>,
-}
-
-/// Measure the judged clips with `set` (cached in `cache`), fit `how` per dimension on the train
-/// split's judgements (its penalty chosen by `cv_folds`-fold cross-validation over the train
-/// split's prompt groups; < 2: `how`'s own) and compare VLM-only, operators-only and fused on the
-/// test split.
+/// `evalverse_eval::fusion::fit_judgements`, its errors as the CLI reports them.
 pub fn fit(
     ds: &Dataset,
     judgements: &[Judgement],
@@ -101,121 +86,12 @@ pub fn fit(
     bootstrap: usize,
     seed: u64,
 ) -> Result<Fusion, Failure> {
-    let spec = AnalysisSpec::default();
-    let mut evidence: BTreeMap<String, Evidence> = BTreeMap::new();
-    let mut names: Vec<String> = Vec::new();
-    for j in judgements {
-        if evidence.contains_key(&j.clip_id) {
-            continue;
-        }
-        let clip = ds
-            .clips
-            .iter()
-            .map(|c| &c.record)
-            .find(|c| c.id == j.clip_id)
-            .ok_or_else(|| {
-                Failure::Usage(anyhow!(
-                    "clip '{}' of the judgements is not in {}",
-                    j.clip_id,
-                    ds.root.display()
-                ))
-            })?;
-        let (ev, _) = cache.get_or_measure(&ds.video_path(clip), set, &spec)?;
-        for m in &ev.measurements {
-            if !names.contains(&m.name) {
-                names.push(m.name.clone());
-            }
-        }
-        evidence.insert(j.clip_id.clone(), ev);
-    }
-    let split_of = |j: &Judgement| {
-        ds.splits
-            .get(&j.prompt_group)
-            .copied()
-            .unwrap_or(Split::Train)
-    };
-    let features = |j: &Judgement| -> Vec<f64> {
-        let ev = &evidence[&j.clip_id];
-        names
-            .iter()
-            .map(|n| ev.get(n).unwrap_or(f64::NAN))
-            .collect()
-    };
-    // Rows per dimension and split; one row per (clip, dimension) (the first judgement wins when
-    // runs overlap).
-    let mut rows: BTreeMap<String, (Vec<FusionRow>, Vec<FusionRow>)> = BTreeMap::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut test_judgements = Vec::new();
-    for j in judgements {
-        if !seen.insert((j.clip_id.clone(), j.dimension.clone())) {
-            continue;
-        }
-        if split_of(j) == Split::Test {
-            test_judgements.push(j.clone());
-        }
-        let Some(expert) = j.expert_mean.filter(|_| !j.expert_na) else {
-            continue;
-        };
-        if !j.soft.is_finite() {
-            continue;
-        }
-        let row = FusionRow {
-            clip_id: j.clip_id.clone(),
-            prompt_group: j.prompt_group.clone(),
-            vlm_soft: j.soft,
-            operators: features(j),
-            expert_mean: expert,
-        };
-        let e = rows.entry(j.dimension.clone()).or_default();
-        match split_of(j) {
-            Split::Train => e.0.push(row),
-            Split::Test => e.1.push(row),
-            Split::Val => {}
-        }
-    }
-    let mut results: BTreeMap<String, FusionComparison> = BTreeMap::new();
-    let mut models = BTreeMap::new();
-    let mut skipped = Vec::new();
-    for (dim, (train, test)) in &rows {
-        if train.len() < 4 || test.len() < 3 {
-            skipped.push(format!(
-                "{dim} ({} train, {} test rows)",
-                train.len(),
-                test.len()
-            ));
-            continue;
-        }
-        let (c, _, m_fused) = compare(train, test, how, cv_folds, bootstrap, seed)
-            .map_err(|e| Failure::Runtime(anyhow!("dimension {dim}: {e}")))?;
-        results.insert(dim.clone(), c);
-        models.insert(dim.clone(), m_fused);
-    }
-    if results.is_empty() {
-        return Err(Failure::Usage(anyhow!(
-            "no dimension has judgements on both the train and test splits ({}); judge both splits \
-             (`evalverse eval --split train --out A`, `--split test --out B`) and pass --run A --run B",
-            skipped.join(", ")
-        )));
-    }
-    let fused = test_judgements
-        .into_iter()
-        .map(|mut j| {
-            if let Some(m) = models.get(&j.dimension).filter(|_| j.soft.is_finite()) {
-                let mut x = vec![j.soft];
-                x.extend(features(&j));
-                // The soft score is the prediction itself, unclamped: clamping would tie the
-                // clips beyond the scale's ends, and the figures would differ from fusion.json's.
-                j.rescore(m.predict(&x), &ds.taxonomy.default_scale);
-            }
-            j
-        })
-        .collect();
-    Ok(Fusion {
-        results,
-        skipped,
-        features: names,
-        fused,
-    })
+    fit_judgements(ds, judgements, set, how, cv_folds, cache, bootstrap, seed).map_err(
+        |e| match e {
+            FusionError::Usage(m) => Failure::Usage(anyhow!(m)),
+            other => Failure::Runtime(anyhow!(other.to_string())),
+        },
+    )
 }
 
 /// The per-dimension table: SRCC with its 95% interval for VLM-only, operators-only and fused.
@@ -248,8 +124,9 @@ pub fn table(f: &Fusion) -> String {
     out
 }
 
-/// Write fusion.json to `out` and the fused judge's report (report.json/md/html) and
-/// judgements.jsonl to `out/fused/`; returns the fused judge's report.
+/// Write fusion.json (figures) and fusion_model.json (the fitted model a judge bundle carries)
+/// to `out`, and the fused judge's report (report.json/md/html) and judgements.jsonl to
+/// `out/fused/`; returns the fused judge's report.
 pub fn write(
     f: &Fusion,
     ds: &Dataset,
@@ -267,6 +144,7 @@ pub fn write(
     std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
     let path = out.join("fusion.json");
     evalverse_data::error::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    f.model.save(&out.join(MODEL_FILE))?;
     let dir = out.join("fused");
     let r = evalverse_eval::report::build(
         ds,
@@ -280,14 +158,13 @@ pub fn write(
     );
     evalverse_eval::report::write_all(&r, &dir)
         .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", dir.display())))?;
-    let lines: String = f
-        .fused
-        .iter()
-        .map(|j| serde_json::to_string(j).expect("json") + "\n")
-        .collect();
+    let lines = evalverse_eval::pipeline::jsonl(&f.fused);
     evalverse_data::error::write_atomic(&dir.join("judgements.jsonl"), lines.as_bytes())?;
     Ok(r)
 }
+
+/// The fitted fusion model's file in a fuse folder.
+pub const MODEL_FILE: &str = "fusion_model.json";
 
 pub fn fuse(a: &FuseArgs) -> Result<ExitCode, Failure> {
     let how = regressor(a.regressor, a.lambda, a.seed)?;

@@ -13,10 +13,12 @@ mod eval;
 mod export;
 mod fuse;
 mod judge;
+mod judging;
 mod leaderboard;
 mod model;
 mod probe;
 mod quickstart;
+mod score;
 mod train;
 
 #[derive(Parser)]
@@ -40,8 +42,10 @@ enum Command {
     Eval(EvalCmd),
     /// Run an ablation: one recipe, several variants, same data and seeds, one leaderboard.
     Ablate(AblateCmd),
-    /// Judge one clip: rationale, score and soft score per dimension.
+    /// Judge one clip with the composed judge: a verdict per dimension with its parts and rationale.
     Judge(JudgeCmd),
+    /// Judge many videos (a JSONL or CSV list) into a results JSONL; re-run to resume.
+    Score(ScoreCmd),
     /// Compare evaluated judges (eval folders or runs with eval/) in one table with significance.
     Leaderboard(LeaderboardArgs),
     /// Fuse the judge's soft scores with perception-operator evidence (fit on train, report test).
@@ -57,7 +61,8 @@ enum Command {
 struct ExportCmd {
     /// A training run folder (recipe.toml + adapter/) or a PEFT adapter folder, as `eval --checkpoint`.
     checkpoint: String,
-    /// peft: the adapter (preference runs: SFT + preference stacked); merged: full weights, HF layout.
+    /// peft: the adapter (preference runs: SFT + preference stacked); merged: full weights, HF
+    /// layout; judge: the judge bundle (`evalverse judge --judge`).
     #[arg(long, value_enum)]
     format: export::Format,
     /// Base model (folder or hf:ORG/NAME[@REV]); default: the run's recipe or the adapter's base.
@@ -81,6 +86,15 @@ struct ExportCmd {
     /// Replace a non-empty output folder.
     #[arg(long)]
     force: bool,
+    /// --format judge: the fitted fusion (an `evalverse fuse` folder or its fusion_model.json).
+    #[arg(long)]
+    fusion: Option<PathBuf>,
+    /// --format judge: who decides N/A (operators, judge, both, off; default operators).
+    #[arg(long, value_parser = parse_gate)]
+    gate_policy: Option<evalverse_judge::GatePolicy>,
+    /// --format judge: longest rationale per dimension the bundle judges with (default 96).
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -154,31 +168,36 @@ struct AblateCmd {
     ablation: PathBuf,
 }
 
+/// Which judge, shared by `eval`, `judge` and `score`.
 #[derive(Args)]
-struct JudgeCmd {
-    /// The video file.
-    video: PathBuf,
-    /// The prompt the clip was generated from.
+struct JudgeFlags {
+    /// A judge bundle folder (`evalverse export RUN --format judge`; the quickstart writes
+    /// runs/quickstart/judge).
     #[arg(long)]
-    prompt: String,
-    /// A training run folder, a PEFT adapter folder, or "none" (the base alone).
-    #[arg(long, default_value = "runs/quickstart/calibrated")]
-    checkpoint: String,
-    /// Base model (folder or hf:ORG/NAME[@REV]); default: the run's recipe or the adapter's base.
+    judge: Option<PathBuf>,
+    /// Instead of a bundle: a training run folder (recipe.toml + adapter/), a PEFT adapter
+    /// folder, or "none" (the base alone, with --base).
+    #[arg(long)]
+    checkpoint: Option<String>,
+    /// Base model (folder or hf:ORG/NAME[@REV]); default: the bundle's, the run's recipe's or the
+    /// adapter's base. A bundle checks it against the fingerprint taken at export.
     #[arg(long)]
     base: Option<String>,
-    /// Dimensions to judge (comma-separated; default all).
-    #[arg(long, value_delimiter = ',')]
-    dimensions: Vec<String>,
-    /// Taxonomy: "evalverse" (built in) or a TOML file.
-    #[arg(long, default_value = "evalverse")]
-    taxonomy: String,
-    /// Longest rationale generated, in tokens.
-    #[arg(long, default_value_t = 96)]
-    max_new_tokens: usize,
-    /// One JSON judgement per line instead of text.
+    /// With --checkpoint: the fitted fusion stage (an `evalverse fuse` folder or its
+    /// fusion_model.json); a bundle carries its own.
     #[arg(long)]
-    json: bool,
+    fusion: Option<PathBuf>,
+    /// Re-hash every byte of a bundle's base weights (the safetensors headers are always checked).
+    #[arg(long)]
+    verify_base: bool,
+    /// Who decides N/A: operators (the context gate; default), judge (the VLM's own answer),
+    /// both, off. Default: the bundle's.
+    #[arg(long, value_parser = parse_gate)]
+    gate_policy: Option<evalverse_judge::GatePolicy>,
+    /// Longest rationale per dimension, in tokens; 0: no rationale, the reward head alone scores.
+    /// Default: the bundle's (96 for a checkpoint).
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
     /// Where the judge runs: cpu, or cuda (device 0; a build with --features cuda).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: evalverse_train::recipe::Device,
@@ -187,14 +206,70 @@ struct JudgeCmd {
     dtype: evalverse_train::recipe::Dtype,
 }
 
+impl JudgeFlags {
+    fn options(&self) -> judging::JudgeOptions<'_> {
+        judging::JudgeOptions {
+            bundle: self.judge.as_deref(),
+            checkpoint: self.checkpoint.as_deref(),
+            base: self.base.as_deref(),
+            fusion: self.fusion.as_deref(),
+            verify_base: self.verify_base,
+            gate: self.gate_policy,
+            max_new_tokens: self.max_new_tokens,
+            device: self.device,
+            dtype: self.dtype,
+        }
+    }
+}
+
+#[derive(Args)]
+struct JudgeCmd {
+    /// The video file.
+    video: PathBuf,
+    /// The prompt the clip was generated from.
+    #[arg(long)]
+    prompt: String,
+    #[command(flatten)]
+    judge: JudgeFlags,
+    /// Dimensions to judge (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    dimensions: Vec<String>,
+    /// Taxonomy of a --checkpoint judge: "evalverse" (built in) or a TOML file (a bundle carries its own).
+    #[arg(long, default_value = "evalverse")]
+    taxonomy: String,
+    /// One JSON judgement per line (every stage recorded) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Decode cache folder (default: $XDG_CACHE_HOME/evalverse or ~/.cache/evalverse).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ScoreCmd {
+    /// The list: JSONL (video, prompt, optional reference, dimensions, id per line) or CSV with
+    /// those columns; video paths relative to the list's folder.
+    list: PathBuf,
+    #[command(flatten)]
+    judge: JudgeFlags,
+    /// Results JSONL, one line per clip (appended; clips already in it are skipped).
+    #[arg(long)]
+    out: PathBuf,
+    /// Videos decoded and judged together.
+    #[arg(long, default_value_t = 8)]
+    clips_per_batch: usize,
+    /// Prompts per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Decode cache folder (default: $XDG_CACHE_HOME/evalverse or ~/.cache/evalverse).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
 #[derive(Args)]
 struct EvalCmd {
-    /// A training run folder (recipe.toml + adapter/), a PEFT adapter folder, or "none" (the base alone).
-    #[arg(long)]
-    checkpoint: String,
-    /// Base model (folder or hf:ORG/NAME[@REV]); default: the run's recipe or the adapter's base.
-    #[arg(long)]
-    base: Option<String>,
+    #[command(flatten)]
+    judge: JudgeFlags,
     /// Dataset folder.
     #[arg(long)]
     data: PathBuf,
@@ -207,16 +282,6 @@ struct EvalCmd {
     /// Report folder (default: <run>/eval).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Longest rationale generated, in tokens; 0: no rationale, the run's reward head alone
-    /// scores (one prefill per prompt; for fusion features or reward scoring).
-    #[arg(long, default_value_t = 96)]
-    max_new_tokens: usize,
-    /// Where the judge runs: cpu, or cuda (device 0; a build with --features cuda).
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: evalverse_train::recipe::Device,
-    /// Dtype of the base weights: f32, bf16 or f16.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    dtype: evalverse_train::recipe::Dtype,
     /// Prompts judged together.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -230,8 +295,8 @@ struct EvalCmd {
     /// accuracy per order, order-averaged accuracy, position bias and consistency.
     #[arg(long)]
     pairwise: bool,
-    /// Also run the perception operators' context gate on the split and report its N/A precision
-    /// and recall beside the judge's N/A answers (gate.md).
+    /// Also print the N/A precision and recall of every gate policy (judge, operators, both)
+    /// against the experts' N/A labels (always written to gate.md).
     #[arg(long)]
     gate: bool,
     /// Judge with this recipe's frame sampling ([data.frames]) instead of the checkpoint's: for
@@ -415,9 +480,17 @@ pub enum Failure {
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
         let e = e.into();
-        match e.downcast_ref::<evalverse_data::DataError>() {
-            Some(evalverse_data::DataError::Config { .. }) => Failure::Usage(e),
-            _ => Failure::Runtime(e),
+        let usage = matches!(
+            e.downcast_ref::<evalverse_data::DataError>(),
+            Some(evalverse_data::DataError::Config { .. })
+        ) || matches!(
+            e.downcast_ref::<evalverse_judge::JudgeError>(),
+            Some(evalverse_judge::JudgeError::Config(_))
+        );
+        if usage {
+            Failure::Usage(e)
+        } else {
+            Failure::Runtime(e)
         }
     }
 }
@@ -430,6 +503,10 @@ fn parse_dtype(s: &str) -> Result<evalverse_train::recipe::Dtype, String> {
         "f16" => Ok(Dtype::F16),
         other => Err(format!("'{other}' (allowed: f32, bf16, f16)")),
     }
+}
+
+fn parse_gate(s: &str) -> Result<evalverse_judge::GatePolicy, String> {
+    evalverse_judge::GatePolicy::parse(s)
 }
 
 fn parse_device(s: &str) -> Result<evalverse_train::recipe::Device, String> {
@@ -454,16 +531,21 @@ fn main() -> ExitCode {
         Command::Train(a) => train::train(&a.recipe, a.resume),
         Command::Ablate(a) => ablate::ablate(&a.ablation),
         Command::Judge(a) => judge::judge(&judge::JudgeArgs {
+            judge: a.judge.options(),
             video: &a.video,
             prompt: &a.prompt,
-            checkpoint: &a.checkpoint,
-            base: a.base.as_deref(),
             dimensions: &a.dimensions,
             taxonomy: &a.taxonomy,
-            max_new_tokens: a.max_new_tokens,
             json: a.json,
-            device: a.device,
-            dtype: a.dtype,
+            cache: &a.cache.clone().unwrap_or_else(judge::default_cache),
+        }),
+        Command::Score(a) => score::score(&score::ScoreArgs {
+            judge: a.judge.options(),
+            list: &a.list,
+            out: &a.out,
+            clips_per_batch: a.clips_per_batch,
+            batch_size: a.batch_size,
+            cache: &a.cache.clone().unwrap_or_else(judge::default_cache),
         }),
         Command::Quickstart(a) => quickstart::quickstart(&quickstart::QuickstartArgs {
             data: &a.data,
@@ -500,21 +582,18 @@ fn main() -> ExitCode {
                 None => None,
             };
             eval::eval(&eval::EvalArgs {
-                checkpoint: &a.checkpoint,
-                base: a.base.as_deref(),
+                judge: a.judge.options(),
                 data: &a.data,
                 split: a.split,
                 dimensions: &a.dimensions,
                 out: a.out.as_deref(),
-                max_new_tokens: a.max_new_tokens,
                 batch_size: a.batch_size,
                 bootstrap: a.bootstrap,
                 seed: a.seed,
                 pairwise: a.pairwise,
                 gate: a.gate,
                 frames: frames.as_ref(),
-                device: a.device,
-                dtype: a.dtype,
+                show_progress: true,
             })
         })(),
         Command::Model(ModelCommand::Init(a)) => model::init(&model::InitArgs {
@@ -543,6 +622,9 @@ fn main() -> ExitCode {
             eval: a.eval.as_deref(),
             base_name: a.base_name.as_deref(),
             force: a.force,
+            fusion: a.fusion.as_deref(),
+            gate: a.gate_policy,
+            max_new_tokens: a.max_new_tokens,
         }),
         Command::Data(DataCommand::Import(a)) => data::import(&data::ImportArgs {
             format: a.format,

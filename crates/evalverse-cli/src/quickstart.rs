@@ -16,7 +16,11 @@ use anyhow::{anyhow, Context};
 use evalverse_eval::report::Report;
 use serde::Deserialize;
 
+use evalverse_data::split::Split;
+use evalverse_eval::pipeline::Evaluation;
+
 use crate::eval::EvalArgs;
+use crate::judging::JudgeOptions;
 use crate::Failure;
 
 pub struct QuickstartArgs<'a> {
@@ -105,6 +109,9 @@ fn build_base(a: &QuickstartArgs) -> Result<PathBuf, Failure> {
         eval: None,
         base_name: None,
         force: false,
+        fusion: None,
+        gate: None,
+        max_new_tokens: None,
     })?;
     std::fs::remove_dir_all(&random).with_context(|| random.display().to_string())?;
     eprintln!(
@@ -158,9 +165,56 @@ fn stage(a: &QuickstartArgs, name: &str, recipe: &Path) -> Result<bool, Failure>
     crate::train::run_stage(recipe, resume)
 }
 
-/// Judge the test split; every judge sees the frames the SFT stage trained on (`frames`), the
-/// untrained base included (alone it would get the Qwen defaults: other frames, other pixels).
-fn judge(
+/// The options of a checkpoint judge on CPU.
+fn options<'a>(
+    checkpoint: &'a str,
+    base: Option<&'a str>,
+    gate: evalverse_judge::GatePolicy,
+    max_new_tokens: usize,
+    fusion: Option<&'a Path>,
+) -> JudgeOptions<'a> {
+    JudgeOptions {
+        bundle: None,
+        checkpoint: Some(checkpoint),
+        base,
+        fusion,
+        verify_base: false,
+        gate: Some(gate),
+        max_new_tokens: Some(max_new_tokens),
+        device: Default::default(),
+        dtype: evalverse_train::recipe::Dtype::F32,
+    }
+}
+
+/// `evalverse eval` of one split into `out`; every judge sees the frames the SFT stage trained
+/// on (`frames`), the untrained base included (alone it would get the Qwen defaults: other
+/// frames, other pixels).
+fn judge_split(
+    a: &QuickstartArgs,
+    out: &Path,
+    judge: JudgeOptions,
+    split: evalverse_data::split::Split,
+    frames: &evalverse_data::video::FrameSpec,
+) -> Result<Evaluation, Failure> {
+    let (ev, _) = crate::eval::run(&EvalArgs {
+        judge,
+        data: a.data,
+        split,
+        dimensions: a.dimensions,
+        out: Some(out),
+        batch_size: 16,
+        bootstrap: a.bootstrap,
+        seed: 0,
+        pairwise: false,
+        gate: false,
+        frames: Some(frames),
+        show_progress: true,
+    })?;
+    Ok(ev)
+}
+
+/// The VLM alone (its own N/A answers, no gate, no fusion) on the test split.
+fn judge_vlm(
     a: &QuickstartArgs,
     label: &str,
     checkpoint: &str,
@@ -169,55 +223,29 @@ fn judge(
 ) -> Result<Report, Failure> {
     let base = base.display().to_string();
     eprintln!("[quickstart] eval {label}: judging the test split");
-    judge_split(
-        a,
-        &a.out.join(format!("eval-{label}")),
+    let opts = options(
         checkpoint,
         (checkpoint == "none").then_some(base.as_str()),
-        evalverse_data::split::Split::Test,
+        evalverse_judge::GatePolicy::Judge,
         a.max_new_tokens,
+        None,
+    );
+    Ok(judge_split(
+        a,
+        &a.out.join(format!("eval-{label}")),
+        opts,
+        Split::Test,
         frames,
-    )
+    )?
+    .report)
 }
 
-/// `evalverse eval` of one split into `out`.
-fn judge_split(
-    a: &QuickstartArgs,
-    out: &Path,
-    checkpoint: &str,
-    base: Option<&str>,
-    split: evalverse_data::split::Split,
-    max_new_tokens: usize,
-    frames: &evalverse_data::video::FrameSpec,
-) -> Result<Report, Failure> {
-    let (report, _) = crate::eval::run(
-        &EvalArgs {
-            checkpoint,
-            base,
-            data: a.data,
-            split,
-            dimensions: a.dimensions,
-            out: Some(out),
-            max_new_tokens,
-            batch_size: 16,
-            bootstrap: a.bootstrap,
-            seed: 0,
-            pairwise: false,
-            gate: false,
-            frames: Some(frames),
-            device: Default::default(),
-            dtype: evalverse_train::recipe::Dtype::F32,
-        },
-        true,
-    )?;
-    Ok(report)
-}
-
-/// The fused judge (the paper's last step): the calibrated judge's reward head scores the train
-/// split (no rationale: one prefill per prompt), a ridge regression per dimension (penalty by
-/// 5-fold cross-validation over prompt groups) is fitted there from
-/// [head score, operator measurements] to the experts' mean, and predicts the test split. None
-/// when the calibrated run has no reward head to score the train split with.
+/// The fusion stage (the paper's last step): the calibrated judge's reward head scores the
+/// train split (no rationale: one prefill per prompt), a ridge regression per dimension (penalty
+/// by 5-fold cross-validation over prompt groups) is fitted there from [head score, operator
+/// measurements] to the experts' mean, and predicts the test split (`evalverse fuse`; the model
+/// in fusion/fusion_model.json). None when the calibrated run has no reward head to score the
+/// train split with.
 fn fused(
     a: &QuickstartArgs,
     frames: &evalverse_data::video::FrameSpec,
@@ -235,15 +263,8 @@ fn fused(
     let train_out = a.out.join("eval-calibrated-train");
     let cal_path = cal.display().to_string();
     eprintln!("[quickstart] fused: reward-head scores of the train split (no rationale)");
-    judge_split(
-        a,
-        &train_out,
-        &cal_path,
-        None,
-        evalverse_data::split::Split::Train,
-        0,
-        frames,
-    )?;
+    let opts = options(&cal_path, None, evalverse_judge::GatePolicy::Judge, 0, None);
+    judge_split(a, &train_out, opts, Split::Train, frames)?;
     let mut judgements = crate::fuse::judgements_of(&a.out.join("eval-calibrated"))?;
     judgements.extend(crate::fuse::judgements_of(&train_out)?);
     let ds = evalverse_data::dataset::Dataset::load(a.data)?;
@@ -269,6 +290,44 @@ fn fused(
     );
     let report = crate::fuse::write(&f, &ds, &how, &set, &model, &out, a.bootstrap, 0)?;
     Ok(Some((report, crate::fuse::table(&f))))
+}
+
+/// The composed judge (calibrated VLM + fusion + the default context gate) measured on the
+/// test split, then exported as the bundle `<out>/judge` with those figures.
+fn composed(
+    a: &QuickstartArgs,
+    frames: &evalverse_data::video::FrameSpec,
+    with_fusion: bool,
+) -> Result<(Evaluation, PathBuf), Failure> {
+    let cal = a.out.join("calibrated").display().to_string();
+    let fusion = a.out.join("fusion");
+    let gate = evalverse_judge::GatePolicy::default();
+    eprintln!("[quickstart] judge: the composed judge (calibrated + fusion + {gate} gate) on the test split");
+    let eval_out = a.out.join("eval-judge");
+    let opts = options(
+        &cal,
+        None,
+        gate,
+        a.max_new_tokens,
+        with_fusion.then_some(fusion.as_path()),
+    );
+    let ev = judge_split(a, &eval_out, opts, Split::Test, frames)?;
+    let bundle = a.out.join("judge");
+    crate::export::export(&crate::export::ExportArgs {
+        checkpoint: &cal,
+        base: None,
+        format: crate::export::Format::Judge,
+        out: Some(&bundle),
+        max_shard_size: "2GB",
+        dtype: crate::export::ExportDtype::Base,
+        eval: Some(&eval_out),
+        base_name: None,
+        force: true,
+        fusion: with_fusion.then_some(fusion.as_path()),
+        gate: Some(gate),
+        max_new_tokens: Some(a.max_new_tokens),
+    })?;
+    Ok((ev, bundle))
 }
 
 fn cell(ci: &Option<evalverse_eval::bootstrap::ConfidenceInterval>) -> String {
@@ -329,6 +388,32 @@ pub fn table(judges: &[(&str, &Report)]) -> String {
     out
 }
 
+/// The composed judge's N/A decisions against the experts' N/A majority, over every judgement.
+fn na_line(ev: &Evaluation) -> String {
+    use evalverse_judge::harness::Verdict;
+    let js: Vec<_> = ev
+        .judgements
+        .iter()
+        .filter(|j| j.verdict != Verdict::Malformed)
+        .collect();
+    let pred: Vec<bool> = js
+        .iter()
+        .map(|j| j.verdict == Verdict::NotApplicable)
+        .collect();
+    let truth: Vec<bool> = js.iter().map(|j| j.expert_na).collect();
+    let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.3}"));
+    match evalverse_eval::metrics::na_gate(&pred, &truth) {
+        Ok(g) => format!(
+            "judge N/A against the experts' N/A: precision {} recall {} ({} of {} judgements are expert N/A; gate.md has every policy)\n",
+            f(g.precision),
+            f(g.recall),
+            truth.iter().filter(|t| **t).count(),
+            truth.len()
+        ),
+        Err(e) => format!("judge N/A: {e}\n"),
+    }
+}
+
 pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
     let started = Instant::now();
     if !a.tokenizer.is_file() {
@@ -352,12 +437,13 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
         .map_err(usage)?
         .data
         .frames;
-    let base_report = judge(a, "base", "none", &base, &frames)?;
+    let base_report = judge_vlm(a, "base", "none", &base, &frames)?;
     let sft_path = a.out.join("sft").display().to_string();
-    let sft_report = judge(a, "sft", &sft_path, &base, &frames)?;
+    let sft_report = judge_vlm(a, "sft", &sft_path, &base, &frames)?;
     let cal_path = a.out.join("calibrated").display().to_string();
-    let cal_report = judge(a, "calibrated", &cal_path, &base, &frames)?;
+    let cal_report = judge_vlm(a, "calibrated", &cal_path, &base, &frames)?;
     let fusion = fused(a, &frames)?;
+    let (judge_eval, bundle) = composed(a, &frames, fusion.is_some())?;
     let mut judges = vec![
         ("base", &base_report),
         ("SFT", &sft_report),
@@ -366,7 +452,9 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
     if let Some((r, _)) = &fusion {
         judges.push(("fused", r));
     }
+    judges.push(("judge", &judge_eval.report));
     let t = table(&judges);
+    let na = na_line(&judge_eval);
     let fusion_note = match &fusion {
         Some((_, per_dim)) => format!(
             "\nfused = the calibrated judge's score and the perception operators' measurements, \
@@ -380,8 +468,9 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
     std::fs::write(
         &summary,
         format!(
-            "# evalverse quickstart\n\nHeld-out split of {}: soft scores (expected value over the score tokens, or the reward head's score) against the mean expert score; the human ceiling is leave-one-rater-out SRCC.\n\n{t}{fusion_note}",
-            a.data.display()
+            "# evalverse quickstart\n\nHeld-out split of {}: soft scores (expected value over the score tokens, or the reward head's score) against the mean expert score, over the clips both the judge and the experts scored; the human ceiling is leave-one-rater-out SRCC. base, SFT and calibrated are the VLM alone (its own N/A answers); judge is the composed judge (calibrated + fusion + context gate), the bundle {}.\n\n{t}\n{na}\n{fusion_note}",
+            a.data.display(),
+            bundle.display()
         ),
     )
     .with_context(|| summary.display().to_string())?;
@@ -389,7 +478,7 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
         "\nHeld-out agreement with the experts (test split of {}):\n",
         a.data.display()
     );
-    println!("{t}{fusion_note}");
+    println!("{t}\n{na}\n{fusion_note}");
     let mut evals: Vec<PathBuf> = ["base", "sft", "calibrated"]
         .iter()
         .map(|l| a.out.join(format!("eval-{l}")))
@@ -397,6 +486,7 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
     if fusion.is_some() {
         evals.push(a.out.join("fusion/fused"));
     }
+    evals.push(a.out.join("eval-judge"));
     let list = |f: &dyn Fn(&PathBuf) -> PathBuf, sep: &str| {
         evals
             .iter()
@@ -411,6 +501,19 @@ pub fn quickstart(a: &QuickstartArgs) -> Result<ExitCode, Failure> {
         "compare:     evalverse leaderboard {}",
         list(&|e| e.clone(), " ")
     );
+    println!("judge:       {}", bundle.display());
+    if let Some(c) = evalverse_data::dataset::Dataset::load(a.data)?
+        .clips_in(Split::Test)
+        .next()
+    {
+        let ds_root = a.data;
+        println!(
+            "try it:      evalverse judge {} --prompt {:?} --judge {}",
+            ds_root.join(&c.video).display(),
+            c.prompt,
+            bundle.display()
+        );
+    }
     println!("done in {:.1} min", started.elapsed().as_secs_f64() / 60.0);
     Ok(ExitCode::SUCCESS)
 }

@@ -16,7 +16,7 @@ use crate::error::{write_atomic, DataError, Result};
 use crate::video::{preprocess_video, FrameSpec, PatchSpec, VisionInput};
 
 /// Bump when the cached layout or the preprocessing code changes its output.
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 /// A preprocessed clip: model-ready pixels and, when asked for, mono 16 kHz audio.
 #[derive(Debug, Clone, PartialEq)]

@@ -396,6 +396,32 @@ pub fn example_with_evidence(
     })
 }
 
+/// The question on one dimension of a clip outside a dataset (no annotations: no answer, no
+/// expert score, an empty histogram).
+pub fn unannotated_example(
+    tax: &Taxonomy,
+    dim: &Dimension,
+    clip_id: &str,
+    video: &std::path::Path,
+    clip_prompt: &str,
+    evidence: Option<&crate::operators::Evidence>,
+) -> JudgeExample {
+    JudgeExample {
+        clip_id: clip_id.to_string(),
+        prompt_group: String::new(),
+        generator: String::new(),
+        video: video.to_path_buf(),
+        has_audio: false,
+        dimension: dim.id.clone(),
+        question: judge_question_with_evidence(tax, dim, clip_prompt, evidence),
+        answer: String::new(),
+        rationale: String::new(),
+        score: None,
+        mean: None,
+        histogram: vec![],
+    }
+}
+
 /// Examples of a split for the given dimensions (all when empty), in manifest order.
 pub fn build(
     ds: &Dataset,

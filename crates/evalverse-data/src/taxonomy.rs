@@ -125,6 +125,18 @@ pub struct ClipFacts {
     pub has_speech: bool,
 }
 
+impl ClipFacts {
+    /// What a clip outside a dataset declares: one shot, no audio, no speech. The gate reads
+    /// the operators' measurements instead wherever they exist.
+    pub fn unknown() -> Self {
+        ClipFacts {
+            shots: 1,
+            has_audio: false,
+            has_speech: false,
+        }
+    }
+}
+
 impl Applicability {
     /// `Some(true)`: the dimension applies (N/A is invalid); `Some(false)`: it does not (only N/A
     /// is valid); `None`: the expert decides from the content.
@@ -240,6 +252,9 @@ pub struct Taxonomy {
     pub dimensions: Vec<Dimension>,
     #[serde(skip)]
     index: BTreeMap<String, usize>,
+    /// The TOML text it was parsed from (a judge bundle carries it).
+    #[serde(skip)]
+    source: String,
 }
 
 impl Taxonomy {
@@ -361,7 +376,24 @@ impl Taxonomy {
             aspects: file.aspects,
             dimensions,
             index,
+            source: text.to_string(),
         })
+    }
+
+    /// The TOML text this taxonomy was parsed from.
+    pub fn source_toml(&self) -> &str {
+        &self.source
+    }
+
+    /// SHA-256 (hex) of the parsed taxonomy's canonical JSON: equal for two files that define
+    /// the same stages, aspects, dimensions, questions, scales and rules, whatever their layout.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_string(self).expect("taxonomy serialises");
+        Sha256::digest(json.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     pub fn dimension(&self, id: &str) -> Option<&Dimension> {

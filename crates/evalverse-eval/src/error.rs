@@ -24,6 +24,8 @@ pub enum MetricError {
         index: usize,
         reason: String,
     },
+    #[error(transparent)]
+    Fit(#[from] evalverse_judge::fusion::FitError),
 }
 
 /// Refuses slices of different lengths.

@@ -10,8 +10,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::bootstrap::{bootstrap, paired_bootstrap, ConfidenceInterval, PairedComparison};
-use crate::harness::Judgement;
 use crate::metrics::sample_metrics;
+use evalverse_judge::harness::Judgement;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
@@ -54,6 +54,8 @@ fn srcc(
             for j in js
                 .iter()
                 .filter(|j| j.dimension == d && groups.get(&j.prompt_group) == Some(&pg))
+                // The clips both the judge and the experts scored, as in the reports.
+                .filter(|j| j.verdict != evalverse_judge::harness::Verdict::NotApplicable)
             {
                 if let Some(m) = j.expert_mean {
                     p.push(j.soft);
@@ -180,7 +182,7 @@ pub fn markdown(entries: &[Entry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::Verdict;
+    use evalverse_judge::harness::Verdict;
 
     fn j(clip: &str, group: &str, soft: f64, mean: f64) -> Judgement {
         Judgement {
@@ -194,6 +196,7 @@ mod tests {
             distribution: vec![],
             expert_mean: Some(mean),
             expert_na: false,
+            ..Default::default()
         }
     }
 

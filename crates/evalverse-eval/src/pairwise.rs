@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use evalverse_data::cache::CachedClip;
-use evalverse_data::prompts::{JudgeExample, SYSTEM_PROMPT};
-use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
+use evalverse_data::prompts::JudgeExample;
+use evalverse_judge::collate;
+use evalverse_judge::prompt::{self, VideoSlot};
+use evalverse_model::chat::ChatTokenizer;
 use evalverse_model::generate::score_distribution;
 use evalverse_model::{ModelBackend, QwenVl};
 use serde::{Deserialize, Serialize};
@@ -116,20 +118,15 @@ pub fn judge_pairs<B: ModelBackend>(
         let mut rows = Vec::new();
         for (a, b) in chunk {
             let (ca, cb) = (&clips[&a.video], &clips[&b.video]);
-            let tokens = |c: &CachedClip| c.vision.grid_thw.iter().product::<usize>() / 4;
-            let conv = vec![
-                Message::text(Role::System, SYSTEM_PROMPT),
-                Message {
-                    role: Role::User,
-                    content: vec![
-                        Content::Text("Video A:".into()),
-                        Content::Video { tokens: tokens(ca) },
-                        Content::Text("Video B:".into()),
-                        Content::Video { tokens: tokens(cb) },
-                        Content::Text(pair_question(a)),
-                    ],
-                },
-            ];
+            let slot = |label, c: &CachedClip| VideoSlot {
+                label: Some(label),
+                tokens: prompt::clip_tokens(&model.cfg.vision, c),
+            };
+            let conv = prompt::conversation(
+                &[slot("Video A:", ca), slot("Video B:", cb)],
+                &pair_question(a),
+                None,
+            );
             let mut ids = tok.encode_chat(&conv, true).map_err(|e| e.to_string())?.ids;
             ids.extend(tok.encode("Better: ").map_err(|e| e.to_string())?);
             seqs.push(ids);
@@ -137,7 +134,7 @@ pub fn judge_pairs<B: ModelBackend>(
         }
         let dists = score_distribution(
             model,
-            &crate::harness::batch_of::<B>(&seqs, &rows, pad, &device),
+            &collate::prompts::<B>(&seqs, &rows, pad, &device),
             &ab,
         )
         .map_err(|e| e.to_string())?;

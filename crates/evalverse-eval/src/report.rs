@@ -15,11 +15,11 @@ use evalverse_data::stats::score_matrix;
 use serde::Serialize;
 
 use crate::bootstrap::{bootstrap, ConfidenceInterval};
-use crate::harness::{Judgement, Verdict};
 use crate::metrics::{
     expected_calibration_error, na_gate, sample_metrics, system_agreement, win_ratios, Calibration,
     NaGate, SampleMetrics, SystemAgreement,
 };
+use evalverse_judge::harness::{Judgement, Verdict};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DimensionReport {
@@ -73,10 +73,12 @@ pub struct Report {
     pub overall: GroupReport,
 }
 
-/// Rows of one dimension usable for correlations: expert mean known.
+/// Rows of one dimension usable for correlations: the clips both the judge and the experts
+/// scored (expert mean known, the judge's verdict not N/A). The N/A decisions are measured
+/// beside them (`na_gate`: precision and recall against the experts' N/A majority).
 fn scored(js: &[&Judgement]) -> Vec<usize> {
     (0..js.len())
-        .filter(|&i| js[i].expert_mean.is_some())
+        .filter(|&i| js[i].expert_mean.is_some() && js[i].verdict != Verdict::NotApplicable)
         .collect()
 }
 
@@ -97,7 +99,7 @@ fn stat_on(
     let mut g = Vec::new();
     for (copy, &pg) in picked.iter().enumerate() {
         for (i, j) in js.iter().enumerate() {
-            if gi[i] == pg {
+            if gi[i] == pg && j.verdict != Verdict::NotApplicable {
                 if let Some(m) = j.expert_mean {
                     pred.push(j.soft);
                     want.push(m);
@@ -366,6 +368,7 @@ pub fn markdown(r: &Report) -> String {
         r.skipped_clips.len(),
         r.bootstrap_resamples
     );
+    s.push_str("Correlations, errors and accuracies are over the clips both the judge and the experts scored: a clip the judge calls N/A leaves the figures and enters the N/A precision / recall against the experts' N/A majority (column N/A P/R).\n\n");
     s.push_str("## By aspect (macro average over dimensions; soft scores)\n\n| aspect | SRCC | PLCC | pairwise acc | human ceiling SRCC |\n|---|---|---|---|---|\n");
     for g in r
         .aspects

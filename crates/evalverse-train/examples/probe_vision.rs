@@ -27,7 +27,7 @@ fn main() -> Result<(), String> {
     evalverse_model::lora::set_training(&mut model, false);
     for split in [Split::Train, Split::Val, Split::Test] {
         let examples = runtime::judge_examples(&recipe, &ds, split).map_err(|e| e.to_string())?;
-        let clips = runtime::decode_clips(&recipe, &ds, &examples);
+        let clips = runtime::decode_clips(&recipe, &ds, &examples, &model.cfg.vision);
         let vision = runtime::encode_vision(&model, &clips, &device);
         let mut seen = std::collections::BTreeSet::new();
         for e in &examples {

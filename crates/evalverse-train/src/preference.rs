@@ -106,10 +106,7 @@ fn encode(
 ) -> Option<Encoded> {
     let clip = clips.by_video.get(&e.video)?;
     let enc = tok
-        .encode_chat(
-            &runtime::conversation(e, runtime::vision_tokens(clip), Some(answer)),
-            false,
-        )
+        .encode_chat(&runtime::conversation(clips, e, clip, Some(answer)), false)
         .ok()?;
     Some(Encoded {
         ids: enc.ids,
@@ -128,10 +125,7 @@ fn prompt_only(
         return Ok(None);
     };
     let enc = tok
-        .encode_chat(
-            &runtime::conversation(e, runtime::vision_tokens(clip), None),
-            true,
-        )
+        .encode_chat(&runtime::conversation(clips, e, clip, None), true)
         .map_err(runtime)?;
     Ok(Some(Encoded {
         labels: vec![false; enc.ids.len()],
@@ -368,7 +362,7 @@ pub fn run<B: TrainBackend>(
     };
     evalverse_model::lora::apply_lora(&mut model, &lora)
         .map_err(|e| TrainError::Config(e.to_string()))?;
-    let clips = runtime::decode_clips(recipe, &ds, &all);
+    let clips = runtime::decode_clips(recipe, &ds, &all, &model.cfg.vision);
     for (id, why) in &clips.skipped {
         eprintln!("warning: skipping clip {id}: {why}");
     }

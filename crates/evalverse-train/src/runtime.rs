@@ -1,7 +1,8 @@
 //! What both training stages need, kept out of their loops: loading the base model, tokenizer and
-//! adapter; decoding the clips once through the cache (skipping and counting unreadable ones);
-//! encoding judge conversations; padding a micro-batch; and moving LoRA weights and gradients
-//! between the model and the optimizer by name.
+//! adapter (`evalverse_judge::load`); decoding the clips once through the cache (skipping and
+//! counting unreadable ones); judge conversations (`evalverse_judge::prompt`, the prompts the
+//! judge is served with); padding a micro-batch (`evalverse_judge::collate`); and moving LoRA
+//! weights and gradients between the model and the optimizer by name.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,12 +12,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use evalverse_data::cache::{CachedClip, DecodeCache};
 use evalverse_data::dataset::Dataset;
-use evalverse_data::video::PatchSpec;
-use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
-use evalverse_model::position::MediaGrid;
+use evalverse_judge::{collate, prompt, JudgeError};
+use evalverse_model::chat::{ChatTokenizer, Message};
+use evalverse_model::config::VisionConfig;
 use evalverse_model::{Batch, ModelBackend, QwenVl, TrainBackend};
 
-use crate::examples::{JudgeExample, SYSTEM_PROMPT};
+use crate::examples::JudgeExample;
 use crate::recipe::{Dtype, Recipe, ResponseUnit};
 
 /// Errors of a training run; the CLI maps `Config` to exit code 2 and the rest to 1.
@@ -40,6 +41,15 @@ pub enum TrainError {
 
 pub fn runtime(e: impl std::fmt::Display) -> TrainError {
     TrainError::Runtime(e.to_string())
+}
+
+impl From<JudgeError> for TrainError {
+    fn from(e: JudgeError) -> Self {
+        match e {
+            JudgeError::Config(m) => TrainError::Config(m),
+            JudgeError::Runtime(m) => TrainError::Runtime(m),
+        }
+    }
 }
 
 /// Exclusive use of a run folder while a stage trains in it: `<output_dir>/train.lock` holds the
@@ -125,30 +135,16 @@ pub fn load_model<B: ModelBackend>(
     recipe: &Recipe,
     device: &B::Device,
 ) -> Result<(QwenVl<B>, ChatTokenizer), TrainError> {
-    let files = evalverse_model::weights::ModelSource::parse(&recipe.model.source)
-        .and_then(|s| s.resolve())
-        .map_err(|e| TrainError::Config(format!("model.source: {e}")))?;
-    let tok_path = recipe
-        .model
-        .tokenizer
-        .clone()
-        .or(files.tokenizer.clone())
-        .ok_or_else(|| {
-            TrainError::Config(format!(
-                "model.tokenizer: {} has no tokenizer.json; name one in the recipe",
-                recipe.model.source
-            ))
-        })?;
-    let tok = ChatTokenizer::from_file(&tok_path).map_err(|e| TrainError::Config(e.to_string()))?;
-    let mut model = QwenVl::<B>::load_files(
-        &files.config,
-        &files.weights,
+    let (mut model, tok) = evalverse_judge::load::load_base::<B>(
+        &recipe.model.source,
+        recipe.model.tokenizer.as_deref(),
         dtype(recipe.model.dtype),
         device,
     )
-    .map_err(runtime)?;
-    tok.check_model(&model.cfg)
-        .map_err(|e| TrainError::Config(e.to_string()))?;
+    .map_err(|e| match e {
+        JudgeError::Config(m) => TrainError::Config(format!("model.source: {m}")),
+        other => other.into(),
+    })?;
     match &recipe.model.adapter {
         Some(dir) => {
             evalverse_model::lora::load_peft(&mut model, dir)
@@ -171,6 +167,8 @@ pub struct Clips {
     pub by_video: BTreeMap<PathBuf, CachedClip>,
     pub skipped: Vec<(String, String)>,
     pub cache_hits: usize,
+    /// The vision config the clips were preprocessed for (patch geometry, token count).
+    pub vision: VisionConfig,
 }
 
 /// The run's decode cache (`data.cache_dir`, default `<output_dir>/cache`).
@@ -243,7 +241,13 @@ pub fn label_nll<B: TrainBackend>(
     }
 }
 
-pub fn decode_clips(recipe: &Recipe, ds: &Dataset, examples: &[JudgeExample]) -> Clips {
+/// Decode the clips of `examples` for a model with vision config `vision`.
+pub fn decode_clips(
+    recipe: &Recipe,
+    ds: &Dataset,
+    examples: &[JudgeExample],
+    vision: &VisionConfig,
+) -> Clips {
     let cache = decode_cache(recipe);
     let mut ids: Vec<&str> = examples.iter().map(|e| e.clip_id.as_str()).collect();
     ids.sort_unstable();
@@ -254,7 +258,8 @@ pub fn decode_clips(recipe: &Recipe, ds: &Dataset, examples: &[JudgeExample]) ->
         .map(|c| &c.record)
         .filter(|c| ids.binary_search(&c.id.as_str()).is_ok())
         .collect();
-    let loaded = cache.load_clips(ds, clips, &recipe.data.frames, &PatchSpec::default(), false);
+    let patch = prompt::patch_spec(vision);
+    let loaded = cache.load_clips(ds, clips, &recipe.data.frames, &patch, false);
     Clips {
         by_video: loaded
             .clips
@@ -263,32 +268,22 @@ pub fn decode_clips(recipe: &Recipe, ds: &Dataset, examples: &[JudgeExample]) ->
             .collect(),
         skipped: loaded.skipped,
         cache_hits: loaded.cache_hits,
+        vision: vision.clone(),
     }
 }
 
-/// Merged vision tokens of a decoded clip (t * h * w / merge^2).
-pub fn vision_tokens(clip: &CachedClip) -> usize {
-    clip.vision.grid_thw.iter().product::<usize>() / 4
-}
-
-/// The conversation of an example: system, user (video + question), and the answer when given.
-pub fn conversation(e: &JudgeExample, video_tokens: usize, answer: Option<&str>) -> Vec<Message> {
-    let mut m = vec![
-        Message::text(Role::System, SYSTEM_PROMPT),
-        Message {
-            role: Role::User,
-            content: vec![
-                Content::Video {
-                    tokens: video_tokens,
-                },
-                Content::Text(e.question.clone()),
-            ],
-        },
-    ];
-    if let Some(a) = answer {
-        m.push(Message::text(Role::Assistant, a));
-    }
-    m
+/// The judge conversation of an example on its clip, with the answer when given.
+pub fn conversation(
+    clips: &Clips,
+    e: &JudgeExample,
+    clip: &CachedClip,
+    answer: Option<&str>,
+) -> Vec<Message> {
+    prompt::single(
+        prompt::clip_tokens(&clips.vision, clip),
+        &e.question,
+        answer,
+    )
 }
 
 /// A tokenised sequence with its clip.
@@ -326,7 +321,8 @@ pub fn encode_vision<B: ModelBackend>(
         .collect()
 }
 
-/// Left-pad sequences into a batch with their media (precomputed vision tokens when `vision` is given).
+/// Left-pad sequences into a batch with their clips (precomputed vision tokens when `vision`
+/// is given); returns the batch and the left-padded label masks.
 pub fn make_batch<B: ModelBackend>(
     seqs: &[&Encoded],
     clips: &Clips,
@@ -334,67 +330,16 @@ pub fn make_batch<B: ModelBackend>(
     device: &B::Device,
     vision: Option<&VisionCache<B>>,
 ) -> (Batch<B>, Vec<Vec<bool>>) {
-    let len = seqs.iter().map(|s| s.ids.len()).max().unwrap_or(0);
-    let mut ids = Vec::new();
-    let mut mask = Vec::new();
-    let mut labels = Vec::new();
-    let mut media = Vec::new();
-    let mut rows: Vec<f32> = Vec::new();
-    let mut n_rows = 0;
-    let mut embeds = Vec::new();
-    for s in seqs {
-        let pad_n = len - s.ids.len();
-        ids.push(
-            std::iter::repeat_n(pad, pad_n)
-                .chain(s.ids.iter().copied())
-                .collect(),
-        );
-        mask.push(
-            std::iter::repeat_n(false, pad_n)
-                .chain(std::iter::repeat_n(true, s.ids.len()))
-                .collect(),
-        );
-        labels.push(
-            std::iter::repeat_n(false, pad_n)
-                .chain(s.labels.iter().copied())
-                .collect(),
-        );
-        let clip = &clips.by_video[&s.video];
-        match vision {
-            Some(cache) => embeds.push(cache[&s.video].clone()),
-            None => {
-                rows.extend_from_slice(&clip.vision.pixel_values);
-                n_rows += clip.vision.grid_thw.iter().product::<usize>();
-            }
-        }
-        media.push(vec![MediaGrid {
-            is_video: true,
-            grid_thw: clip.vision.grid_thw,
-            second_per_grid: clip.vision.second_per_grid,
-        }]);
-    }
-    let (pixel_values, vision_embeds) = if vision.is_some() {
-        (None, Some(Tensor::cat(embeds, 0)))
-    } else {
-        let row_len = rows.len() / n_rows.max(1);
-        (
-            Some(Tensor::<B, 2>::from_data(
-                TensorData::new(rows, [n_rows, row_len]),
-                device,
-            )),
-            None,
-        )
-    };
-    (
-        Batch {
-            ids,
-            mask,
-            pixel_values,
-            media,
-            vision_embeds,
-        },
-        labels,
-    )
+    let rows = seqs
+        .iter()
+        .map(|s| collate::Row {
+            ids: &s.ids,
+            labels: Some(&s.labels),
+            clips: vec![&clips.by_video[&s.video]],
+            vision: vision.map(|v| vec![v[&s.video].clone()]),
+        })
+        .collect();
+    collate::collate(rows, pad, device)
 }
 
 /// LoRA weights by name (`<module>.lora_A` [in, r], `<module>.lora_B` [r, out]) with their shapes.

@@ -59,13 +59,13 @@ pub fn run<B: TrainBackend>(
     let all = stage_examples(recipe, &ds, Split::Train)?;
     let (mut model, tok) = runtime::load_model::<B>(recipe, device)?;
     evalverse_model::lora::set_training(&mut model, true);
-    let clips = runtime::decode_clips(recipe, &ds, &all);
+    let clips = runtime::decode_clips(recipe, &ds, &all, &model.cfg.vision);
     for (id, why) in &clips.skipped {
         eprintln!("warning: skipping clip {id}: {why}");
     }
     let encode = |e: &examples::JudgeExample| -> Option<Encoded> {
         let clip = clips.by_video.get(&e.video)?;
-        let conv = runtime::conversation(e, runtime::vision_tokens(clip), Some(&e.answer));
+        let conv = runtime::conversation(&clips, e, clip, Some(&e.answer));
         let enc = tok.encode_chat(&conv, false).ok()?;
         Some(Encoded {
             ids: enc.ids,
@@ -81,7 +81,7 @@ pub fn run<B: TrainBackend>(
         )));
     }
     let val_examples = stage_examples(recipe, &ds, Split::Val)?;
-    let val_clips = runtime::decode_clips(recipe, &ds, &val_examples);
+    let val_clips = runtime::decode_clips(recipe, &ds, &val_examples, &model.cfg.vision);
     let t = &recipe.train;
     let per_step = t.batch_size * t.grad_accum;
     let total_steps = match (t.max_steps, t.epochs) {
@@ -258,7 +258,7 @@ fn val_loss<B: ModelBackend>(
         let Some(clip) = clips.by_video.get(&e.video) else {
             continue;
         };
-        let conv = runtime::conversation(e, runtime::vision_tokens(clip), Some(&e.answer));
+        let conv = runtime::conversation(clips, e, clip, Some(&e.answer));
         let enc = tok.encode_chat(&conv, false).map_err(runtime)?;
         let seq = Encoded {
             ids: enc.ids,

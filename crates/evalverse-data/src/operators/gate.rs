@@ -42,7 +42,12 @@ pub struct GateDecision {
 
 /// The clip facts the gate uses: detected where evidence has them, else declared.
 pub fn detected_facts(clip: &ClipRecord, ev: &Evidence) -> (ClipFacts, [GateSource; 3]) {
-    let declared = clip.facts();
+    facts_over(&clip.facts(), ev)
+}
+
+/// `detected_facts` from declared facts (a clip outside a dataset declares none of its own:
+/// pass `ClipFacts::unknown()`; with every operator measured, nothing declared is used).
+fn facts_over(declared: &ClipFacts, ev: &Evidence) -> (ClipFacts, [GateSource; 3]) {
     let shots = ev.get("shot_count").map(|n| n.round() as usize);
     let audio = ev.get("audio_present").map(|v| v > 0.5);
     // Speech needs audio: an absent track means no speech even if no speech figure was computed.
@@ -74,7 +79,13 @@ pub fn detected_facts(clip: &ClipRecord, ev: &Evidence) -> (ClipFacts, [GateSour
 
 /// Decide whether `dim` applies to `clip` given the operators' evidence.
 pub fn gate(dim: &Dimension, clip: &ClipRecord, ev: &Evidence) -> GateDecision {
-    let (facts, src) = detected_facts(clip, ev);
+    gate_on(dim, &clip.prompt, &clip.facts(), ev)
+}
+
+/// `gate` for a clip given by its generation prompt and declared facts (the manifest's, or
+/// `ClipFacts::unknown()` for a clip outside a dataset).
+pub fn gate_on(dim: &Dimension, prompt: &str, declared: &ClipFacts, ev: &Evidence) -> GateDecision {
+    let (facts, src) = facts_over(declared, ev);
     let decided = |applies: bool, source: GateSource, reason: String| GateDecision {
         applies,
         source,
@@ -110,7 +121,7 @@ pub fn gate(dim: &Dimension, clip: &ClipRecord, ev: &Evidence) -> GateDecision {
             .into(),
         ),
         Applicability::Context { .. } => {
-            let prompt = clip.prompt.to_lowercase();
+            let prompt = prompt.to_lowercase();
             match NO_SUBJECT_CUES.iter().find(|c| prompt.contains(*c)) {
                 Some(cue) => decided(
                     false,

@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
 
-pub use gate::{detected_facts, gate, GateDecision, GateSource};
+pub use gate::{detected_facts, gate, gate_on, GateDecision, GateSource};
 
 /// Bump when an operator's output changes, so cached evidence is recomputed.
-pub const OPERATORS_VERSION: u32 = 3;
+pub const OPERATORS_VERSION: u32 = 4;
 
 /// One operator family. The names are what recipes list under `[data] operators`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -1,45 +1,89 @@
-//! The judge harness: a base model + adapter judges every clip x dimension of a split. For each,
-//! it generates the rationale and score (greedy), parses the score robustly (a malformed answer is
-//! counted, never guessed), and reads the soft score: the expected value over the score tokens
-//! after "Score: " (Q-Align / VideoScore2 style), with the distribution kept for calibration.
+//! The VLM stage of the judge: a base model + adapter judges response units (one clip, one
+//! dimension or one aspect). For each, it generates the rationale and score (greedy), parses the
+//! score robustly (a malformed answer is counted, never guessed), and reads the soft score: the
+//! expected value over the score tokens after "Score: " (Q-Align / VideoScore2 style), with the
+//! distribution kept for calibration, or the reward head's calibrated scalar. The later stages
+//! (context gate, fusion) are applied by `crate::compose`; every field a stage sets is kept in
+//! the `Judgement`, so a user can see why a verdict is what it is.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use burn::tensor::{Tensor, TensorData};
 use evalverse_data::cache::CachedClip;
-use evalverse_data::prompts::{
-    parse_score, split_unit_answer, JudgeExample, UnitExample, SYSTEM_PROMPT,
-};
+use evalverse_data::prompts::{parse_score, split_unit_answer, JudgeExample, UnitExample};
 use evalverse_data::taxonomy::{Scale, Taxonomy};
-use evalverse_model::chat::{ChatTokenizer, Content, Message, Role};
+use evalverse_model::chat::ChatTokenizer;
 use evalverse_model::generate::{generate, score_distribution, GenerationConfig};
-use evalverse_model::position::MediaGrid;
 use evalverse_model::reward::{self, RewardHead};
-use evalverse_model::{Batch, ModelBackend, QwenVl};
+use evalverse_model::{ModelBackend, QwenVl};
 use serde::{Deserialize, Serialize};
 
+use crate::collate;
+use crate::prompt;
+
 /// What the judge answered, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Verdict {
     Score(f64),
     NotApplicable,
+    #[default]
     Malformed,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Which stage answered N/A.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NaSource {
+    /// The context gate (the operators' evidence and the taxonomy's applicability rule).
+    Gate,
+    /// The VLM's own "Score: N/A".
+    Judge,
+}
+
+/// One clip x dimension, every stage of the judge recorded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Judgement {
     pub clip_id: String,
     pub prompt_group: String,
     pub generator: String,
     pub dimension: String,
+    /// The VLM's rationale for this dimension (empty when judged by the reward head alone).
     pub answer: String,
+    /// The final verdict: a level of the scale, N/A (`na_source` says which stage), or
+    /// malformed (no score line and nothing else to score with).
     pub verdict: Verdict,
-    /// Expected score over the score tokens.
+    /// The final soft score: `fused_soft` when fusion covers the dimension, else `vlm_soft`.
     pub soft: f64,
-    /// Distribution over the scale levels (renormalised over the score tokens).
+    /// Distribution over the scale levels: the score tokens' (renormalised), or the two levels
+    /// around a head or fused score.
     pub distribution: Vec<f64>,
+    /// The verdict the rationale's own score line states, before gate and fusion.
+    #[serde(default)]
+    pub text_verdict: Option<Verdict>,
+    /// Expected score over the score tokens (None when judged by the reward head alone).
+    #[serde(default)]
+    pub token_soft: Option<f64>,
+    /// The reward head's calibrated scalar, clamped to the scale (when the judge has a head
+    /// covering the dimension).
+    #[serde(default)]
+    pub head_soft: Option<f64>,
+    /// The VLM's score that enters fusion: `head_soft` when present, else `token_soft`.
+    #[serde(default)]
+    pub vlm_soft: Option<f64>,
+    /// The fusion model's prediction from `vlm_soft` and the operators' measurements, on the
+    /// scale (when the judge has a fusion model for the dimension).
+    #[serde(default)]
+    pub fused_soft: Option<f64>,
+    /// The context gate's decision on this clip and dimension: N/A or not (None: no
+    /// evidence was measured), whatever the policy made of it, and why.
+    #[serde(default)]
+    pub gate_na: Option<bool>,
+    #[serde(default)]
+    pub gate_reason: Option<String>,
+    /// Which stage answered N/A, when the verdict is N/A.
+    #[serde(default)]
+    pub na_source: Option<NaSource>,
     pub expert_mean: Option<f64>,
     pub expert_na: bool,
 }
@@ -62,8 +106,17 @@ impl Judgement {
             verdict,
             soft,
             distribution,
+            text_verdict: None,
+            token_soft: None,
+            head_soft: None,
+            vlm_soft: None,
+            fused_soft: None,
+            gate_na: None,
+            gate_reason: None,
+            na_source: None,
             expert_mean: e.mean,
-            expert_na: e.score.is_none(),
+            // A clip outside a dataset has no annotations (an empty histogram): not an expert N/A.
+            expert_na: e.score.is_none() && !e.histogram.is_empty(),
         }
     }
 
@@ -81,14 +134,14 @@ impl Judgement {
     }
 }
 
-pub struct JudgeSettings {
+pub struct JudgeSettings<'a> {
     pub max_new_tokens: usize,
     pub batch_size: usize,
     /// A reward head (Bradley-Terry `readout = "head"`): when given, each dimension it covers
     /// is scored by it (calibrated to the scale, clamped) instead of by the score tokens; the
     /// rationale is still generated, and an N/A answer stays N/A. With `max_new_tokens` 0 the
     /// head alone scores (no generation, no N/A answers): every dimension must be covered.
-    pub head: Option<RewardHead>,
+    pub head: Option<&'a RewardHead>,
 }
 
 /// A score on the scale as a distribution over the two levels around it (expectation = score).
@@ -112,72 +165,6 @@ fn two_point(score: f64, levels: &[f64]) -> Vec<f64> {
         d[j + 1] = t;
     }
     d
-}
-
-fn prompt(question: &str, tokens: usize) -> Vec<Message> {
-    vec![
-        Message::text(Role::System, SYSTEM_PROMPT),
-        Message {
-            role: Role::User,
-            content: vec![
-                Content::Video { tokens },
-                Content::Text(question.to_string()),
-            ],
-        },
-    ]
-}
-
-/// A left-padded batch; row `i` holds the clips of `clips[i]`, in prompt order (one video for a
-/// pointwise question, two for an A/B pair).
-pub(crate) fn batch_of<B: ModelBackend>(
-    seqs: &[Vec<u32>],
-    clips: &[Vec<&CachedClip>],
-    pad: u32,
-    device: &B::Device,
-) -> Batch<B> {
-    let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
-    let mut pixels = Vec::new();
-    let mut n = 0;
-    for c in clips.iter().flatten() {
-        pixels.extend_from_slice(&c.vision.pixel_values);
-        n += c.vision.grid_thw.iter().product::<usize>();
-    }
-    let row_len = pixels.len() / n.max(1);
-    Batch {
-        ids: seqs
-            .iter()
-            .map(|s| {
-                std::iter::repeat_n(pad, len - s.len())
-                    .chain(s.iter().copied())
-                    .collect()
-            })
-            .collect(),
-        mask: seqs
-            .iter()
-            .map(|s| {
-                std::iter::repeat_n(false, len - s.len())
-                    .chain(std::iter::repeat_n(true, s.len()))
-                    .collect()
-            })
-            .collect(),
-        pixel_values: Some(Tensor::<B, 2>::from_data(
-            TensorData::new(pixels, [n, row_len]),
-            device,
-        )),
-        media: clips
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|c| MediaGrid {
-                        is_video: true,
-                        grid_thw: c.vision.grid_thw,
-                        second_per_grid: c.vision.second_per_grid,
-                    })
-                    .collect()
-            })
-            .collect(),
-        vision_embeds: None,
-    }
 }
 
 /// Judge response units (`prompts::group_units`): one generation per unit, with
@@ -225,17 +212,17 @@ pub fn judge_units<B: ModelBackend>(
         let rows: Vec<Vec<&CachedClip>> = cl.iter().map(|c| vec![*c]).collect();
         let mut prompts = Vec::new();
         for (u, c) in chunk.iter().zip(&cl) {
-            let tokens = c.vision.grid_thw.iter().product::<usize>() / 4;
+            let tokens = prompt::clip_tokens(&model.cfg.vision, c);
             prompts.push(
-                tok.encode_chat(&prompt(&u.question, tokens), true)
+                tok.encode_chat(&prompt::single(tokens, &u.question, None), true)
                     .map_err(|e| e.to_string())?
                     .ids,
             );
         }
         // The reward head reads the prompt: one prefill per unit, a scalar per covered member.
         let mut head_scores: Vec<Option<f64>> = Vec::new();
-        if let Some(head) = &settings.head {
-            let batch = batch_of::<B>(&prompts, &rows, pad, &device);
+        if let Some(head) = settings.head {
+            let batch = collate::prompts::<B>(&prompts, &rows, pad, &device);
             let (h, ..) = model
                 .forward_hidden(&batch, false, None)
                 .map_err(|e| e.to_string())?;
@@ -265,8 +252,11 @@ pub fn judge_units<B: ModelBackend>(
                         m.dimension
                     )
                 })?;
+                finite(hs, m, "the reward head's score")?;
                 let mut j = Judgement::of(m, String::new(), Verdict::Score(hs), hs, Vec::new());
                 j.rescore(hs, scale);
+                j.head_soft = Some(hs);
+                j.vlm_soft = Some(hs);
                 out.push(j);
             }
             progress(out.len(), total);
@@ -275,7 +265,7 @@ pub fn judge_units<B: ModelBackend>(
         let widest = chunk.iter().map(|u| u.members.len()).max().unwrap_or(1);
         let gen = generate(
             model,
-            &batch_of::<B>(&prompts, &rows, pad, &device),
+            &collate::prompts::<B>(&prompts, &rows, pad, &device),
             &GenerationConfig::greedy(
                 settings.max_new_tokens * widest,
                 vec![tok.special.im_end, pad],
@@ -326,19 +316,28 @@ pub fn judge_units<B: ModelBackend>(
             .zip(soft_rows.chunks(settings.batch_size.max(1)))
         {
             dists.extend(
-                score_distribution(model, &batch_of::<B>(ps, rs, pad, &device), &score_ids)
-                    .map_err(|e| e.to_string())?,
+                score_distribution(
+                    model,
+                    &collate::prompts::<B>(ps, rs, pad, &device),
+                    &score_ids,
+                )
+                .map_err(|e| e.to_string())?,
             );
         }
         for (k, ((e, answer, found), (dist, _mass))) in parts.into_iter().zip(dists).enumerate() {
-            let mut verdict = match found.then(|| parse_score(&answer, scale)).flatten() {
+            let text_verdict = match found.then(|| parse_score(&answer, scale)).flatten() {
                 Some(Some(v)) => Verdict::Score(v),
                 Some(None) => Verdict::NotApplicable,
                 None => Verdict::Malformed,
             };
+            let mut verdict = text_verdict;
             let distribution: Vec<f64> = dist.iter().map(|&p| p as f64).collect();
-            let soft = distribution.iter().zip(&levels).map(|(p, v)| p * v).sum();
+            let soft: f64 = distribution.iter().zip(&levels).map(|(p, v)| p * v).sum();
+            finite(soft, e, "the expected score over the score tokens")?;
             let head = head_scores.get(k).copied().flatten();
+            if let Some(hs) = head {
+                finite(hs, e, "the reward head's score")?;
+            }
             if head.is_some() && verdict == Verdict::Malformed {
                 // The head scores a malformed answer too (its level is set by `rescore`).
                 verdict = Verdict::Score(soft);
@@ -347,11 +346,29 @@ pub fn judge_units<B: ModelBackend>(
             if let Some(hs) = head {
                 j.rescore(hs, scale);
             }
+            j.text_verdict = Some(text_verdict);
+            j.token_soft = Some(soft);
+            j.head_soft = head;
+            j.vlm_soft = Some(head.unwrap_or(soft));
             out.push(j);
         }
         progress(out.len(), total);
     }
     Ok(out)
+}
+
+/// Refuse a non-finite score: NaN weights or activations must never become a verdict.
+fn finite(v: f64, e: &JudgeExample, what: &str) -> Result<(), String> {
+    if v.is_finite() {
+        return Ok(());
+    }
+    Err(format!(
+        "clip {} ({}), dimension {}: {what} is {v}; the model's weights or activations are not \
+         finite (a damaged checkpoint or an overflow in this dtype), so no verdict is reported",
+        e.clip_id,
+        e.video.display(),
+        e.dimension
+    ))
 }
 
 #[cfg(test)]
