@@ -63,19 +63,33 @@ impl Serialize for Score {
 
 impl<'de> Deserialize<'de> for Score {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(f64),
-            Text(String),
+        // A visitor rather than an untagged enum, so that a score of another type is reported
+        // as what a score is, not as "no variant of untagged enum" of a private type.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Score;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a score: a number or \"N/A\"")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Score, E> {
+                Ok(Score::Value(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Score, E> {
+                Ok(Score::Value(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Score, E> {
+                Ok(Score::Value(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Score, E> {
+                match t {
+                    "N/A" => Ok(Score::NotApplicable),
+                    _ => Err(E::custom(format!(
+                        "score must be a number or \"N/A\", got \"{t}\""
+                    ))),
+                }
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Num(v) => Ok(Score::Value(v)),
-            Raw::Text(t) if t == "N/A" => Ok(Score::NotApplicable),
-            Raw::Text(t) => Err(serde::de::Error::custom(format!(
-                "score must be a number or \"N/A\", got \"{t}\""
-            ))),
-        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -313,18 +327,29 @@ fn string_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 fn describe_json_error(line: &str, e: &serde_json::Error) -> String {
+    // serde_json ends its message with " at line 1 column N": each manifest line is parsed on
+    // its own, so that "line 1" is not the manifest's line (the issue names that); keep the
+    // column only.
+    let full = e.to_string();
+    let message = full
+        .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+        .unwrap_or(&full);
+    let at = match e.column() {
+        0 => String::new(),
+        c => format!(" (column {c})"),
+    };
     if e.classify() == serde_json::error::Category::Syntax
         || e.classify() == serde_json::error::Category::Eof
     {
-        return format!("malformed JSON: {e}");
+        return format!("malformed JSON: {message}{at}");
     }
     // serde's message is good; add the record id when the line has one, for orientation.
     let id = serde_json::from_str::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned));
     match id {
-        Some(id) => format!("record '{id}': {e}"),
-        None => format!("invalid record: {e}"),
+        Some(id) => format!("record '{id}': {message}{at}"),
+        None => format!("invalid record: {message}{at}"),
     }
 }
 
@@ -378,6 +403,32 @@ mod tests {
             errors[0].message.contains("c1") && errors[0].message.contains("prompt_group"),
             "{}",
             errors[0].message
+        );
+    }
+
+    #[test]
+    fn json_errors_name_the_column_not_line_1_of_the_line() {
+        let (_, errors) = parse_jsonl("\n{\"record\": \"pair\",}\n");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 2);
+        let m = &errors[0].message;
+        assert!(
+            m.starts_with("malformed JSON") && m.contains("(column 19)") && !m.contains("line 1"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_score_of_another_type_is_reported_as_what_a_score_is() {
+        let line = r#"{"record":"clip","id":"c1","task":"t2v","prompt":"p","video":"v.mp4","generator":"g","prompt_group":"g","annotations":[{"rater":"r","dimension":"lens","score":true}]}"#;
+        let (_, errors) = parse_jsonl(line);
+        assert_eq!(errors.len(), 1);
+        let m = &errors[0].message;
+        assert!(
+            m.starts_with("record 'c1': ")
+                && m.contains("a number or \"N/A\"")
+                && !m.contains("untagged"),
+            "{m}"
         );
     }
 
