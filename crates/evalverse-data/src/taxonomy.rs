@@ -62,16 +62,29 @@ impl Scale {
             return Err(format!("scale step {} must be positive", self.step));
         }
         let k = (self.max - self.min) / self.step;
+        // The tolerance is absolute: a step far larger than the range gives k near 0, a
+        // "whole number" of steps with one level.
+        if k.round() < 1.0 {
+            return Err(format!(
+                "scale {}..{} is narrower than one step of {}",
+                self.min, self.max, self.step
+            ));
+        }
         if (k - k.round()).abs() > 1e-9 {
             return Err(format!(
                 "scale {}..{} is not a whole number of steps of {}",
                 self.min, self.max, self.step
             ));
         }
-        if k.round() as usize + 1 > 101 {
+        // Counted in f64: a step far smaller than the range gives more levels than a usize holds.
+        let levels = k.round() + 1.0;
+        if levels > 101.0 {
             return Err(format!(
                 "scale has {} levels; at most 101 are supported",
-                k.round() as usize + 1
+                match levels < 1e9 {
+                    true => levels.to_string(),
+                    false => format!("{levels:e}"),
+                }
             ));
         }
         if !self.labels.is_empty() && self.labels.len() != self.levels() {
@@ -531,6 +544,33 @@ mod tests {
             .to_string();
         assert!(
             e.contains("default_scale") && e.contains("below max"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn scale_with_more_levels_than_a_usize_holds_is_refused() {
+        for (max, step) in [("1e300", "1"), ("5", "1e-300")] {
+            let e = with_builtin_replaced(
+                "min = 1\nmax = 5\nstep = 1",
+                &format!("min = 1\nmax = {max}\nstep = {step}"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("default_scale") && e.contains("at most 101 are supported"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn scale_narrower_than_one_step_is_refused() {
+        let e = with_builtin_replaced("min = 1\nmax = 5\nstep = 1", "min = 1\nmax = 5\nstep = 4e9")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("default_scale") && e.contains("narrower than one step"),
             "{e}"
         );
     }
