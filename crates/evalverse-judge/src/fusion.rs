@@ -70,6 +70,9 @@ impl Standardiser {
         for j in 0..d {
             let col: Vec<f64> = x.iter().map(|r| r[j]).filter(|v| v.is_finite()).collect();
             if col.is_empty() {
+                // Never measured in training: the column carries nothing, and an input is
+                // clipped to its mean (0). An infinite range would be written as null.
+                (lo[j], hi[j]) = (0.0, 0.0);
                 continue;
             }
             lo[j] = col.iter().copied().fold(f64::INFINITY, f64::min);
@@ -545,20 +548,75 @@ impl FusionModel {
         }
         for (dim, d) in &m.dimensions {
             let n = d.features.len();
-            let ok = match &d.model {
-                Fitted::Ridge(r) => r.weights.len() == n && r.scaler.mean.len() == n,
-                Fitted::Mlp(p) => p.w1.iter().all(|r| r.len() == n) && p.scaler.mean.len() == n,
+            let (scaler, ok) = match &d.model {
+                Fitted::Ridge(r) => (&r.scaler, r.weights.len() == n),
+                Fitted::Mlp(p) => (
+                    &p.scaler,
+                    !p.w1.is_empty()
+                        && p.w1.iter().all(|r| r.len() == n)
+                        && p.b1.len() == p.w1.len()
+                        && p.w2.len() == p.w1.len(),
+                ),
             };
-            if !ok || d.features.first().map(String::as_str) != Some(VLM_FEATURE) {
+            let sizes = [&scaler.mean, &scaler.std, &scaler.lo, &scaler.hi];
+            if !ok
+                || sizes.iter().any(|v| v.len() != n)
+                || d.features.first().map(String::as_str) != Some(VLM_FEATURE)
+            {
                 return Err(bad(format!(
-                    "dimension {dim}: {n} features do not match the fitted weights"
+                    "dimension {dim}: {n} features do not match the fitted weights and scaler"
                 )));
             }
             if !(d.scale_min < d.scale_max) {
                 return Err(bad(format!("dimension {dim}: empty scale")));
             }
+            let bound = prediction_bound(&d.model);
+            if !bound.is_finite() {
+                return Err(bad(format!(
+                    "dimension {dim}: a scaler std that is not positive, an input range with lo \
+                     above hi, or weights so large that a prediction overflows ({bound})"
+                )));
+            }
         }
         Ok(m)
+    }
+}
+
+/// The largest |prediction| a fitted model can make on inputs clipped to its train range, NaN
+/// or infinite when it can make a non-finite one (a std that is not positive, a range with lo
+/// above hi, weights that overflow): checked at load, so no fused score is ever NaN.
+fn prediction_bound(model: &Fitted) -> f64 {
+    let s = match model {
+        Fitted::Ridge(r) => &r.scaler,
+        Fitted::Mlp(p) => &p.scaler,
+    };
+    // The largest |z| of each standardised input (a missing input is 0).
+    let z: Vec<f64> = (0..s.mean.len())
+        .map(|j| {
+            if !(s.std[j] > 0.0 && s.lo[j] <= s.hi[j]) {
+                return f64::NAN;
+            }
+            (s.lo[j] - s.mean[j]).abs().max((s.hi[j] - s.mean[j]).abs()) / s.std[j]
+        })
+        .collect();
+    let dot_bound = |w: &[f64]| w.iter().zip(&z).map(|(w, z)| w.abs() * z).sum::<f64>();
+    match model {
+        Fitted::Ridge(r) => r.intercept.abs() + dot_bound(&r.weights),
+        Fitted::Mlp(p) => {
+            // tanh is bounded; its inputs must still be finite (inf - inf is NaN).
+            let hidden =
+                p.w1.iter()
+                    .zip(&p.b1)
+                    .map(|(w, b)| b.abs() + dot_bound(w))
+                    .fold(0.0, f64::max);
+            let out = p.b2.abs() + p.w2.iter().map(|w| w.abs()).sum::<f64>();
+            let y = p.y_mean.abs() + p.y_std.abs() * out;
+            if hidden.is_finite() {
+                y
+            } else {
+                hidden
+            }
+        }
     }
 }
 
@@ -669,5 +727,80 @@ mod tests {
         };
         assert_eq!(d.predict(4.0, &ev), 5.0);
         assert_eq!(d.predict(0.0, &ev), 1.0);
+    }
+
+    /// A one-dimension fusion model around `model`, saved to `dir` and loaded back.
+    fn save_and_load(model: Fitted, dir: &Path) -> Result<FusionModel, JudgeError> {
+        let m = FusionModel {
+            format: FUSION_FORMAT,
+            operators: OperatorSet::default(),
+            operators_version: evalverse_data::operators::OPERATORS_VERSION,
+            regressor: Regressor::Ridge { lambda: 1.0 },
+            dimensions: BTreeMap::from([(
+                "lens".to_string(),
+                DimensionFusion {
+                    features: vec![VLM_FEATURE.into(), "sharpness".into()],
+                    model,
+                    penalty: 1.0,
+                    train_rows: 4,
+                    scale_min: 1.0,
+                    scale_max: 5.0,
+                },
+            )]),
+        };
+        let path = dir.join("fusion.json");
+        m.save(&path).unwrap();
+        FusionModel::load(&path)
+    }
+
+    fn ridge() -> Ridge {
+        let x: Vec<Vec<f64>> = (0..8).map(|i| vec![i as f64, (i % 3) as f64]).collect();
+        let y: Vec<f64> = (0..8).map(|i| 1.0 + (i % 5) as f64).collect();
+        Ridge::fit(&x, &y, 1.0).unwrap()
+    }
+
+    #[test]
+    fn load_refuses_a_scaler_shorter_than_the_features() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = ridge();
+        r.scaler.std.pop();
+        let e = save_and_load(Fitted::Ridge(r), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fusion.json") && e.contains("dimension lens") && e.contains("scaler"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn load_refuses_weights_whose_prediction_overflows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = ridge();
+        r.weights = vec![1e308, -1e308];
+        let e = save_and_load(Fitted::Ridge(r), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dimension lens") && e.contains("overflows"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_model_fitted_with_a_feature_never_measured_saves_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let x: Vec<Vec<f64>> = (0..8).map(|i| vec![i as f64, f64::NAN]).collect();
+        let y: Vec<f64> = (0..8).map(|i| 1.0 + (i % 5) as f64).collect();
+        let r = Ridge::fit(&x, &y, 1.0).unwrap();
+        let m = save_and_load(Fitted::Ridge(r), dir.path()).unwrap();
+        let ev = Evidence {
+            version: evalverse_data::operators::OPERATORS_VERSION,
+            operators: OperatorSet::all(),
+            measurements: vec![],
+            shots: vec![],
+        };
+        let y = m.predict("lens", 3.0, &ev).unwrap();
+        assert!((1.0..=5.0).contains(&y), "{y}");
     }
 }
