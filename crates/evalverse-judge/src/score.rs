@@ -108,8 +108,10 @@ impl ClipResult {
 /// not be read (file and line named); a row without a prompt is returned (it becomes an error
 /// line of the output, so the run reports it and goes on).
 pub fn read_list(path: &Path) -> Result<(Vec<ListRow>, Vec<String>), JudgeError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| JudgeError::Config(format!("{}: {e}", path.display())))?;
+    // Bytes, not a string: a line that is not UTF-8 is reported with its line, and the others
+    // are still read (the CSV reader checks each record itself).
+    let bytes =
+        std::fs::read(path).map_err(|e| JudgeError::Config(format!("{}: {e}", path.display())))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let resolve = |v: &str| {
         let p = PathBuf::from(v);
@@ -135,7 +137,7 @@ pub fn read_list(path: &Path) -> Result<(Vec<ListRow>, Vec<String>), JudgeError>
     if csv {
         let mut r = csv::ReaderBuilder::new()
             .flexible(true)
-            .from_reader(text.as_bytes());
+            .from_reader(&bytes[..]);
         let header: Vec<String> = r
             .headers()
             .map_err(|e| JudgeError::Config(format!("{}:1: {e}", path.display())))?
@@ -189,7 +191,22 @@ pub fn read_list(path: &Path) -> Result<(Vec<ListRow>, Vec<String>), JudgeError>
             ));
         }
     } else {
-        for (i, line) in text.lines().enumerate() {
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line = match std::str::from_utf8(line) {
+                Ok(l) => l,
+                Err(e) => {
+                    let at = e.valid_up_to();
+                    errors.push(format!(
+                        "{}:{}: not valid UTF-8: byte 0x{:02X} at column {}; save the list as UTF-8",
+                        path.display(),
+                        i + 1,
+                        line[at],
+                        at + 1
+                    ));
+                    continue;
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
@@ -432,6 +449,34 @@ mod tests {
         std::fs::write(&c, "video,score\na.mp4,3\n").unwrap();
         let e = read_list(&c).unwrap_err().to_string();
         assert!(e.contains("unknown column 'score'"), "{e}");
+    }
+
+    #[test]
+    fn a_list_line_that_is_not_utf8_is_reported_with_its_line_and_the_others_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("list.jsonl");
+        let mut bytes = b"{\"video\": \"a.mp4\", \"prompt\": \"a cat\"}\n".to_vec();
+        bytes.extend(b"{\"video\": \"b\xff.mp4\", \"prompt\": \"p\"}\n");
+        bytes.extend(b"{\"video\": \"c.mp4\", \"prompt\": \"p\"}\n");
+        std::fs::write(&j, &bytes).unwrap();
+        let (rows, errs) = read_list(&j).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["a.mp4", "c.mp4"]
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("list.jsonl:2: not valid UTF-8") && errs[0].contains("0xFF"),
+            "{errs:?}"
+        );
+        let c = dir.path().join("list.csv");
+        std::fs::write(&c, b"video,prompt\na.mp4,p\nb\xff.mp4,p\n").unwrap();
+        let (rows, errs) = read_list(&c).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(
+            errs.len() == 1 && errs[0].contains("list.csv:3:"),
+            "{errs:?}"
+        );
     }
 
     #[test]
