@@ -192,6 +192,75 @@ fn train_killed_by_sigint_resumes_to_the_losses_of_a_straight_run() {
     }
 }
 
+/// Every line of a run's metrics.jsonl as (step, loss) when it has a loss, in file order.
+fn logged_losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Some((v.get("step")?.as_u64()?, v.get("loss")?.as_f64()?))
+        })
+        .collect()
+}
+
+#[test]
+fn resume_from_an_older_checkpoint_logs_each_step_once() {
+    // A run that logged step 6 but whose last checkpoint is step 3 (killed, or a full disk while
+    // saving): resumed, it trains 4..6 again and the logs hold each step once.
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let recipe = sft_recipe(dir.path(), "run", &base, &root().join("data/sample"), 6);
+    let every_third = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace("save_every = 1", "save_every = 3")
+        .replace("keep_last = 2", "keep_last = 5");
+    std::fs::write(&recipe, every_third).unwrap();
+    let run = dir.path().join("run");
+    let o = evalverse(&["train", recipe.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let first = logged_losses(&run);
+    assert_eq!(first.len(), 6);
+    std::fs::remove_dir_all(run.join("checkpoints/step-000006")).unwrap();
+    std::fs::remove_dir_all(run.join("adapter")).unwrap();
+    let o = evalverse(&["train", recipe.to_str().unwrap(), "--resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("step 3"), "{}", text(&o));
+    let again = logged_losses(&run);
+    let steps: Vec<u64> = again.iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<_>>(), "{again:?}");
+    for ((s, a), (_, b)) in first.iter().zip(&again) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "step {s}: {a} vs {b}"
+        );
+    }
+    let events: Vec<_> = std::fs::read_dir(run.join("tb"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("tfevents"))
+        .collect();
+    assert_eq!(events.len(), 1, "one TensorBoard event stream per run");
+}
+
+#[test]
+fn a_full_disk_while_logging_names_the_file() {
+    // /dev/full answers every write with ENOSPC, as a full disk does.
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let recipe = sft_recipe(dir.path(), "run", &base, &root().join("data/sample"), 2);
+    let metrics = dir.path().join("run/metrics.jsonl");
+    std::fs::create_dir_all(dir.path().join("run")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &metrics).unwrap();
+    let o = evalverse(&["train", recipe.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains(&format!("{}: No space left on device", metrics.display())),
+        "{said}"
+    );
+}
+
 /// A copy of data/sample (manifest and dataset.toml; videos linked) with one video replaced by
 /// garbage bytes.
 fn sample_with_a_corrupt_clip(dir: &Path) -> (PathBuf, String) {

@@ -122,6 +122,7 @@ pub fn run<B: TrainBackend>(
         recipe.log.jsonl,
         recipe.log.tensorboard,
         recipe.log.progress.then_some(total_steps as u64),
+        state.step,
     )
     .map_err(runtime)?;
     if let Some(b) = &logger.bar {
