@@ -244,6 +244,44 @@ fn resume_from_an_older_checkpoint_logs_each_step_once() {
 }
 
 #[test]
+fn resume_with_no_checkpoint_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = sft_recipe(
+        dir.path(),
+        "run",
+        &dir.path().join("base"),
+        &root().join("data/sample"),
+        2,
+    );
+    let o = evalverse(&["train", recipe.to_str().unwrap(), "--resume"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("no checkpoint to resume from"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.path().join("run/metrics.jsonl").exists());
+}
+
+#[test]
+fn a_failed_train_leaves_no_recipe_behind() {
+    // recipe.toml is what makes a folder a run (`eval --checkpoint RUN`): it comes with the
+    // first checkpoint, not before the run has started.
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = sft_recipe(
+        dir.path(),
+        "run",
+        &dir.path().join("no-such-base"),
+        &root().join("data/sample"),
+        2,
+    );
+    let o = evalverse(&["train", recipe.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no-such-base"), "{}", text(&o));
+    assert!(!dir.path().join("run/recipe.toml").exists());
+}
+
+#[test]
 fn a_full_disk_while_logging_names_the_file() {
     // /dev/full answers every write with ENOSPC, as a full disk does.
     let dir = tempfile::tempdir().unwrap();

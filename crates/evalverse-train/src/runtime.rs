@@ -108,18 +108,23 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// The start of every training stage: lock the run folder, refuse to overwrite a run that holds
-/// checkpoints unless resuming, write the resolved recipe. Keep the lock for the whole run.
+/// checkpoints unless resuming, and a resume with nothing to resume from. Keep the lock for the
+/// whole run. The resolved recipe is written with the first checkpoint (`save_checkpoint`), so a
+/// run that fails before it leaves no `recipe.toml` making its folder look like a run.
 pub fn open_run(recipe: &Recipe, resume: bool) -> Result<RunLock, TrainError> {
     let out = &recipe.run.output_dir;
     let lock = RunLock::acquire(out)?;
-    if !resume && crate::checkpoint::latest(out).is_some() {
-        return Err(TrainError::Config(format!(
+    match (resume, crate::checkpoint::latest(out).is_some()) {
+        (false, true) => Err(TrainError::Config(format!(
             "{} already holds checkpoints; pass --resume to continue it",
             out.display()
-        )));
+        ))),
+        (true, false) => Err(TrainError::Config(format!(
+            "--resume: {} holds no checkpoint to resume from; start the run without --resume",
+            out.join("checkpoints").display()
+        ))),
+        _ => Ok(lock),
     }
-    write_text(&out.join("recipe.toml"), &recipe.to_toml())?;
-    Ok(lock)
 }
 
 pub fn dtype(d: Dtype) -> DType {
@@ -443,7 +448,7 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), TrainError> {
 
 /// Save a checkpoint of a LoRA run at `state.step`: the adapter (PEFT format) with the reward
 /// head beside it when the run trains one, the optimizer moments, the trainer state and the
-/// resolved recipe, atomically (checkpoint::commit).
+/// resolved recipe, atomically (checkpoint::commit); then the resolved recipe of the run folder.
 pub fn save_checkpoint<B: ModelBackend>(
     recipe: &Recipe,
     lora: &evalverse_model::lora::LoraConfig,
@@ -468,15 +473,25 @@ pub fn save_checkpoint<B: ModelBackend>(
                 h.save(&dir.join("adapter")).map_err(|e| e.to_string())?;
             }
             crate::checkpoint::save_optimizer(&dir.join("optimizer.safetensors"), opt)?;
-            std::fs::write(
-                dir.join("trainer_state.json"),
+            let write = |name: &str, text: String| {
+                let path = dir.join(name);
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+            };
+            write(
+                "trainer_state.json",
                 serde_json::to_string_pretty(state).expect("json"),
-            )
-            .map_err(|e| e.to_string())?;
-            std::fs::write(dir.join("recipe.toml"), recipe.to_toml()).map_err(|e| e.to_string())
+            )?;
+            write("recipe.toml", recipe.to_toml())
         },
     )
     .map_err(runtime)
+    .and_then(|ck| {
+        write_text(
+            &recipe.run.output_dir.join("recipe.toml"),
+            &recipe.to_toml(),
+        )?;
+        Ok(ck)
+    })
 }
 
 /// Restore the newest checkpoint of the run (adapter into the model, optimizer, trainer state).
@@ -501,6 +516,42 @@ pub fn restore_checkpoint<B: ModelBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn recipe_in(out: &Path) -> Recipe {
+        let text = format!(
+            "[run]\noutput_dir = \"{}\"\n[model]\nsource = \"base\"\n[lora]\nrank = 4\nalpha = 8\n\
+             [data]\ndataset = \"data\"\n[stage]\nkind = \"sft\"\n[optim]\nlr = 1e-3\n\
+             [schedule]\ndecay = \"constant\"\n[train]\nmax_steps = 2\n",
+            out.display()
+        );
+        Recipe::parse(&text, Path::new("r.toml")).unwrap()
+    }
+
+    #[test]
+    fn resume_without_a_checkpoint_is_refused_as_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let e = open_run(&recipe_in(&out), true).unwrap_err();
+        assert!(matches!(e, TrainError::Config(_)), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("no checkpoint") && e.contains("without --resume"),
+            "{e}"
+        );
+        // A fresh start in the same folder is fine.
+        drop(open_run(&recipe_in(&out), false).unwrap());
+    }
+
+    #[test]
+    fn a_run_that_saved_nothing_leaves_no_recipe_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        drop(open_run(&recipe_in(&out), false).unwrap());
+        assert!(
+            !out.join("recipe.toml").exists(),
+            "recipe.toml marks a run folder (eval --checkpoint RUN); it comes with the first checkpoint"
+        );
+    }
 
     #[test]
     fn a_live_holder_keeps_the_run_a_dead_one_does_not() {
