@@ -231,3 +231,40 @@ fn train_refuses_a_bad_recipe_with_exit_two() {
         text(&o)
     );
 }
+
+#[test]
+fn eval_without_bootstrap_prints_the_point_estimates() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let out = dir.path().join("eval");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        "none",
+        "--base",
+        base.to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--dimensions",
+        "lens",
+        "--max-new-tokens",
+        "4",
+        "--bootstrap",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let srcc = r["overall"]["srcc"]["estimate"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no overall SRCC: {}", r["overall"]));
+    assert!(r["overall"]["srcc"]["lower"].is_null());
+    assert!(r["dimensions"][0]["soft_srcc_ci"]["estimate"].is_number());
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        printed.contains(&format!("| Overall | {srcc:.3} (no interval) |")),
+        "{printed}"
+    );
+}

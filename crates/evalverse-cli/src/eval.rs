@@ -118,6 +118,9 @@ impl OnBackend for Run<'_, '_> {
         for w in &ev.warnings {
             eprintln!("warning: {w}");
         }
+        if let Some(note) = ev.report.interval_note().filter(|_| a.bootstrap > 0) {
+            eprintln!("warning: {note}");
+        }
         pipeline::write(&ev, &out)?;
         Ok((ev, out))
     }

@@ -97,7 +97,7 @@ pub fn fit(
 /// The per-dimension table: SRCC with its 95% interval for VLM-only, operators-only and fused.
 pub fn table(f: &Fusion) -> String {
     let ci = |f: &evalverse_eval::fusion::FusionFigure| match f.srcc {
-        Some(c) => format!("{:.3} [{:.3}, {:.3}]", c.estimate, c.lower, c.upper),
+        Some(c) => c.to_string(),
         None => "-".into(),
     };
     let mut out = String::from(
@@ -208,10 +208,7 @@ pub fn fuse(a: &FuseArgs) -> Result<ExitCode, Failure> {
     );
     let r = write(&f, &ds, &how, &set, &model, &out, a.bootstrap, a.seed)?;
     if let Some(o) = r.overall.srcc {
-        println!(
-            "\nfused judge, all test dimensions: SRCC {:.3} [{:.3}, {:.3}]",
-            o.estimate, o.lower, o.upper
-        );
+        println!("\nfused judge, all test dimensions: SRCC {o}");
     }
     println!(
         "-> {} and {}",

@@ -18,8 +18,11 @@ pub const CONFIDENCE_LEVEL: f64 = 0.95;
 pub struct ConfidenceInterval {
     /// The statistic on the original groups.
     pub estimate: f64,
-    pub lower: f64,
-    pub upper: f64,
+    /// The bounds; None when no interval was drawn: no resamples asked for, fewer than two
+    /// groups (every resample of one group is that group, so the "interval" would have zero
+    /// width whatever the uncertainty), or no resample where the statistic is defined.
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
     pub level: f64,
     /// Resamples drawn.
     pub resamples: usize,
@@ -28,25 +31,37 @@ pub struct ConfidenceInterval {
     pub undefined: usize,
 }
 
+/// `0.512 [0.313, 0.633]`, or `0.512 (no interval)`.
+impl std::fmt::Display for ConfidenceInterval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.lower, self.upper) {
+            (Some(l), Some(u)) => write!(f, "{:.3} [{l:.3}, {u:.3}]", self.estimate),
+            _ => write!(f, "{:.3} (no interval)", self.estimate),
+        }
+    }
+}
+
 /// Percentile bootstrap interval of `stat` over `n_groups` clusters.
 ///
 /// Each of `n_resamples` resamples draws `n_groups` group indices uniformly with replacement
 /// and calls `stat` with them (unsorted, with repeats; a repeated group counts twice). `stat`
 /// receives `0..n_groups` for the estimate. The bounds are the 2.5th and 97.5th percentiles of
-/// the defined resample values, interpolated linearly ([`percentile`]).
+/// the defined resample values, interpolated linearly ([`percentile`]); with no resamples or
+/// a single group none are drawn and the estimate comes without bounds.
 ///
-/// `None` when there are no groups or resamples, the estimate is undefined, or no resample is.
+/// `None` when there are no groups or the estimate is undefined.
 pub fn bootstrap<F: Fn(&[usize]) -> Option<f64>>(
     n_groups: usize,
     n_resamples: usize,
     seed: u64,
     stat: F,
 ) -> Option<ConfidenceInterval> {
-    if n_groups == 0 || n_resamples == 0 {
+    if n_groups == 0 {
         return None;
     }
     let all: Vec<usize> = (0..n_groups).collect();
     let estimate = defined(stat(&all))?;
+    let n_resamples = if n_groups < 2 { 0 } else { n_resamples };
     let mut values = Vec::with_capacity(n_resamples);
     let mut undefined = 0;
     for_each_resample(n_groups, n_resamples, seed, |picked| {
@@ -55,11 +70,11 @@ pub fn bootstrap<F: Fn(&[usize]) -> Option<f64>>(
             None => undefined += 1,
         }
     });
-    let (lower, upper) = percentile_interval(&mut values)?;
+    let bounds = percentile_interval(&mut values);
     Some(ConfidenceInterval {
         estimate,
-        lower,
-        upper,
+        lower: bounds.map(|b| b.0),
+        upper: bounds.map(|b| b.1),
         level: CONFIDENCE_LEVEL,
         resamples: n_resamples,
         undefined,
@@ -93,7 +108,8 @@ pub struct PairedComparison {
 /// exactly zero counts against A, the conservative choice), capped at 1; d = 0 gives p = 1.
 /// Koehn's one-sided "A is better with 1 − p confidence" is this share without the doubling.
 ///
-/// `None` under the same conditions as [`bootstrap`].
+/// `None` when there are fewer than two groups (every resample would repeat the one group, so
+/// any difference would look certain) or no resamples, or either estimate is undefined.
 pub fn paired_bootstrap<A, B>(
     n_groups: usize,
     n_resamples: usize,
@@ -105,7 +121,7 @@ where
     A: Fn(&[usize]) -> Option<f64>,
     B: Fn(&[usize]) -> Option<f64>,
 {
-    if n_groups == 0 || n_resamples == 0 {
+    if n_groups < 2 || n_resamples == 0 {
         return None;
     }
     let all: Vec<usize> = (0..n_groups).collect();
@@ -312,7 +328,11 @@ mod tests {
         // percentiles of 2000 draws are 0 and 1.
         let values = [0.0, 1.0];
         let ci = bootstrap(2, 2000, 5, |p| mean_of(&values, p)).expect("defined");
-        assert_eq!((ci.estimate, ci.lower, ci.upper), (0.5, 0.0, 1.0));
+        assert_eq!(
+            (ci.estimate, ci.lower, ci.upper),
+            (0.5, Some(0.0), Some(1.0))
+        );
+        assert_eq!(ci.to_string(), "0.500 [0.000, 1.000]");
         assert_eq!(ci.undefined, 0);
     }
 
@@ -320,7 +340,7 @@ mod tests {
     fn bootstrap_counts_and_skips_undefined_resamples() {
         // Undefined whenever group 0 is missing from the resample: (1 − 1/2)² = 1/4 of the time.
         let ci = bootstrap(2, 4000, 2, |p| p.contains(&0).then_some(1.0)).expect("defined");
-        assert_eq!((ci.lower, ci.upper), (1.0, 1.0));
+        assert_eq!((ci.lower, ci.upper), (Some(1.0), Some(1.0)));
         let share = ci.undefined as f64 / 4000.0;
         assert!((share - 0.25).abs() < 0.03, "{share}");
     }
@@ -330,6 +350,39 @@ mod tests {
         assert_eq!(bootstrap(3, 10, 0, |_| None), None);
         assert_eq!(bootstrap(3, 10, 0, |_| Some(f64::NAN)), None);
         assert_eq!(bootstrap(0, 10, 0, |_| Some(1.0)), None);
+    }
+
+    #[test]
+    fn no_resamples_keep_the_estimate_without_an_interval() {
+        let values = [1.0, 2.0, 6.0];
+        let ci = bootstrap(3, 0, 0, |p| mean_of(&values, p)).expect("the estimate is defined");
+        assert_eq!(ci.estimate, 3.0);
+        assert_eq!((ci.lower, ci.upper, ci.resamples), (None, None, 0));
+    }
+
+    #[test]
+    fn one_group_gives_the_estimate_and_no_interval() {
+        // Every resample of one group is that group: a zero-width "interval" would say nothing
+        // about the uncertainty.
+        let ci = bootstrap(1, 500, 0, |p| mean_of(&[0.872], p)).expect("defined");
+        assert_eq!(ci.estimate, 0.872);
+        assert_eq!((ci.lower, ci.upper, ci.resamples), (None, None, 0));
+        assert_eq!(ci.to_string(), "0.872 (no interval)");
+    }
+
+    #[test]
+    fn a_paired_test_needs_two_groups_and_resamples() {
+        let (a, b) = ([3.0], [2.0]);
+        assert_eq!(
+            paired_bootstrap(1, 500, 0, |p| mean_of(&a, p), |p| mean_of(&b, p)),
+            None,
+            "one group would give p = 0 for any difference"
+        );
+        let (a, b) = ([3.0, 1.0], [2.0, 2.0]);
+        assert_eq!(
+            paired_bootstrap(2, 0, 0, |p| mean_of(&a, p), |p| mean_of(&b, p)),
+            None
+        );
     }
 
     #[test]

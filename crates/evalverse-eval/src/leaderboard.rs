@@ -155,7 +155,7 @@ pub fn markdown(entries: &[Entry]) -> String {
         let _ = write!(s, "| {} |", e.run);
         for c in &cols {
             let cell = match &e.srcc[*c] {
-                Some(ci) => format!("{:.3} [{:.3}, {:.3}]", ci.estimate, ci.lower, ci.upper),
+                Some(ci) => ci.to_string(),
                 None => "-".into(),
             };
             let mark = match &e.versus_first[*c] {

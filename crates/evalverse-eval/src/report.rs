@@ -65,6 +65,8 @@ pub struct Report {
     pub malformed: usize,
     pub skipped_clips: Vec<String>,
     pub bootstrap_resamples: usize,
+    /// Prompt groups judged: the units the bootstrap resamples (intervals need two or more).
+    pub prompt_groups: usize,
     /// Frame sampling the clips were judged with (set by the caller that decoded them).
     pub frames: Option<evalverse_data::video::FrameSpec>,
     pub dimensions: Vec<DimensionReport>,
@@ -337,6 +339,7 @@ pub fn build(
             .count(),
         skipped_clips: skipped,
         bootstrap_resamples: resamples,
+        prompt_groups: n_groups,
         frames: None,
         dimensions: dims,
         aspects,
@@ -345,9 +348,27 @@ pub fn build(
     }
 }
 
+impl Report {
+    /// Why the figures come without 95% intervals, when they do.
+    pub fn interval_note(&self) -> Option<String> {
+        if self.bootstrap_resamples == 0 {
+            Some("no intervals (0 bootstrap resamples)".into())
+        } else if self.prompt_groups < 2 {
+            Some(format!(
+                "no intervals: the split has {} prompt group{}, and the bootstrap resamples \
+                 prompt groups (a single one gives the same figure every time)",
+                if self.prompt_groups == 1 { "one" } else { "no" },
+                if self.prompt_groups == 1 { "" } else { "s" }
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 fn ci(c: &Option<ConfidenceInterval>) -> String {
     match c {
-        Some(c) => format!("{:.3} [{:.3}, {:.3}]", c.estimate, c.lower, c.upper),
+        Some(c) => c.to_string(),
         None => "-".into(),
     }
 }
@@ -358,7 +379,7 @@ fn opt(v: Option<f64>) -> String {
 
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "# evalverse evaluation\n\nModel `{}`{}; dataset `{}`, split `{}`: {} judgements, {} malformed answers, {} clips skipped. 95% intervals: {} bootstrap resamples of prompt groups.\n\n",
+        "# evalverse evaluation\n\nModel `{}`{}; dataset `{}`, split `{}`: {} judgements, {} malformed answers, {} clips skipped. {}.\n\n",
         r.model,
         r.adapter.as_ref().map(|a| format!(" + adapter `{a}`")).unwrap_or_default(),
         r.dataset,
@@ -366,7 +387,10 @@ pub fn markdown(r: &Report) -> String {
         r.judged,
         r.malformed,
         r.skipped_clips.len(),
-        r.bootstrap_resamples
+        r.interval_note().unwrap_or_else(|| format!(
+            "95% intervals: {} bootstrap resamples of {} prompt groups",
+            r.bootstrap_resamples, r.prompt_groups
+        ))
     );
     s.push_str("Correlations, errors and accuracies are over the clips both the judge and the experts scored: a clip the judge calls N/A leaves the figures and enters the N/A precision / recall against the experts' N/A majority (column N/A P/R).\n\n");
     s.push_str("## By aspect (macro average over dimensions; soft scores)\n\n| aspect | SRCC | PLCC | pairwise acc | human ceiling SRCC |\n|---|---|---|---|---|\n");
@@ -469,14 +493,16 @@ fn bars(rows: &[(String, Option<ConfidenceInterval>, Option<f64>)]) -> String {
                 x(0.0).min(x(c.estimate)),
                 (x(c.estimate) - x(0.0)).abs()
             );
-            let _ = write!(
-                s,
-                "<line x1=\"{:.1}\" y1=\"{}\" x2=\"{:.1}\" y2=\"{}\" stroke=\"#222\"/>",
-                x(c.lower),
-                yy + 7.0,
-                x(c.upper),
-                yy + 7.0
-            );
+            if let (Some(lower), Some(upper)) = (c.lower, c.upper) {
+                let _ = write!(
+                    s,
+                    "<line x1=\"{:.1}\" y1=\"{}\" x2=\"{:.1}\" y2=\"{}\" stroke=\"#222\"/>",
+                    x(lower),
+                    yy + 7.0,
+                    x(upper),
+                    yy + 7.0
+                );
+            }
         }
         if let Some(h) = ceil {
             let _ = write!(s, "<line x1=\"{:.1}\" y1=\"{yy}\" x2=\"{:.1}\" y2=\"{}\" stroke=\"#d33\" stroke-width=\"2\"/>", x(*h), x(*h), yy + 14.0);
@@ -563,4 +589,109 @@ pub fn write_all(r: &Report, dir: &Path) -> std::io::Result<()> {
     )?;
     std::fs::write(dir.join("report.md"), markdown(r))?;
     std::fs::write(dir.join("report.html"), html(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Dataset {
+        Dataset::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample")).unwrap()
+    }
+
+    /// Judgements of the test split's clips on `lens` (of the first `groups` prompt groups): the
+    /// experts' mean plus a clip-dependent offset, so the correlations are defined and below 1.
+    fn judgements(ds: &Dataset, groups: usize) -> Vec<Judgement> {
+        let mut names: Vec<&str> = ds
+            .clips_in(Split::Test)
+            .map(|c| c.prompt_group.as_str())
+            .collect();
+        names.dedup();
+        names.truncate(groups);
+        ds.clips_in(Split::Test)
+            .filter(|c| names.contains(&c.prompt_group.as_str()))
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let scores: Vec<f64> = c
+                    .annotations
+                    .iter()
+                    .filter(|a| a.dimension == "lens")
+                    .filter_map(|a| a.score.value())
+                    .collect();
+                let mean = (!scores.is_empty())
+                    .then(|| scores.iter().sum::<f64>() / scores.len() as f64)?;
+                let soft = mean + [0.9, -0.6, 0.3, -0.2, 0.7][i % 5];
+                Some(Judgement {
+                    clip_id: c.id.clone(),
+                    prompt_group: c.prompt_group.clone(),
+                    generator: c.generator.clone(),
+                    dimension: "lens".into(),
+                    verdict: Verdict::Score(soft.round().clamp(1.0, 5.0)),
+                    soft,
+                    distribution: vec![0.2; 5],
+                    expert_mean: Some(mean),
+                    ..Default::default()
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_bootstrap_still_reports_the_point_estimates() {
+        let ds = sample();
+        let r = build(
+            &ds,
+            Split::Test,
+            &judgements(&ds, 99),
+            "m",
+            None,
+            vec![],
+            0,
+            0,
+        );
+        let soft = r.dimensions[0]
+            .soft
+            .as_ref()
+            .unwrap()
+            .srcc
+            .as_ref()
+            .unwrap();
+        let ci = r.dimensions[0]
+            .soft_srcc_ci
+            .expect("the point estimate exists");
+        assert!((ci.estimate - soft.statistic).abs() < 1e-12);
+        assert_eq!((ci.lower, ci.upper), (None, None));
+        let overall = r.overall.srcc.expect("overall SRCC without resamples");
+        assert_eq!(overall.estimate, ci.estimate);
+        assert!(r.overall.plcc.is_some() && r.overall.pairwise_accuracy.is_some());
+        let md = markdown(&r);
+        assert!(
+            md.contains(&format!(
+                "| Overall | {:.3} (no interval) |",
+                overall.estimate
+            )),
+            "{md}"
+        );
+        assert!(md.contains("no intervals (0 bootstrap resamples)"), "{md}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["overall"]["srcc"]["estimate"].is_number(), "{json}");
+        assert!(json["overall"]["srcc"]["lower"].is_null(), "{json}");
+    }
+
+    #[test]
+    fn one_prompt_group_gives_no_interval_and_says_why() {
+        let ds = sample();
+        let js = judgements(&ds, 1);
+        assert!(js.len() >= 3, "{} clips", js.len());
+        let r = build(&ds, Split::Test, &js, "m", None, vec![], 1000, 0);
+        assert_eq!(r.prompt_groups, 1);
+        let ci = r.overall.srcc.expect("the point estimate exists");
+        assert_eq!((ci.lower, ci.upper), (None, None), "{ci:?}");
+        assert!(
+            r.interval_note().unwrap().contains("one prompt group"),
+            "{:?}",
+            r.interval_note()
+        );
+        assert!(markdown(&r).contains("one prompt group"));
+    }
 }
