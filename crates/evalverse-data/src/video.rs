@@ -101,7 +101,9 @@ fn ceil_by(x: f64, f: usize) -> usize {
 
 /// Number of frames to sample (qwen-vl-utils `smart_nframes`, FRAME_FACTOR = 2):
 /// `n = floor2(min(min(max(total/video_fps*fps, ceil2(min_frames)), floor2(min(max_frames, total))), total))`.
-/// Errors when the clip is too short to give two frames.
+/// A one-frame clip or a still image gives its frame, which `patchify` repeats to fill the
+/// temporal patch as transformers' `Qwen2VLImageProcessor` does for an image (qwen-vl-utils
+/// refuses a video of fewer than two frames). Errors when the clip has no frame.
 pub fn sample_count(
     total_frames: usize,
     video_fps: f64,
@@ -109,6 +111,9 @@ pub fn sample_count(
 ) -> std::result::Result<usize, String> {
     if !(video_fps.is_finite() && video_fps > 0.0) {
         return Err(format!("video frame rate {video_fps} is not positive"));
+    }
+    if total_frames == 1 {
+        return Ok(1);
     }
     let min_frames = ceil_by(spec.min_frames as f64, 2) as f64;
     let max_frames = floor_by(spec.max_frames.min(total_frames) as f64, 2) as f64;
@@ -807,7 +812,9 @@ mod tests {
             ..FrameSpec::default()
         };
         assert_eq!(sample_count(300, 10.0, &few).unwrap(), 6);
-        assert!(sample_count(1, 30.0, &spec).is_err());
+        // A still: its one frame (patchify repeats it to fill the temporal patch).
+        assert_eq!(sample_count(1, 30.0, &spec).unwrap(), 1);
+        assert!(sample_count(0, 30.0, &spec).is_err());
     }
 
     #[test]

@@ -216,3 +216,43 @@ fn measuring_a_corrupt_file_names_it() {
         .to_string();
     assert!(err.contains("broken.mp4"), "{err}");
 }
+
+/// Every patch row of `v` holds the same pixels in each of its temporal slots.
+fn temporal_slots_equal(v: &evalverse_data::video::VisionInput, patch: &PatchSpec) -> bool {
+    let slot = patch.patch_size * patch.patch_size;
+    v.pixel_values.chunks(v.row_len).all(|row| {
+        row.chunks(slot * patch.temporal_patch_size)
+            .all(|channel| channel[..slot] == channel[slot..2 * slot])
+    })
+}
+
+#[test]
+fn a_one_frame_clip_fills_the_temporal_patch_with_its_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.mp4");
+    let (w, h) = (224usize, 168usize);
+    let frame: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+    evalverse_data::synth::encode::write_mp4(&path, w as u32, h as u32, 12, &[frame], None)
+        .unwrap();
+    let patch = PatchSpec::default();
+    let v = preprocess_video(&path, &FrameSpec::default(), &patch).unwrap();
+    // The frame twice (transformers' Qwen2VLImageProcessor repeats the last frame up to the
+    // temporal patch): one temporal patch.
+    assert_eq!(v.frame_indices, vec![0]);
+    assert_eq!(v.grid_thw, [1, 20, 28]);
+    assert!(temporal_slots_equal(&v, &patch));
+}
+
+#[test]
+fn a_still_image_is_judged_as_the_image_path_reads_it() {
+    let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample/refs/pg003.png");
+    let (spec, patch) = (FrameSpec::default(), PatchSpec::default());
+    let v = preprocess_video(&png, &spec, &patch).unwrap();
+    let image =
+        evalverse_data::video::preprocess_image(&png, spec.min_pixels, spec.max_pixels, &patch)
+            .unwrap();
+    assert_eq!(v.grid_thw, image.grid_thw);
+    assert_eq!(v.grid_thw[0], 1);
+    assert!(v.pixel_values == image.pixel_values);
+    assert!(temporal_slots_equal(&v, &patch));
+}
