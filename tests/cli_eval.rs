@@ -268,3 +268,63 @@ fn eval_without_bootstrap_prints_the_point_estimates() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_malformed_config_json_is_a_configuration_error_like_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let data = root().join("data/sample");
+    let eval = |model: &Path| {
+        evalverse(&[
+            "eval",
+            "--checkpoint",
+            "none",
+            "--base",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--dimensions",
+            "lens",
+            "--out",
+            dir.path().join("never").to_str().unwrap(),
+        ])
+    };
+    let copy = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(&base).unwrap().flatten() {
+            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        }
+        d
+    };
+    let missing = copy("missing");
+    std::fs::remove_file(missing.join("config.json")).unwrap();
+    let malformed = copy("malformed");
+    std::fs::write(
+        malformed.join("config.json"),
+        "{\"model_type\": \"qwen2_5_vl\",",
+    )
+    .unwrap();
+    for m in [&missing, &malformed] {
+        let o = eval(m);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains(&m.join("config.json").display().to_string()),
+            "{}",
+            text(&o)
+        );
+    }
+    // A hidden size the weights contradict: the weights' shape, named (invalid data, exit 1).
+    let wide = copy("wide");
+    let config = std::fs::read_to_string(wide.join("config.json")).unwrap();
+    let edited = config.replacen("\"hidden_size\": 32", "\"hidden_size\": 64", 1);
+    assert_ne!(edited, config);
+    std::fs::write(wide.join("config.json"), edited).unwrap();
+    let o = eval(&wide);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("'model.embed_tokens.weight'") && !text(&o).contains("mrope_section"),
+        "{}",
+        text(&o)
+    );
+}

@@ -152,6 +152,54 @@ impl QwenVlConfig {
     }
 
     pub fn from_json_str(text: &str, origin: &Path) -> Result<Self> {
+        let cfg = Self::parse_fields(text, origin)?;
+        cfg.check().map_err(|m| ModelError::config(origin, m))?;
+        Ok(cfg)
+    }
+
+    /// config.json at `path` read for the checkpoint whose tensors are `weights`: the widths
+    /// the stored tensors contradict are reported as the tensor's shape (a hidden size edited
+    /// alone is a weights mismatch, not the mrope_section split it would otherwise break), then
+    /// the config's own consistency is checked.
+    pub fn for_weights(path: &Path, weights: &crate::weights::Weights) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let cfg = Self::parse_fields(&text, path)?;
+        let (t, v) = (&cfg.text, &cfg.vision);
+        let expected = [
+            (
+                "model.embed_tokens.weight",
+                vec![t.vocab_size, t.hidden_size],
+                "vocab_size, hidden_size",
+            ),
+            (
+                "visual.patch_embed.proj.weight",
+                vec![
+                    v.hidden_size,
+                    v.in_channels,
+                    v.temporal_patch_size,
+                    v.patch_size,
+                    v.patch_size,
+                ],
+                "vision_config hidden_size, in_channels, temporal_patch_size, patch_size",
+            ),
+        ];
+        for (key, shape, keys) in expected {
+            if let Some((file, stored)) = weights.stored_shape(key) {
+                if stored != shape {
+                    return Err(ModelError::Weights(format!(
+                        "tensor '{key}' in {} has shape {stored:?}; {} ({keys}) makes it {shape:?}",
+                        file.display(),
+                        path.display()
+                    )));
+                }
+            }
+        }
+        cfg.check().map_err(|m| ModelError::config(path, m))?;
+        Ok(cfg)
+    }
+
+    /// The fields of config.json, each parsed and typed, not yet checked against each other.
+    fn parse_fields(text: &str, origin: &Path) -> Result<Self> {
         let root: Value = serde_json::from_str(text)
             .map_err(|e| ModelError::config(origin, format!("not valid JSON: {e}")))?;
         let root = root
@@ -261,7 +309,6 @@ impl QwenVlConfig {
             vision_end_token_id: ids.u32("vision_end_token_id")?,
             eos_token_ids,
         };
-        cfg.check().map_err(|m| ModelError::config(origin, m))?;
         Ok(cfg)
     }
 

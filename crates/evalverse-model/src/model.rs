@@ -130,8 +130,8 @@ impl<B: ModelBackend> QwenVl<B> {
         dtype: DType,
         device: &B::Device,
     ) -> Result<Self> {
-        let cfg = QwenVlConfig::from_file(config)?;
         let mut w = Weights::open(weights, dtype)?;
+        let cfg = QwenVlConfig::for_weights(config, &w)?;
         let visual = VisionTower::load(&mut w, &cfg.vision, device)?;
         let model = TextModel::load(&mut w, &cfg.text, device)?;
         let lm_head = if cfg.text.tie_word_embeddings {

@@ -47,11 +47,14 @@ impl ModelSource {
     }
 
     /// Fetch (or find) the files of the checkpoint and return their local paths.
+    /// The checkpoint's files, with its config.json read (`CheckpointFiles::check_config`).
     pub fn resolve(&self) -> Result<CheckpointFiles> {
-        match self {
-            ModelSource::Local(dir) => CheckpointFiles::in_folder(dir),
-            ModelSource::Hub { repo, revision } => resolve_hub(repo, revision),
-        }
+        let files = match self {
+            ModelSource::Local(dir) => CheckpointFiles::in_folder(dir)?,
+            ModelSource::Hub { repo, revision } => resolve_hub(repo, revision)?,
+        };
+        files.check_config()?;
+        Ok(files)
     }
 }
 
@@ -96,10 +99,10 @@ impl CheckpointFiles {
     pub fn in_folder(dir: &Path) -> Result<Self> {
         let config = dir.join("config.json");
         if !config.is_file() {
-            return Err(ModelError::Weights(format!(
-                "{}: no config.json in the checkpoint folder",
-                dir.display()
-            )));
+            return Err(ModelError::config(
+                &config,
+                "no such file (a checkpoint folder holds config.json beside its safetensors)",
+            ));
         }
         let weights = if dir.join(INDEX).is_file() {
             let names = shard_names(&dir.join(INDEX))?;
@@ -125,6 +128,26 @@ impl CheckpointFiles {
             weights,
             tokenizer: tok.is_file().then_some(tok),
         })
+    }
+}
+
+impl CheckpointFiles {
+    /// Read config.json as loading will (`QwenVlConfig::for_weights`), so that whichever
+    /// command meets a checkpoint, a config.json that is missing, unreadable, malformed or
+    /// contradicts itself is the same error, `ModelError::Config`; what is wrong with the
+    /// weights themselves is left to loading, which names the tensor.
+    pub fn check_config(&self) -> Result<()> {
+        let read = match Weights::open(&self.weights, DType::F32) {
+            Ok(w) => crate::config::QwenVlConfig::for_weights(&self.config, &w),
+            Err(_) => crate::config::QwenVlConfig::from_file(&self.config),
+        };
+        match read {
+            Err(e @ ModelError::Config { .. }) => Err(e),
+            Err(ModelError::Io { path, source }) if path == self.config => {
+                Err(ModelError::config(path, source.to_string()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -252,6 +275,16 @@ impl Weights {
 
     pub fn contains(&self, key: &str) -> bool {
         self.index.contains_key(key)
+    }
+
+    /// The stored shape of tensor `key` (canonical layout) and its file; None when it is
+    /// missing or its file's header does not parse (`take` reports either).
+    pub fn stored_shape(&self, key: &str) -> Option<(&Path, Vec<usize>)> {
+        let (fi, stored) = self.index.get(key)?;
+        let (path, mmap) = &self.files[*fi];
+        let st = SafeTensors::deserialize(mmap).ok()?;
+        let shape = st.tensor(stored).ok()?.shape().to_vec();
+        Some((path, shape))
     }
 
     /// Take 2-D tensor `key` stored [rows, cols] as its transpose [cols, rows] (a linear's

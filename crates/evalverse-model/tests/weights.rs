@@ -175,3 +175,55 @@ fn offline_hub_source_resolves_from_the_local_cache() {
         "{e}"
     );
 }
+
+/// A copy of tiny_b with its config.json replaced by `config` (None: no config.json).
+fn tiny_b_config(config: Option<&str>) -> tempfile::TempDir {
+    let dir = tiny_b_with(|_| {});
+    match config {
+        Some(text) => std::fs::write(dir.path().join("config.json"), text).unwrap(),
+        None => std::fs::remove_file(dir.path().join("config.json")).unwrap(),
+    }
+    dir
+}
+
+#[test]
+fn a_hidden_size_the_weights_contradict_is_reported_as_the_tensor_shape() {
+    let config = std::fs::read_to_string(fixtures().join("tiny_b/config.json")).unwrap();
+    let edited = config.replace("\"hidden_size\": 64", "\"hidden_size\": 128");
+    assert_ne!(edited, config);
+    let dir = tiny_b_config(Some(&edited));
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("'model.embed_tokens.weight'")
+            && e.contains("[512, 64]")
+            && e.contains("[512, 128]")
+            && e.contains("hidden_size")
+            && !e.contains("mrope_section"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_malformed_config_is_the_same_kind_of_error_as_a_missing_one() {
+    use evalverse_model::weights::ModelSource;
+    use evalverse_model::ModelError;
+    for (what, config) in [
+        ("missing", None),
+        ("not JSON", Some("{\"model_type\": ")),
+        ("no vision_config", Some("{\"model_type\": \"qwen2_5_vl\"}")),
+    ] {
+        let dir = tiny_b_config(config);
+        let e = ModelSource::parse(dir.path().to_str().unwrap())
+            .and_then(|s| s.resolve())
+            .unwrap_err();
+        assert!(
+            matches!(&e, ModelError::Config { path, .. } if path.ends_with("config.json")),
+            "{what}: {e:?}"
+        );
+    }
+    // Weights the config does not describe are the weights' fault, found when they load.
+    let dir = tiny_b_with(|t| t.retain(|(k, ..)| !k.ends_with("norm.weight")));
+    assert!(ModelSource::parse(dir.path().to_str().unwrap())
+        .and_then(|s| s.resolve())
+        .is_ok());
+}
