@@ -232,6 +232,96 @@ fn train_refuses_a_bad_recipe_with_exit_two() {
     );
 }
 
+/// A copy of the checkpoint folder `base` with tensor `name` (f32) overwritten by `value`.
+fn with_tensor_filled(base: &Path, out: &Path, name: &str, value: f32) -> PathBuf {
+    std::fs::create_dir_all(out).unwrap();
+    for e in std::fs::read_dir(base).unwrap().flatten() {
+        std::fs::copy(e.path(), out.join(e.file_name())).unwrap();
+    }
+    let path = out.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let t = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.ends_with(name))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no tensor {name}"));
+    assert_eq!(t["dtype"], "F32");
+    let (a, b) = (
+        t["data_offsets"][0].as_u64().unwrap() as usize,
+        t["data_offsets"][1].as_u64().unwrap() as usize,
+    );
+    for c in bytes[8 + n + a..8 + n + b].chunks_exact_mut(4) {
+        c.copy_from_slice(&value.to_le_bytes());
+    }
+    std::fs::write(&path, bytes).unwrap();
+    out.to_path_buf()
+}
+
+#[test]
+fn nan_weights_are_an_error_naming_the_cause_never_a_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let nan = with_tensor_filled(
+        &base,
+        &dir.path().join("nan"),
+        "model.norm.weight",
+        f32::NAN,
+    );
+    let clip = root().join("data/sample/videos/pg000_aurora.mp4");
+    let o = evalverse(&[
+        "judge",
+        clip.to_str().unwrap(),
+        "--prompt",
+        "a detective in a desert canyon",
+        "--checkpoint",
+        "none",
+        "--base",
+        nan.to_str().unwrap(),
+        "--dimensions",
+        "lens",
+        "--max-new-tokens",
+        "4",
+        "--json",
+        "--cache",
+        dir.path().join("cache").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("not finite") && said.contains("NaN") && said.contains("lens"),
+        "{said}"
+    );
+    assert!(o.stdout.is_empty(), "no verdict: {}", text(&o));
+
+    let out = dir.path().join("eval");
+    let o = evalverse(&[
+        "eval",
+        "--checkpoint",
+        "none",
+        "--base",
+        nan.to_str().unwrap(),
+        "--data",
+        root().join("data/sample").to_str().unwrap(),
+        "--dimensions",
+        "lens",
+        "--max-new-tokens",
+        "4",
+        "--bootstrap",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not finite"), "{}", text(&o));
+    for f in ["judgements.jsonl", "report.json", "report.md"] {
+        assert!(!out.join(f).exists(), "{f} written from NaN weights");
+    }
+}
+
 #[test]
 fn eval_without_bootstrap_prints_the_point_estimates() {
     let dir = tempfile::tempdir().unwrap();
