@@ -93,14 +93,133 @@ fn bad_taxonomy_file_is_a_configuration_error() {
 }
 
 #[test]
-fn missing_dataset_is_a_runtime_error() {
+fn missing_dataset_is_a_usage_error() {
     let o = evalverse(&["data", "stats", "/nonexistent/dataset"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        text(&o).contains("/nonexistent/dataset/manifest.jsonl"),
+        text(&o).contains("/nonexistent/dataset: no such dataset folder"),
         "{}",
         text(&o)
     );
+}
+
+/// Exit 2, usage or configuration: an input the command line names that is not there. The same
+/// in every subcommand; each message names what is missing.
+#[test]
+fn a_missing_input_is_a_usage_error_in_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (data, video, list, run) = (gone("data"), gone("v.mp4"), gone("l.jsonl"), gone("run"));
+    let (recipe, csv, out) = (gone("r.toml"), gone("in.csv"), gone("out"));
+    let sample = sample();
+    let sample = sample.to_str().unwrap();
+    let base = ["--checkpoint", "none", "--base", sample];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["data", "stats", &data], &data),
+        (vec!["data", "validate", &data], &data),
+        (
+            vec![
+                "data", "import", "--format", "long", "--input", &csv, "--videos", sample, "--out",
+                &out,
+            ],
+            &csv,
+        ),
+        (vec!["train", &recipe], &recipe),
+        (vec!["ablate", &recipe], &recipe),
+        (vec!["leaderboard", &run], &run),
+        (vec!["fuse", "--run", &run, "--data", sample], &run),
+        (vec!["export", &run, "--format", "peft"], &run),
+        (
+            [&["judge", &video, "--prompt", "p"][..], &base].concat(),
+            &video,
+        ),
+        (
+            [&["score", &list, "--out", &out][..], &base].concat(),
+            &list,
+        ),
+        (vec!["eval", "--judge", &run, "--data", sample], &run),
+        (
+            vec![
+                "eval",
+                "--checkpoint",
+                "none",
+                "--base",
+                &run,
+                "--data",
+                sample,
+            ],
+            &run,
+        ),
+    ];
+    for (args, named) in cases {
+        let o = evalverse(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(named), "{args:?}: {}", text(&o));
+    }
+}
+
+/// Exit 2, usage or configuration: a configuration file that is malformed, or settings the
+/// command cannot work with (dataset.toml here; recipes, taxonomies and config.json have their
+/// own tests).
+#[test]
+fn a_malformed_configuration_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dataset.toml"), "splits = 3\n").unwrap();
+    std::fs::write(dir.path().join("manifest.jsonl"), "").unwrap();
+    for cmd in ["stats", "validate"] {
+        let o = evalverse(&["data", cmd, dir.path().to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", text(&o));
+        assert!(text(&o).contains("dataset.toml"), "{cmd}: {}", text(&o));
+    }
+    let o = evalverse(&[
+        "data",
+        "synth",
+        "--out",
+        dir.path().join("s").to_str().unwrap(),
+        "--width",
+        "31",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--width"), "{}", text(&o));
+}
+
+/// Exit 1, invalid data: the input is there and readable, and records in it are wrong; the
+/// commands that read a dataset say so the same way.
+#[test]
+fn invalid_records_are_a_runtime_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("ds");
+    std::fs::create_dir_all(&ds).unwrap();
+    std::fs::write(ds.join("dataset.toml"), "name = \"bad\"\n").unwrap();
+    std::fs::write(ds.join("manifest.jsonl"), "{broken\n").unwrap();
+    let data = ds.to_str().unwrap();
+    // The dataset is read before the model: the (missing) base is never reached.
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[run]\noutput_dir = \"{}\"\n[model]\nsource = \"{}\"\n[lora]\nrank = 4\n\
+             alpha = 8\n[data]\ndataset = \"{data}\"\n[stage]\nkind = \"sft\"\n[optim]\n\
+             lr = 1e-3\n[schedule]\ndecay = \"constant\"\n[train]\nmax_steps = 2\n",
+            dir.path().join("run").display(),
+            dir.path().join("no-base").display(),
+        ),
+    )
+    .unwrap();
+    let recipe = recipe.to_str().unwrap();
+    for args in [
+        vec!["data", "stats", data],
+        vec!["data", "validate", data],
+        vec!["train", recipe],
+    ] {
+        let o = evalverse(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("manifest.jsonl:1"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
 }
 
 #[test]
@@ -139,6 +258,6 @@ fn synth_is_reproducible_from_its_seed_and_validates() {
         "--clips",
         "5",
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not empty"));
 }

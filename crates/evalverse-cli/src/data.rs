@@ -111,6 +111,18 @@ pub struct ImportArgs<'a> {
 pub fn import(a: &ImportArgs) -> Result<ExitCode, Failure> {
     use evalverse_data::import::{import, write, Mapping};
     let usage = |e: anyhow::Error| Failure::Usage(e);
+    if !a.input.is_file() {
+        return Err(usage(anyhow::anyhow!(
+            "--input {}: no such file",
+            a.input.display()
+        )));
+    }
+    if !a.videos.is_dir() {
+        return Err(usage(anyhow::anyhow!(
+            "--videos {}: no such folder",
+            a.videos.display()
+        )));
+    }
     let tax = evalverse_data::Taxonomy::evalverse();
     let mut mapping = Mapping::default_for(a.format);
     if let Some(m) = a.map {

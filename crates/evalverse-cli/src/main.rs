@@ -1,6 +1,6 @@
 //! The `evalverse` binary: turns expert annotations of cinematic video into a calibrated VLM
-//! judge and measures its agreement with held-out experts. Exit codes: 0 ok, 1 runtime failure,
-//! 2 usage or configuration error.
+//! judge and measures its agreement with held-out experts. Exit codes: 0 ok, 1 runtime failure
+//! or invalid data, 2 usage or configuration error (`Failure` says which is which).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -469,11 +469,24 @@ struct SynthArgs {
     raters: usize,
 }
 
-/// A failure and the exit code it maps to.
+/// A failure and the exit code it maps to, the same in every subcommand:
+///
+/// - 2, usage or configuration: what the command was told to use cannot be used as told: a bad
+///   flag or value, a named input that does not exist or is the wrong kind, a configuration file
+///   (recipe, dataset.toml, taxonomy, config.json, import map, judge bundle) that is missing,
+///   malformed or contradicts itself, options that contradict the inputs (an unknown dimension,
+///   an adapter for another base, `--resume` with nothing to resume, a non-empty output folder).
+/// - 1, runtime or invalid data: the inputs are there and well-formed, and what is in them or
+///   the work fails: invalid records (manifest, import rows, judgements), a video that does not
+///   decode, damaged weights, a non-finite score or loss, an I/O error while working (a full
+///   disk), a training run interrupted after saving its checkpoint.
+///
+/// Library errors carry the class: the `Config` variants of the crates' errors are 2, every
+/// other error 1, unless a subcommand says otherwise.
 pub enum Failure {
     /// Bad usage or configuration (exit 2).
     Usage(anyhow::Error),
-    /// Runtime failure (exit 1).
+    /// Runtime failure or invalid data (exit 1).
     Runtime(anyhow::Error),
 }
 
@@ -486,6 +499,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         ) || matches!(
             e.downcast_ref::<evalverse_judge::JudgeError>(),
             Some(evalverse_judge::JudgeError::Config(_))
+        ) || matches!(
+            e.downcast_ref::<evalverse_model::ModelError>(),
+            Some(evalverse_model::ModelError::Config { .. })
         );
         if usage {
             Failure::Usage(e)

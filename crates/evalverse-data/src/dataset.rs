@@ -133,8 +133,19 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> std::result::Result<PathBuf, S
 
 impl Dataset {
     /// Parse the folder and check every record. Errors only when the dataset as a whole cannot be
-    /// read (no manifest, bad dataset.toml or taxonomy); record problems come back as issues.
+    /// read (no folder or manifest, bad dataset.toml or taxonomy: `DataError::Config`, what the
+    /// caller named is not a dataset); record problems come back as issues.
     pub fn open(root: &Path) -> Result<(Dataset, Vec<Issue>)> {
+        if !root.is_dir() {
+            return Err(DataError::config(
+                root,
+                if root.exists() {
+                    "not a dataset folder (a folder with dataset.toml and manifest.jsonl)"
+                } else {
+                    "no such dataset folder"
+                },
+            ));
+        }
         let cfg_path = root.join(DATASET_FILE);
         let mut config = if cfg_path.exists() {
             let text =
@@ -156,7 +167,13 @@ impl Dataset {
         }
         let taxonomy = Taxonomy::load(&config.taxonomy, root)?;
         let manifest_path = root.join(&config.manifest);
-        let bytes = std::fs::read(&manifest_path).map_err(|e| DataError::io(&manifest_path, e))?;
+        let bytes = std::fs::read(&manifest_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DataError::config(
+                &manifest_path,
+                "no such file (the dataset's manifest: dataset.toml key `manifest`)",
+            ),
+            _ => DataError::io(&manifest_path, e),
+        })?;
         let (records, line_errors) = parse_jsonl_bytes(&bytes);
         let (mut clips, mut rankings, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
         for Located { line, record } in records {

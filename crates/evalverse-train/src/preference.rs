@@ -17,7 +17,6 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
-use evalverse_data::dataset::Dataset;
 use evalverse_data::split::Split;
 use evalverse_model::chat::ChatTokenizer;
 use evalverse_model::reward::{self, RewardHead};
@@ -339,7 +338,7 @@ pub fn run<B: TrainBackend>(
     };
     let out = &recipe.run.output_dir;
     let _lock = runtime::open_run(recipe, resume)?;
-    let ds = Dataset::load(&recipe.data.dataset).map_err(|e| TrainError::Config(e.to_string()))?;
+    let ds = runtime::load_dataset(recipe)?;
     let all = runtime::judge_examples(recipe, &ds, Split::Train)?;
     let scored: Vec<&JudgeExample> = all.iter().filter(|e| e.score.is_some()).collect();
     // Base, then the SFT adapter folded in, then a fresh adapter: policy == reference at step 0.

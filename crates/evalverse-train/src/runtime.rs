@@ -127,6 +127,17 @@ pub fn open_run(recipe: &Recipe, resume: bool) -> Result<RunLock, TrainError> {
     }
 }
 
+/// The recipe's dataset: a folder that is not a dataset (missing, bad dataset.toml or taxonomy)
+/// is the recipe's fault (`Config`), records with problems are invalid data (`Runtime`).
+pub fn load_dataset(recipe: &Recipe) -> Result<Dataset, TrainError> {
+    Dataset::load(&recipe.data.dataset).map_err(|e| match e {
+        evalverse_data::DataError::Config { .. } => {
+            TrainError::Config(format!("data.dataset: {e}"))
+        }
+        other => runtime(other),
+    })
+}
+
 pub fn dtype(d: Dtype) -> DType {
     match d {
         Dtype::F32 => DType::F32,

@@ -55,7 +55,7 @@ pub fn run<B: TrainBackend>(
     // ---- setup
     let out = &recipe.run.output_dir;
     let _lock = runtime::open_run(recipe, resume)?;
-    let ds = Dataset::load(&recipe.data.dataset).map_err(|e| TrainError::Config(e.to_string()))?;
+    let ds = runtime::load_dataset(recipe)?;
     let all = stage_examples(recipe, &ds, Split::Train)?;
     let (mut model, tok) = runtime::load_model::<B>(recipe, device)?;
     evalverse_model::lora::set_training(&mut model, true);

@@ -104,14 +104,18 @@ pub fn generate(
         || cfg.width < 32
         || cfg.height < 32
     {
-        return Err(DataError::Invalid(format!(
-            "frame size {}x{} must be even and at least 32x32",
-            cfg.width, cfg.height
-        )));
+        return Err(DataError::config(
+            "--width, --height",
+            format!(
+                "frame size {}x{} must be even and at least 32x32",
+                cfg.width, cfg.height
+            ),
+        ));
     }
     if cfg.clips == 0 || cfg.raters < 2 || cfg.fps == 0 {
-        return Err(DataError::Invalid(
-            "need at least 1 clip, 2 raters and fps > 0".into(),
+        return Err(DataError::config(
+            "--clips, --raters, --fps",
+            "need at least 1 clip, 2 raters and fps > 0",
         ));
     }
     if out.exists()
@@ -120,10 +124,7 @@ pub fn generate(
             .next()
             .is_some()
     {
-        return Err(DataError::Invalid(format!(
-            "{}: output folder is not empty",
-            out.display()
-        )));
+        return Err(DataError::config(out, "--out exists and is not empty"));
     }
     for sub in ["videos", "refs"] {
         std::fs::create_dir_all(out.join(sub)).map_err(|e| DataError::io(out.join(sub), e))?;
