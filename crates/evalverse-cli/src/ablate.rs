@@ -23,8 +23,8 @@ use evalverse_data::split::Split;
 use evalverse_train::recipe::Recipe;
 use serde::Deserialize;
 
-use crate::eval::EvalArgs;
 use crate::Failure;
+use evalverse_eval::pipeline::EvalArgs;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,7 +222,6 @@ pub fn ablate(path: &Path) -> Result<ExitCode, Failure> {
                 bootstrap: ab.eval.bootstrap,
                 seed: ab.eval.seed,
                 pairwise: false,
-                gate: false,
                 // Every variant, trained or not, on the recipe's frames.
                 frames: Some(&r.data.frames),
                 show_progress: true,

@@ -15,14 +15,8 @@ pub fn leaderboard(
 ) -> Result<ExitCode, Failure> {
     let mut loaded = Vec::new();
     for r in runs {
-        // Accept a training run folder (its eval/) or an eval folder.
-        let dir = if r.join("eval/judgements.jsonl").is_file() {
-            r.join("eval")
-        } else {
-            r.clone()
-        };
-        let js = evalverse_eval::leaderboard::load_judgements(&dir)
-            .map_err(|m| Failure::Usage(anyhow!(m)))?;
+        // A training run folder (its eval/) or an eval folder.
+        let js = evalverse_eval::pipeline::read_judgements(r)?;
         loaded.push((r.display().to_string(), js));
     }
     let entries = evalverse_eval::leaderboard::build(&loaded, resamples, seed)

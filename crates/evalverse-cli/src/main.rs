@@ -19,6 +19,7 @@ mod model;
 mod probe;
 mod quickstart;
 mod score;
+mod serve;
 mod train;
 
 #[derive(Parser)]
@@ -46,6 +47,8 @@ enum Command {
     Judge(JudgeCmd),
     /// Judge many videos (a JSONL or CSV list) into a results JSONL; re-run to resume.
     Score(ScoreCmd),
+    /// Serve the judge over HTTP as a reward model (POST /v1/score; batching across requests).
+    Serve(ServeCmd),
     /// Compare evaluated judges (eval folders or runs with eval/) in one table with significance.
     Leaderboard(LeaderboardArgs),
     /// Fuse the judge's soft scores with perception-operator evidence (fit on train, report test).
@@ -61,9 +64,9 @@ enum Command {
 struct ExportCmd {
     /// A training run folder (recipe.toml + adapter/) or a PEFT adapter folder, as `eval --checkpoint`.
     checkpoint: String,
-    /// peft: the adapter (preference runs: SFT + preference stacked); merged: full weights, HF
-    /// layout; judge: the judge bundle (`evalverse judge --judge`).
-    #[arg(long, value_enum)]
+    /// peft (the adapter; preference runs: SFT + preference stacked), merged (full weights, HF
+    /// layout) or judge (the judge bundle for `evalverse judge --judge`).
+    #[arg(long, value_parser = |s: &str| s.parse::<export::Format>())]
     format: export::Format,
     /// Base model (folder or hf:ORG/NAME[@REV]); default: the run's recipe or the adapter's base.
     #[arg(long)]
@@ -74,8 +77,8 @@ struct ExportCmd {
     /// Largest weight shard of a merged export (KB/MB/GB = 1000^n, KiB/MiB/GiB = 1024^n).
     #[arg(long, default_value = "2GB")]
     max_shard_size: String,
-    /// Dtype of merged weights: base keeps each tensor's dtype from the base checkpoint.
-    #[arg(long, value_enum, default_value = "base")]
+    /// Dtype of merged weights (base, f32, bf16, f16): base keeps each tensor's dtype.
+    #[arg(long, default_value = "base", value_parser = |s: &str| s.parse::<export::ExportDtype>())]
     dtype: export::ExportDtype,
     /// Eval folder whose report.json goes into the model card (default: <checkpoint>/eval).
     #[arg(long)]
@@ -261,6 +264,41 @@ struct ScoreCmd {
     /// Prompts per forward pass.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// Decode cache folder (default: $XDG_CACHE_HOME/evalverse or ~/.cache/evalverse).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeCmd {
+    #[command(flatten)]
+    judge: JudgeFlags,
+    /// Address to bind (loopback by default; 0.0.0.0 exposes the server).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Folder local video paths must lie in (repeatable); without one, only uploads are judged.
+    #[arg(long = "allowed-media-root")]
+    allowed_media_roots: Vec<PathBuf>,
+    /// Most clips judged together in one model batch.
+    #[arg(long, default_value_t = 8)]
+    max_batch: usize,
+    /// Longest a batch waits to fill after its first clip, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    max_wait_ms: u64,
+    /// Requests served at once; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    max_concurrent: usize,
+    /// Largest request body in bytes; larger gets 413.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_body: usize,
+    /// A request not answered within this many seconds gets 504.
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
+    /// File holding the bearer API key every endpoint but /health requires.
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
     /// Decode cache folder (default: $XDG_CACHE_HOME/evalverse or ~/.cache/evalverse).
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -481,8 +519,8 @@ struct SynthArgs {
 ///   decode, damaged weights, a non-finite score or loss, an I/O error while working (a full
 ///   disk), a training run interrupted after saving its checkpoint.
 ///
-/// Library errors carry the class: the `Config` variants of the crates' errors are 2, every
-/// other error 1, unless a subcommand says otherwise.
+/// Library errors carry the class: the `Config` (or `Usage`) variants of the crates' errors are
+/// 2, every other error 1, unless a subcommand says otherwise.
 pub enum Failure {
     /// Bad usage or configuration (exit 2).
     Usage(anyhow::Error),
@@ -502,6 +540,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         ) || matches!(
             e.downcast_ref::<evalverse_model::ModelError>(),
             Some(evalverse_model::ModelError::Config { .. })
+        ) || matches!(
+            e.downcast_ref::<evalverse_eval::RunError>(),
+            Some(evalverse_eval::RunError::Usage(_))
         );
         if usage {
             Failure::Usage(e)
@@ -555,6 +596,19 @@ fn main() -> ExitCode {
             json: a.json,
             cache: &a.cache.clone().unwrap_or_else(judge::default_cache),
         }),
+        Command::Serve(a) => serve::serve(&serve::ServeArgs {
+            judge: a.judge.options(),
+            host: &a.host,
+            port: a.port,
+            allowed_media_roots: &a.allowed_media_roots,
+            max_batch: a.max_batch,
+            max_wait_ms: a.max_wait_ms,
+            max_concurrent: a.max_concurrent,
+            max_body: a.max_body,
+            timeout_s: a.timeout_s,
+            api_key_file: a.api_key_file.as_deref(),
+            cache: &a.cache.clone().unwrap_or_else(judge::default_cache),
+        }),
         Command::Score(a) => score::score(&score::ScoreArgs {
             judge: a.judge.options(),
             list: &a.list,
@@ -563,16 +617,20 @@ fn main() -> ExitCode {
             batch_size: a.batch_size,
             cache: &a.cache.clone().unwrap_or_else(judge::default_cache),
         }),
-        Command::Quickstart(a) => quickstart::quickstart(&quickstart::QuickstartArgs {
-            data: &a.data,
-            out: &a.out,
-            tokenizer: &a.tokenizer,
-            base_spec: &a.base_spec,
-            recipes: &a.recipes,
-            dimensions: &a.dimensions,
-            max_new_tokens: a.max_new_tokens,
-            bootstrap: a.bootstrap,
-        }),
+        Command::Quickstart(a) => {
+            quickstart::quickstart(&evalverse_eval::quickstart::QuickstartArgs {
+                data: &a.data,
+                out: &a.out,
+                tokenizer: &a.tokenizer,
+                base_spec: &a.base_spec,
+                recipes: &a.recipes,
+                dimensions: &a.dimensions,
+                max_new_tokens: a.max_new_tokens,
+                bootstrap: a.bootstrap,
+                stop: &train::interrupted,
+                log: &|line| eprintln!("{line}"),
+            })
+        }
         Command::Leaderboard(a) => {
             leaderboard::leaderboard(&a.runs, a.bootstrap, a.seed, a.out.as_ref())
         }
@@ -597,34 +655,38 @@ fn main() -> ExitCode {
                 ),
                 None => None,
             };
-            eval::eval(&eval::EvalArgs {
-                judge: a.judge.options(),
-                data: &a.data,
-                split: a.split,
-                dimensions: &a.dimensions,
-                out: a.out.as_deref(),
-                batch_size: a.batch_size,
-                bootstrap: a.bootstrap,
-                seed: a.seed,
-                pairwise: a.pairwise,
-                gate: a.gate,
-                frames: frames.as_ref(),
-                show_progress: true,
-            })
+            eval::eval(
+                &evalverse_eval::pipeline::EvalArgs {
+                    judge: a.judge.options(),
+                    data: &a.data,
+                    split: a.split,
+                    dimensions: &a.dimensions,
+                    out: a.out.as_deref(),
+                    batch_size: a.batch_size,
+                    bootstrap: a.bootstrap,
+                    seed: a.seed,
+                    pairwise: a.pairwise,
+                    frames: frames.as_ref(),
+                    show_progress: true,
+                },
+                a.gate,
+            )
         })(),
-        Command::Model(ModelCommand::Init(a)) => model::init(&model::InitArgs {
-            out: &a.out,
-            tokenizer: &a.tokenizer,
-            hidden: a.hidden,
-            layers: a.layers,
-            heads: a.heads,
-            kv_heads: a.kv_heads,
-            vision_hidden: a.vision_hidden,
-            vision_depth: a.vision_depth,
-            seed: a.seed,
-            init_std: a.init_std,
-            embed_std: a.embed_std,
-        }),
+        Command::Model(ModelCommand::Init(a)) => model::init(
+            &a.out,
+            &a.tokenizer,
+            &model::SmallSpec {
+                hidden: a.hidden,
+                layers: a.layers,
+                heads: a.heads,
+                kv_heads: a.kv_heads,
+                vision_hidden: a.vision_hidden,
+                vision_depth: a.vision_depth,
+                seed: a.seed,
+                init_std: a.init_std,
+                embed_std: a.embed_std,
+            },
+        ),
         Command::Model(ModelCommand::Logits(a)) => {
             probe::logits(&a.model, a.adapter.as_deref(), &a.out)
         }

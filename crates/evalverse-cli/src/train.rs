@@ -6,42 +6,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
-use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
-use burn::backend::Autodiff;
-use evalverse_model::ModelBackend;
-use evalverse_train::recipe::{Device, Recipe, StageConfig};
+use evalverse_train::recipe::{Device, Recipe};
 use evalverse_train::runtime::TrainError;
-use evalverse_train::sft::RunSummary;
 
 use crate::Failure;
-
-/// The stage on `Autodiff<Inner>`, or with `train.gradient_checkpointing = true` on
-/// `Autodiff<Inner, BalancedCheckpointing>` (memory-bound operations recomputed in the backward
-/// pass).
-fn run_on<Inner: ModelBackend>(
-    recipe: &Recipe,
-    resume: bool,
-    device: &Inner::Device,
-    stop: &dyn Fn(usize) -> bool,
-) -> Result<RunSummary, TrainError> {
-    use evalverse_train::{preference, sft};
-    type Plain<I> = Autodiff<I>;
-    type Checkpointed<I> = Autodiff<I, BalancedCheckpointing>;
-    match (&recipe.stage, recipe.train.gradient_checkpointing) {
-        (StageConfig::Sft | StageConfig::Caption, false) => {
-            sft::run::<Plain<Inner>>(recipe, resume, device, stop)
-        }
-        (StageConfig::Sft | StageConfig::Caption, true) => {
-            sft::run::<Checkpointed<Inner>>(recipe, resume, device, stop)
-        }
-        (StageConfig::Preference { .. }, false) => {
-            preference::run::<Plain<Inner>>(recipe, resume, device, stop)
-        }
-        (StageConfig::Preference { .. }, true) => {
-            preference::run::<Checkpointed<Inner>>(recipe, resume, device, stop)
-        }
-    }
-}
 
 pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
     Ok(if run_stage(recipe_path, resume)? {
@@ -51,11 +19,12 @@ pub fn train(recipe_path: &Path, resume: bool) -> Result<ExitCode, Failure> {
     })
 }
 
-/// Run the recipe's stage; false when Ctrl-C stopped it (a checkpoint was saved).
-pub fn run_stage(recipe_path: &Path, resume: bool) -> Result<bool, Failure> {
-    let recipe = Recipe::load(recipe_path).map_err(|e| Failure::Usage(anyhow!("{e}")))?;
-    // One handler per process (quickstart runs several stages): it raises a global flag.
-    static STOP: AtomicBool = AtomicBool::new(false);
+/// Raised by Ctrl-C (`install_interrupt_handler`).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// One Ctrl-C handler per process (the quickstart runs several stages): it raises `STOP`,
+/// and the running stage finishes its step, saves a checkpoint and stops.
+pub fn install_interrupt_handler() {
     static HANDLER: std::sync::Once = std::sync::Once::new();
     HANDLER.call_once(|| {
         // A second Ctrl-C while saving would leave the temporary checkpoint only; it is harmless.
@@ -64,13 +33,27 @@ pub fn run_stage(recipe_path: &Path, resume: bool) -> Result<bool, Failure> {
             STOP.store(true, Ordering::SeqCst);
         });
     });
-    let should_stop = |_: usize| STOP.load(Ordering::SeqCst);
+}
+
+/// Whether Ctrl-C was pressed (the `stop` of a training stage).
+pub fn interrupted(_step: usize) -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Run the recipe's stage; false when Ctrl-C stopped it (a checkpoint was saved).
+pub fn run_stage(recipe_path: &Path, resume: bool) -> Result<bool, Failure> {
+    let recipe = Recipe::load(recipe_path).map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+    install_interrupt_handler();
+    let should_stop = interrupted;
     let result = match recipe.run.device {
-        Device::Cpu => {
-            run_on::<evalverse_model::Cpu>(&recipe, resume, &Default::default(), &should_stop)
-        }
+        Device::Cpu => evalverse_train::run_stage::<evalverse_model::Cpu>(
+            &recipe,
+            resume,
+            &Default::default(),
+            &should_stop,
+        ),
         #[cfg(feature = "cuda")]
-        Device::Cuda => run_on::<burn::backend::Cuda>(
+        Device::Cuda => evalverse_train::run_stage::<burn::backend::Cuda>(
             &recipe,
             resume,
             &burn::backend::cuda::CudaDevice::new(0),

@@ -96,3 +96,31 @@ mod tests {
         assert!(printed.contains("m.jsonl"), "{printed}");
     }
 }
+
+/// Typed errors of the statistics (metrics in evalverse-eval, fusion regressors in
+/// evalverse-judge). Malformed input (mismatched lengths, NaN, a probability vector that does
+/// not sum to one) is refused with the argument and record it is about; a statistic that is
+/// merely undefined on valid input (a constant vector) is `None` instead.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetricError {
+    #[error("{what}: lengths differ ({left} vs {right})")]
+    LengthMismatch {
+        what: &'static str,
+        left: usize,
+        right: usize,
+    },
+    #[error("{what}: no records")]
+    Empty { what: &'static str },
+    #[error("{what}: record {index} is not finite ({value})")]
+    NonFinite {
+        what: &'static str,
+        index: usize,
+        value: f64,
+    },
+    #[error("{what}: record {index}: {reason}")]
+    Invalid {
+        what: &'static str,
+        index: usize,
+        reason: String,
+    },
+}

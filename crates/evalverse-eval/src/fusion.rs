@@ -389,6 +389,176 @@ pub fn fit_judgements(
     })
 }
 
+/// The fitted fusion model's file in a fuse folder.
+pub const MODEL_FILE: &str = "fusion_model.json";
+
+/// The fusion model at `p`: a fuse folder (its `MODEL_FILE`) or the file itself.
+pub fn read_model(p: &std::path::Path) -> Result<FusionModel, crate::RunError> {
+    let file = if p.is_dir() {
+        p.join(MODEL_FILE)
+    } else {
+        p.to_path_buf()
+    };
+    Ok(FusionModel::load(&file)?)
+}
+
+/// The per-dimension table: SRCC with its 95% interval for VLM-only, operators-only and fused.
+pub fn table(f: &Fusion) -> String {
+    let ci = |f: &FusionFigure| match f.srcc {
+        Some(c) => c.to_string(),
+        None => "-".into(),
+    };
+    let mut out = String::from(
+        "| dimension | train/test rows | VLM-only SRCC | operators-only SRCC | fused SRCC | penalty (operators / fused) |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    for (dim, c) in &f.results {
+        out.push_str(&format!(
+            "| {dim} | {}/{} | {} | {} | {} | {} / {} |\n",
+            c.train_rows,
+            c.test_rows,
+            ci(&c.vlm_only),
+            ci(&c.operators_only),
+            ci(&c.fused),
+            c.operators_penalty,
+            c.fused_penalty
+        ));
+    }
+    if !f.skipped.is_empty() {
+        out.push_str(&format!(
+            "\nnot fitted (the judge's own score is kept): {}\n",
+            f.skipped.join(", ")
+        ));
+    }
+    out
+}
+
+/// Write fusion.json (figures) and `MODEL_FILE` (the fitted model a judge bundle carries) to
+/// `out`, and the fused judge's report (report.json/md/html) and judgements.jsonl to
+/// `out/fused/`; returns the fused judge's report.
+#[allow(clippy::too_many_arguments)]
+pub fn write(
+    f: &Fusion,
+    ds: &Dataset,
+    how: &Regressor,
+    set: &OperatorSet,
+    model: &str,
+    out: &std::path::Path,
+    bootstrap: usize,
+    seed: u64,
+) -> Result<crate::report::Report, crate::RunError> {
+    use crate::error::Context;
+    let report = serde_json::json!({
+        "regressor": how, "operators": set, "features": f.features, "dimensions": f.results,
+        "skipped": f.skipped,
+    });
+    std::fs::create_dir_all(out).ctx(|| out.display().to_string())?;
+    let path = out.join("fusion.json");
+    evalverse_data::error::write_atomic(
+        &path,
+        serde_json::to_string_pretty(&report)
+            .expect("json")
+            .as_bytes(),
+    )?;
+    f.model.save(&out.join(MODEL_FILE))?;
+    let dir = out.join("fused");
+    let r = crate::report::build(
+        ds,
+        Split::Test,
+        &f.fused,
+        model,
+        None,
+        Vec::new(),
+        bootstrap,
+        seed,
+    );
+    crate::report::write_all(&r, &dir).ctx(|| dir.display().to_string())?;
+    evalverse_data::error::write_atomic(
+        &dir.join("judgements.jsonl"),
+        crate::pipeline::jsonl(&f.fused).as_bytes(),
+    )?;
+    Ok(r)
+}
+
+/// The regressor named on the command line ("ridge" with `lambda`, or "mlp").
+pub fn regressor(name: &str, lambda: f64, seed: u64) -> Result<Regressor, crate::RunError> {
+    match name {
+        "ridge" => Ok(Regressor::Ridge { lambda }),
+        "mlp" => Ok(Regressor::Mlp(MlpConfig {
+            seed,
+            ..MlpConfig::default()
+        })),
+        other => Err(crate::RunError::Usage(format!(
+            "--regressor '{other}' (allowed: ridge, mlp)"
+        ))),
+    }
+}
+
+/// A fusion run as `evalverse fuse` asks for it.
+pub struct FuseArgs<'a> {
+    /// Eval folders whose judgements are pooled (judge the train and the test split).
+    pub runs: &'a [std::path::PathBuf],
+    pub data: &'a std::path::Path,
+    pub regressor: &'a str,
+    pub lambda: f64,
+    /// None: 5 for ridge, 0 (the MLP's own weight decay) for the MLP.
+    pub cv_folds: Option<usize>,
+    /// Operators to measure (all when empty).
+    pub operators: &'a [String],
+    /// Output folder (default: the first run).
+    pub out: Option<&'a std::path::Path>,
+    pub bootstrap: usize,
+    pub seed: u64,
+}
+
+/// Pool the runs' judgements, fit, compare and write (`write`); returns the fusion, the fused
+/// judge's report and the output folder.
+pub fn run_fuse(
+    a: &FuseArgs,
+) -> Result<(Fusion, crate::report::Report, std::path::PathBuf), crate::RunError> {
+    let how = regressor(a.regressor, a.lambda, a.seed)?;
+    let set = if a.operators.is_empty() {
+        OperatorSet::all()
+    } else {
+        OperatorSet::parse(a.operators)
+            .map_err(|m| crate::RunError::Usage(format!("--operators: {m}")))?
+    };
+    let ds = Dataset::load(a.data)?;
+    let mut judgements = Vec::new();
+    for run in a.runs {
+        judgements.extend(crate::pipeline::read_judgements(run)?);
+    }
+    let out = a
+        .out
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| a.runs[0].clone());
+    let cache = DecodeCache::new(out.join("cache"));
+    let folds = a.cv_folds.unwrap_or(match how {
+        Regressor::Ridge { .. } => 5,
+        Regressor::Mlp(_) => 0,
+    });
+    let f = fit_judgements(
+        &ds,
+        &judgements,
+        &set,
+        &how,
+        folds,
+        &cache,
+        a.bootstrap,
+        a.seed,
+    )?;
+    let model = format!(
+        "fused ({}) of {}",
+        a.regressor,
+        a.runs
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let r = write(&f, &ds, &how, &set, &model, &out, a.bootstrap, a.seed)?;
+    Ok((f, r, out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -20,19 +19,6 @@ pub struct Entry {
     pub srcc: BTreeMap<String, Option<ConfidenceInterval>>,
     /// dimension (or "overall") -> comparison with the first run (None for the first).
     pub versus_first: BTreeMap<String, Option<PairedComparison>>,
-}
-
-pub fn load_judgements(dir: &Path) -> Result<Vec<Judgement>, String> {
-    let p = dir.join("judgements.jsonl");
-    let text = std::fs::read_to_string(&p)
-        .map_err(|e| format!("{}: {e} (run `evalverse eval` first)", p.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", p.display(), i + 1))
-        })
-        .collect()
 }
 
 /// Soft SRCC of one dimension (None = macro over all) on resampled prompt groups.

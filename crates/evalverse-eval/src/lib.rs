@@ -9,8 +9,10 @@ pub mod fusion;
 pub mod metrics;
 pub mod stats;
 
-pub use error::MetricError;
+pub use error::{MetricError, RunError};
 pub mod leaderboard;
 pub mod pairwise;
 pub mod pipeline;
+pub mod publish;
+pub mod quickstart;
 pub mod report;

@@ -97,6 +97,26 @@ pub fn judge_pairs<B: ModelBackend>(
     examples: &[JudgeExample],
     clips: &BTreeMap<PathBuf, CachedClip>,
     batch_size: usize,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<PairJudgement>, String> {
+    judge_ordered(
+        model,
+        tok,
+        &ordered_pairs(examples),
+        clips,
+        batch_size,
+        progress,
+    )
+}
+
+/// Judge the given ordered pairs (first shown as "Video A"); pairs whose clips are not in
+/// `clips` are left out.
+pub fn judge_ordered<B: ModelBackend>(
+    model: &QwenVl<B>,
+    tok: &ChatTokenizer,
+    ordered: &[(&JudgeExample, &JudgeExample)],
+    clips: &BTreeMap<PathBuf, CachedClip>,
+    batch_size: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<PairJudgement>, String> {
     let device = model.device();
@@ -108,8 +128,9 @@ pub fn judge_pairs<B: ModelBackend>(
             _ => return Err(format!("'{t}' is not a single token")),
         }
     }
-    let pairs: Vec<_> = ordered_pairs(examples)
-        .into_iter()
+    let pairs: Vec<_> = ordered
+        .iter()
+        .copied()
         .filter(|(a, b)| clips.contains_key(&a.video) && clips.contains_key(&b.video))
         .collect();
     let mut out = Vec::with_capacity(pairs.len());

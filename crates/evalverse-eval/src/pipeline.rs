@@ -1,21 +1,172 @@
-//! The evaluation pipeline: a `Judge` judges the annotated clips of a split (each clip decoded
-//! and measured once, through the decode cache), and the judgements become the agreement report
-//! with the N/A table of every gate policy beside it. `evalverse eval`, the quickstart and the
-//! ablations call `evaluate` and `write`.
+//! The evaluation pipeline: the judge a command names (`JudgeOptions`: a bundle, a run, an
+//! adapter or a base, with overrides) is opened and loaded, judges the annotated clips of a
+//! split (each clip decoded and measured once, through the decode cache), and the judgements
+//! become the agreement report with the N/A table of every gate policy beside it. `evalverse
+//! eval`, the quickstart and the ablations call `run_eval` (or `evaluate` and `write`).
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
 
 use evalverse_data::cache::DecodeCache;
 use evalverse_data::dataset::Dataset;
 use evalverse_data::split::Split;
+use evalverse_data::taxonomy::Taxonomy;
+use evalverse_data::video::FrameSpec;
 use evalverse_judge::harness::{Judgement, Verdict};
 use evalverse_judge::{ClipInput, GatePolicy, Judge, JudgeError};
 use evalverse_model::ModelBackend;
+use evalverse_train::judge_spec::{self, JudgeSource, OpenedJudge};
+use evalverse_train::recipe::{Device, Dtype};
 
 use crate::metrics::na_gate;
 use crate::pairwise::{PairJudgement, PairwiseSummary};
 use crate::report::Report;
+use crate::RunError;
+
+/// Which judge a judging command runs, with its overrides.
+pub struct JudgeOptions<'a> {
+    /// `--judge BUNDLE`.
+    pub bundle: Option<&'a Path>,
+    /// `--checkpoint` (a run, an adapter, or "none").
+    pub checkpoint: Option<&'a str>,
+    pub base: Option<&'a str>,
+    /// A fitted fusion model for a checkpoint judge (a fuse folder or its fusion_model.json).
+    pub fusion: Option<&'a Path>,
+    /// Re-hash every byte of a bundle's base weights.
+    pub verify_base: bool,
+    pub gate: Option<GatePolicy>,
+    pub max_new_tokens: Option<usize>,
+    /// Where it runs (the caller picks the backend; see `run_eval`).
+    pub device: Device,
+    pub dtype: Dtype,
+}
+
+impl JudgeOptions<'_> {
+    /// The judge named, with the overrides applied (not yet loaded).
+    pub fn open(&self) -> Result<OpenedJudge, RunError> {
+        let source = match (self.bundle, self.checkpoint) {
+            (Some(b), None) => JudgeSource::Bundle(b),
+            (None, Some(c)) => JudgeSource::Checkpoint(c),
+            (Some(_), Some(_)) => {
+                return Err(RunError::Usage(
+                    "--judge and --checkpoint name two judges; pass one".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(RunError::Usage(
+                    "no judge: pass --judge BUNDLE (evalverse export RUN --format judge) or \
+                     --checkpoint RUN"
+                        .into(),
+                ))
+            }
+        };
+        let mut o = judge_spec::open(source, self.base, self.verify_base)?;
+        if let Some(f) = self.fusion {
+            if o.bundle.is_some() {
+                return Err(RunError::Usage(
+                    "--fusion: a bundle carries its own fusion model".into(),
+                ));
+            }
+            o.fusion = Some(crate::fusion::read_model(f)?);
+        }
+        if let Some(g) = self.gate {
+            o.spec.gate = g;
+        }
+        if let Some(n) = self.max_new_tokens {
+            o.spec.max_new_tokens = n;
+        }
+        Ok(o)
+    }
+}
+
+/// Load the opened judge on backend `B`, with `taxonomy` for a checkpoint judge (a bundle
+/// carries its own).
+pub fn load<B: ModelBackend>(
+    o: &OpenedJudge,
+    taxonomy: Taxonomy,
+    dtype: Dtype,
+    device: &B::Device,
+) -> Result<Judge<B>, RunError> {
+    let tax = o.taxonomy.clone().unwrap_or(taxonomy);
+    Ok(Judge::load(
+        o.spec.clone(),
+        tax,
+        o.fusion.clone(),
+        evalverse_train::runtime::dtype(dtype),
+        device,
+    )?)
+}
+
+/// An evaluation as `evalverse eval` asks for it.
+pub struct EvalArgs<'a> {
+    pub judge: JudgeOptions<'a>,
+    pub data: &'a Path,
+    pub split: Split,
+    pub dimensions: &'a [String],
+    /// Report folder (default: the judge's, e.g. `<run>/eval`).
+    pub out: Option<&'a Path>,
+    pub batch_size: usize,
+    pub bootstrap: usize,
+    pub seed: u64,
+    /// Also judge every pair of clips of a prompt group in both orders (A/B and B/A).
+    pub pairwise: bool,
+    /// Frame sampling to judge with instead of the judge's: a base (`none`) or a bare adapter
+    /// judged on the same frames as a trained run.
+    pub frames: Option<&'a FrameSpec>,
+    /// Progress on stderr when it is a terminal.
+    pub show_progress: bool,
+}
+
+/// Open and load the judge, judge the split, write the reports; returns the evaluation and its
+/// folder.
+pub fn run_eval<B: ModelBackend>(
+    a: &EvalArgs,
+    device: &B::Device,
+) -> Result<(Evaluation, PathBuf), RunError> {
+    let mut opened = a.judge.open()?;
+    if let Some(f) = a.frames {
+        opened.spec.frames = f.clone();
+    }
+    let out = a
+        .out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| opened.default_out.clone());
+    let ds = Dataset::load(a.data)?;
+    if let Some(b) = &opened.bundle {
+        b.check_taxonomy(&ds.taxonomy, &format!("dataset {}", a.data.display()))?;
+    }
+    let judge = load::<B>(&opened, ds.taxonomy.clone(), a.judge.dtype, device)?;
+    let cache = DecodeCache::new(out.join("cache"));
+    let tty = a.show_progress && std::io::stderr().is_terminal();
+    let mut progress = |stage: &str, done: usize, total: usize| {
+        if tty {
+            eprint!("\r{stage} {done}/{total}");
+            let _ = std::io::stderr().flush();
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let ev = evaluate(
+        &judge,
+        &ds,
+        &EvalSettings {
+            split: a.split,
+            dimensions: a.dimensions,
+            batch_size: a.batch_size,
+            bootstrap: a.bootstrap,
+            seed: a.seed,
+            pairwise: a.pairwise,
+            model_name: &opened.model_name,
+            adapter: opened.adapter_name.as_deref(),
+        },
+        &cache,
+        &mut progress,
+    )?;
+    write(&ev, &out)?;
+    Ok((ev, out))
+}
 
 /// What to evaluate and how.
 pub struct EvalSettings<'a> {
@@ -143,6 +294,34 @@ pub fn write(ev: &Evaluation, out: &Path) -> Result<(), JudgeError> {
         put("pairwise.md", &crate::pairwise::markdown(summary))?;
     }
     Ok(())
+}
+
+/// The judgements.jsonl of an eval folder or of a run's eval/ folder. A missing file is a usage
+/// error; a line that is not a judgement is invalid data (runtime), named by file and line.
+pub fn read_judgements(run: &Path) -> Result<Vec<Judgement>, RunError> {
+    let file = [
+        run.join("judgements.jsonl"),
+        run.join("eval/judgements.jsonl"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .ok_or_else(|| {
+        RunError::Usage(format!(
+            "{}: no judgements.jsonl (run `evalverse eval --out {}` first)",
+            run.display(),
+            run.display()
+        ))
+    })?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| RunError::Runtime(format!("{}: {e}", file.display())))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| RunError::Runtime(format!("{}:{}: {e}", file.display(), i + 1)))
+        })
+        .collect()
 }
 
 /// One JSON object per line.

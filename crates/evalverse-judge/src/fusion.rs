@@ -20,30 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::JudgeError;
 
-/// Why a regressor could not be fitted.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FitError {
-    #[error("{what}: lengths differ ({left} vs {right})")]
-    LengthMismatch {
-        what: &'static str,
-        left: usize,
-        right: usize,
-    },
-    #[error("{what}: no records")]
-    Empty { what: &'static str },
-    #[error("{what}: record {index} is not finite ({value})")]
-    NonFinite {
-        what: &'static str,
-        index: usize,
-        value: f64,
-    },
-    #[error("{what}: record {index}: {reason}")]
-    Invalid {
-        what: &'static str,
-        index: usize,
-        reason: String,
-    },
-}
+/// Why a regressor could not be fitted (the statistics' error type).
+pub use evalverse_data::error::MetricError as FitError;
 
 /// Per-column standardisation learnt on the train rows; NaN inputs become the mean (0).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -37,8 +37,14 @@ pub fn load_base<B: ModelBackend>(
             ))
         })?;
     let tok = ChatTokenizer::from_file(&tok_path).map_err(|e| JudgeError::Config(e.to_string()))?;
-    let model = QwenVl::<B>::load_files(&files.config, &files.weights, dtype, device)
-        .map_err(|e| JudgeError::Runtime(e.to_string()))?;
+    let model = QwenVl::<B>::load_files(&files.config, &files.weights, dtype, device).map_err(
+        |e| match e {
+            // A missing, malformed or self-contradicting config.json is the user's to fix;
+            // damaged weights are invalid data.
+            evalverse_model::ModelError::Config { .. } => JudgeError::Config(e.to_string()),
+            other => JudgeError::Runtime(other.to_string()),
+        },
+    )?;
     tok.check_model(&model.cfg)
         .map_err(|e| JudgeError::Config(e.to_string()))?;
     Ok((model, tok))

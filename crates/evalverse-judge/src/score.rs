@@ -45,8 +45,9 @@ struct JsonRow {
     dimensions: Vec<String>,
 }
 
-/// The judge's result on one clip: the final score per dimension (null: N/A or malformed), its
-/// soft score, every stage in `judgements`, or the error that kept the clip from being judged.
+/// The judge's result on one clip: the final score per dimension (null: N/A or a malformed
+/// answer), its soft score (null: N/A), every stage in `judgements`, or the error that kept the
+/// clip from being judged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClipResult {
     pub id: String,
@@ -66,25 +67,50 @@ pub struct ClipResult {
 impl ClipResult {
     /// The result of a clip's judgements (in taxonomy order).
     pub fn of(row: &ListRow, judgements: Vec<Judgement>) -> ClipResult {
+        ClipResult::judged(
+            row.id.clone(),
+            row.video.display().to_string(),
+            row.prompt.clone(),
+            judgements,
+        )
+    }
+
+    /// The result of clip `id` (its video and prompt as the caller names them).
+    pub fn judged(
+        id: String,
+        video: String,
+        prompt: Option<String>,
+        judgements: Vec<Judgement>,
+    ) -> ClipResult {
         let mut scores = BTreeMap::new();
         let mut soft = BTreeMap::new();
         for j in &judgements {
+            // A malformed answer has no level, but its soft score (read after a forced
+            // "Score: ") is defined; N/A has neither.
             let (s, f) = match j.verdict {
                 Verdict::Score(v) => (Some(v), Some(j.soft)),
-                Verdict::NotApplicable | Verdict::Malformed => (None, None),
+                Verdict::Malformed => (None, Some(j.soft)),
+                Verdict::NotApplicable => (None, None),
             };
             scores.insert(j.dimension.clone(), s);
             soft.insert(j.dimension.clone(), f);
         }
         ClipResult {
-            id: row.id.clone(),
-            video: row.video.display().to_string(),
-            prompt: row.prompt.clone(),
+            id,
+            video,
+            prompt,
             scores,
             soft,
             judgements,
             error: None,
         }
+    }
+
+    /// The clip's reward for an RL loop: the mean final soft score over the dimensions the
+    /// judge scored (N/A and malformed ones left out); None for an error or when none was scored.
+    pub fn reward(&self) -> Option<f64> {
+        let v: Vec<f64> = self.soft.values().flatten().copied().collect();
+        (self.error.is_none() && !v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     }
 
     pub fn error(row: &ListRow, why: String) -> ClipResult {

@@ -181,3 +181,57 @@ pub fn write_random_checkpoint_with(
     crate::lora::write_atomic(&dir.join("model.safetensors"), &bytes)?;
     crate::lora::write_atomic(&dir.join("config.json"), text.as_bytes())
 }
+
+/// The shape and initialisation of a small random Qwen2.5-VL (`evalverse model init`, the
+/// quickstart's `data/tiny-base/base.toml`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct SmallSpec {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub vision_hidden: usize,
+    pub vision_depth: usize,
+    pub seed: u64,
+    /// Std of the normal initialisation (transformers' `initializer_range`).
+    pub init_std: f64,
+    /// Std of the token embeddings (default `init_std`).
+    #[serde(default)]
+    pub embed_std: Option<f64>,
+}
+
+/// Write a random checkpoint of `spec` with the tokenizer `tokenizer` (copied beside it) into
+/// `out`: config.json, model.safetensors, tokenizer.json. The vocabulary is Qwen2.5-VL's (or
+/// the tokenizer's, if larger).
+pub fn write_small(out: &Path, tokenizer: &Path, spec: &SmallSpec) -> Result<()> {
+    let bad = |m: &str| ModelError::Invalid(m.to_string());
+    if spec.heads == 0
+        || !spec.hidden.is_multiple_of(spec.heads)
+        || !(spec.hidden / spec.heads).is_multiple_of(8)
+    {
+        return Err(bad(
+            "the hidden size must be a multiple of the head count with a head size divisible by 8",
+        ));
+    }
+    if !(spec.init_std.is_finite() && spec.init_std > 0.0)
+        || spec.embed_std.is_some_and(|e| !(e.is_finite() && e > 0.0))
+    {
+        return Err(bad("the init and embedding stds must be positive numbers"));
+    }
+    let tok = crate::chat::ChatTokenizer::from_file(tokenizer)?;
+    let vocab = 151_936.max(tok.tokenizer.get_vocab_size(true));
+    let mut cfg = small_config(
+        vocab,
+        spec.hidden,
+        spec.layers,
+        spec.heads,
+        spec.kv_heads,
+        spec.vision_hidden,
+        spec.vision_depth,
+    );
+    cfg["initializer_range"] = json!(spec.init_std);
+    write_random_checkpoint_with(out, &cfg, spec.seed, spec.embed_std)?;
+    std::fs::copy(tokenizer, out.join("tokenizer.json"))
+        .map_err(|e| ModelError::io(tokenizer, e))?;
+    Ok(())
+}
