@@ -400,6 +400,25 @@ pub fn read(dir: &Path, base: Option<&str>, verify_base: bool) -> Result<Bundle,
     if let Some(extra) = found.keys().find(|k| !m.parts.contains_key(*k)) {
         return Err(bad(format!("{extra} is not part of the bundle's manifest")));
     }
+    // The tokenizer and adapter are the bundle's own hashed parts, in the layout `write` makes:
+    // a path elsewhere would load files no hash covers.
+    match m.tokenizer.as_str() {
+        "base" => {}
+        "tokenizer.json" if m.parts.contains_key("tokenizer.json") => {}
+        t => {
+            return Err(bad(format!(
+                "tokenizer \"{t}\": must be \"base\" or \"tokenizer.json\", a part of the bundle"
+            )))
+        }
+    }
+    if let Some(a) = &m.spec.adapter {
+        if a != Path::new("adapter") || !m.parts.keys().any(|k| k.starts_with("adapter/")) {
+            return Err(bad(format!(
+                "spec.adapter \"{}\": must be \"adapter\", the bundle's adapter folder",
+                a.display()
+            )));
+        }
+    }
     let tpath = dir.join("taxonomy.toml");
     let ttext = std::fs::read_to_string(&tpath)
         .map_err(|e| JudgeError::Config(format!("{}: {e}", tpath.display())))?;
@@ -447,5 +466,72 @@ impl Bundle {
             &other.fingerprint()[..12],
             &self.taxonomy.fingerprint()[..12]
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle of the tiny fixture base (no adapter, a tokenizer of its own) in `dir`.
+    fn tiny_bundle(dir: &Path) -> PathBuf {
+        let fixtures =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../evalverse-model/tests/fixtures");
+        let tokenizer = dir.join("tokenizer.json");
+        std::fs::write(&tokenizer, b"{}").unwrap();
+        let spec = JudgeSpec {
+            base: fixtures.join("tiny_b").display().to_string(),
+            tokenizer: Some(tokenizer),
+            adapter: None,
+            frames: Default::default(),
+            unit: Default::default(),
+            prompt_operators: Default::default(),
+            gate: Default::default(),
+            max_new_tokens: 8,
+        };
+        let out = dir.join("judge");
+        std::fs::create_dir_all(&out).unwrap();
+        let parts = BundleParts {
+            spec: &spec,
+            taxonomy: &Taxonomy::evalverse(),
+            fusion: None,
+            eval: None,
+            card: "# card\n",
+            exported_from: "test",
+        };
+        write(&out, &parts).unwrap();
+        out
+    }
+
+    /// Edit judge.json's JSON with `f`.
+    fn edit_manifest(bundle: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+        let p = bundle.join(MANIFEST);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_manifest_naming_a_tokenizer_or_adapter_outside_the_bundle_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = tiny_bundle(dir.path());
+        read(&bundle, None, false).expect("the bundle as written reads");
+        let outside = dir.path().join("tokenizer.json").display().to_string();
+        edit_manifest(&bundle, |v| v["tokenizer"] = outside.clone().into());
+        let e = read(&bundle, None, false).unwrap_err().to_string();
+        assert!(
+            e.contains("judge.json") && e.contains("tokenizer") && e.contains(&outside),
+            "{e}"
+        );
+        edit_manifest(&bundle, |v| {
+            v["tokenizer"] = "tokenizer.json".into();
+            v["spec"]["adapter"] = "../adapter".into();
+        });
+        let e = read(&bundle, None, false).unwrap_err().to_string();
+        assert!(
+            e.contains("spec.adapter") && e.contains("../adapter"),
+            "{e}"
+        );
     }
 }
