@@ -137,6 +137,16 @@ pub struct Prepared {
     pub cache_hits: usize,
 }
 
+impl Prepared {
+    /// Why clip `id` could not be decoded (the error naming its file), if it could not.
+    pub fn skip_reason(&self, id: &str) -> Option<&str> {
+        self.skipped
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, w)| w.as_str())
+    }
+}
+
 /// The composed judge, loaded and ready.
 pub struct Judge<B: ModelBackend> {
     pub model: QwenVl<B>,

@@ -385,14 +385,9 @@ pub fn score<B: ModelBackend>(
             }
         }
         let prepared = judge.prepare(&inputs, cache, |_, _| {});
-        let skipped: BTreeMap<&str, &str> = prepared
-            .skipped
-            .iter()
-            .map(|(i, w)| (i.as_str(), w.as_str()))
-            .collect();
         let mut examples = Vec::new();
         for (input, r) in inputs.iter().zip(&judged_rows) {
-            if let Some(w) = skipped.get(input.id.as_str()) {
+            if let Some(w) = prepared.skip_reason(&input.id) {
                 results.push(ClipResult::error(r, format!("{}: {w}", r.at)));
                 continue;
             }

@@ -436,15 +436,10 @@ fn judge_batch<B: ModelBackend>(
     let t = Instant::now();
     let prepared = judge.prepare(&inputs, cache, |_, _| {});
     m.decode_seconds.observe(t.elapsed().as_secs_f64());
-    let skipped: BTreeMap<&str, &str> = prepared
-        .skipped
-        .iter()
-        .map(|(i, w)| (i.as_str(), w.as_str()))
-        .collect();
     let mut examples = Vec::new();
     let mut errors: BTreeMap<String, String> = BTreeMap::new();
     for (input, c) in inputs.iter().zip(&clips) {
-        if let Some(w) = skipped.get(input.id.as_str()) {
+        if let Some(w) = prepared.skip_reason(&input.id) {
             errors.insert(
                 input.id.clone(),
                 format!("the video could not be decoded: {w}"),
@@ -588,18 +583,7 @@ async fn score_inner(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    if !authorised(&st.cfg, headers) {
-        return Err(ApiError::new(401, "a valid bearer API key is required"));
-    }
-    let _permit = st.permits.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            429,
-            &format!(
-                "the server is serving {} requests; retry after a second",
-                st.cfg.max_concurrent
-            ),
-        )
-    })?;
+    let _permit = admit(st, headers)?;
     let req: ScoreRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(&format!("the body is not a score request: {e}")))?;
     if req.items.is_empty() {
@@ -728,6 +712,26 @@ async fn score_inner(
         }),
     )
         .into_response())
+}
+
+/// Admission of a judging request: the API key, then a place among `max_concurrent` (429
+/// beyond it); the permit is held until the answer is sent.
+fn admit(
+    st: &AppState,
+    headers: &HeaderMap,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    if !authorised(&st.cfg, headers) {
+        return Err(ApiError::new(401, "a valid bearer API key is required"));
+    }
+    st.permits.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            429,
+            &format!(
+                "the server is serving {} requests; retry after a second",
+                st.cfg.max_concurrent
+            ),
+        )
+    })
 }
 
 fn enqueue(st: &AppState, w: Work) -> Result<(), ApiError> {
@@ -941,15 +945,7 @@ async fn compare_inner(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    if !authorised(&st.cfg, headers) {
-        return Err(ApiError::new(401, "a valid bearer API key is required"));
-    }
-    let _permit = st.permits.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            429,
-            "the server is at its request limit; retry after a second",
-        )
-    })?;
+    let _permit = admit(st, headers)?;
     let req: CompareRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(&format!("the body is not a compare request: {e}")))?;
     if req.prompt.trim().is_empty() {
