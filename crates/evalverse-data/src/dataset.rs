@@ -165,8 +165,24 @@ impl Dataset {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
         }
+        // Both named files are read whole: only regular files, and the manifest inside the
+        // dataset folder (`manifest = "/dev/zero"` would read until memory runs out).
+        let regular = |key: &str, p: &Path| -> Result<()> {
+            match std::fs::metadata(p) {
+                Ok(m) if !m.is_file() => Err(DataError::config(
+                    &cfg_path,
+                    format!("{key} = '{}': not a regular file", p.display()),
+                )),
+                _ => Ok(()),
+            }
+        };
+        if config.taxonomy != "evalverse" {
+            regular("taxonomy", &root.join(&config.taxonomy))?;
+        }
         let taxonomy = Taxonomy::load(&config.taxonomy, root)?;
-        let manifest_path = root.join(&config.manifest);
+        let manifest_path = resolve_in_root(root, &config.manifest)
+            .map_err(|m| DataError::config(&cfg_path, format!("manifest: {m}")))?;
+        regular("manifest", &manifest_path)?;
         let bytes = std::fs::read(&manifest_path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => DataError::config(
                 &manifest_path,

@@ -357,3 +357,47 @@ fn references_to_a_truncated_clip_record_are_not_repeated() {
         issues[0].1
     );
 }
+
+#[test]
+fn a_manifest_outside_the_dataset_or_not_a_file_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (manifest, want) in [
+        ("/dev/zero", "absolute"),
+        ("../elsewhere.jsonl", "escapes the dataset root"),
+    ] {
+        std::fs::write(
+            dir.path().join("dataset.toml"),
+            format!("name = \"d\"\nmanifest = \"{manifest}\"\n"),
+        )
+        .unwrap();
+        let e = evalverse_data::dataset::Dataset::load(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dataset.toml") && e.contains("manifest") && e.contains(want),
+            "{e}"
+        );
+    }
+    std::fs::create_dir_all(dir.path().join("sub.jsonl")).unwrap();
+    std::fs::write(
+        dir.path().join("dataset.toml"),
+        "name = \"d\"\nmanifest = \"sub.jsonl\"\n",
+    )
+    .unwrap();
+    let e = evalverse_data::dataset::Dataset::load(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    std::fs::write(
+        dir.path().join("dataset.toml"),
+        "name = \"d\"\ntaxonomy = \"/dev/zero\"\n",
+    )
+    .unwrap();
+    let e = evalverse_data::dataset::Dataset::load(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("taxonomy") && e.contains("not a regular file"),
+        "{e}"
+    );
+}

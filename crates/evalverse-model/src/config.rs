@@ -131,7 +131,13 @@ impl<'a> Fields<'a> {
         }
     }
     fn u32(&self, key: &str) -> Result<u32> {
-        Ok(self.usize(key)? as u32)
+        let v = self.usize(key)?;
+        u32::try_from(v).map_err(|_| {
+            self.err(
+                key,
+                &format!("{v} is not a token id (at most {})", u32::MAX),
+            )
+        })
     }
     fn usizes(&self, key: &str) -> Result<Vec<usize>> {
         let v = self.get(key).ok_or_else(|| self.err(key, "is missing"))?;
@@ -291,12 +297,24 @@ impl QwenVlConfig {
             origin,
             maps: vec![("top level", root), ("text_config", text_map)],
         };
+        // Token ids are u32; a value that does not fit is refused, never wrapped.
+        let token_id = |x: &Value| -> Result<Option<u32>> {
+            match x.as_u64() {
+                None => Ok(None),
+                Some(u) => u32::try_from(u).map(Some).map_err(|_| {
+                    ModelError::config(origin, format!("eos_token_id: {u} is not a token id"))
+                }),
+            }
+        };
         let eos_token_ids = match ids.get("eos_token_id") {
             Some(Value::Array(a)) => a
                 .iter()
-                .filter_map(|x| x.as_u64().map(|u| u as u32))
+                .map(token_id)
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
                 .collect(),
-            Some(Value::Number(n)) => n.as_u64().map(|u| vec![u as u32]).unwrap_or_default(),
+            Some(n @ Value::Number(_)) => token_id(n)?.into_iter().collect(),
             _ => vec![],
         };
         let cfg = QwenVlConfig {
@@ -328,7 +346,12 @@ impl QwenVlConfig {
                 t.num_attention_heads, t.num_key_value_heads
             ));
         }
-        if t.mrope_section.iter().sum::<usize>() * 2 != t.head_dim() {
+        let mrope_total = t
+            .mrope_section
+            .iter()
+            .try_fold(0usize, |a, &b| a.checked_add(b))
+            .and_then(|x| x.checked_mul(2));
+        if mrope_total != Some(t.head_dim()) {
             return Err(format!(
                 "mrope_section {:?} must sum to head_dim/2 = {}",
                 t.mrope_section,
@@ -352,8 +375,9 @@ impl QwenVlConfig {
             ));
         }
         if !v
-            .window_size
-            .is_multiple_of(v.patch_size * v.spatial_merge_size)
+            .patch_size
+            .checked_mul(v.spatial_merge_size)
+            .is_some_and(|f| v.window_size.is_multiple_of(f))
         {
             return Err(format!(
                 "window_size {} is not a multiple of patch_size*spatial_merge_size",
@@ -401,6 +425,24 @@ mod tests {
 
     fn parse(s: &str) -> Result<QwenVlConfig> {
         QwenVlConfig::from_json_str(s, Path::new("config.json"))
+    }
+
+    #[test]
+    fn huge_sizes_and_token_ids_are_refused_never_wrapped() {
+        let huge = FLAT.replace("[2, 3, 3]", "[9223372036854775807, 3, 3]");
+        let e = parse(&huge).unwrap_err().to_string();
+        assert!(e.contains("mrope_section"), "{e}");
+        let wide = FLAT.replace("\"video_token_id\": 501", "\"video_token_id\": 4294967296");
+        let e = parse(&wide).unwrap_err().to_string();
+        assert!(
+            e.contains("video_token_id") && e.contains("4294967296"),
+            "{e}"
+        );
+        let eos = FLAT.replace("\"eos_token_id\": 2", "\"eos_token_id\": [2, 4294967297]");
+        let e = parse(&eos).unwrap_err().to_string();
+        assert!(e.contains("eos_token_id"), "{e}");
+        let patch = FLAT.replace("\"patch_size\": 14", "\"patch_size\": 9223372036854775807");
+        assert!(parse(&patch).is_err());
     }
 
     #[test]
