@@ -23,6 +23,7 @@ all=(
   evalverse-judge:fuzz_judge_bundle
   evalverse-judge:fuzz_score_list
   evalverse-judge:fuzz_fusion_json
+  evalverse-serve:fuzz_score_request
 )
 targets=()
 for t in "${all[@]}"; do

@@ -161,6 +161,23 @@ struct ScoreRequest {
     items: Vec<ScoreItem>,
 }
 
+/// The items of a `/v1/score` body: a 400 naming what is wrong with a body that is not a score
+/// request, has no items or more than `max_items`.
+pub fn parse_score_request(body: &[u8], max_items: usize) -> Result<Vec<ScoreItem>, ApiError> {
+    let req: ScoreRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(&format!("the body is not a score request: {e}")))?;
+    if req.items.is_empty() {
+        return Err(ApiError::bad_request("'items' is empty"));
+    }
+    if req.items.len() > max_items {
+        return Err(ApiError::bad_request(&format!(
+            "{} items; at most {max_items} per request",
+            req.items.len()
+        )));
+    }
+    Ok(req.items)
+}
+
 /// A `/v1/score` item's answer: the clip's result, or its error with a status.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ItemResult {
@@ -584,18 +601,9 @@ async fn score_inner(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let _permit = admit(st, headers)?;
-    let req: ScoreRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(&format!("the body is not a score request: {e}")))?;
-    if req.items.is_empty() {
-        return Err(ApiError::bad_request("'items' is empty"));
-    }
-    if req.items.len() > st.cfg.max_items {
-        return Err(ApiError::bad_request(&format!(
-            "{} items; at most {} per request",
-            req.items.len(),
-            st.cfg.max_items
-        )));
-    }
+    let req = ScoreRequest {
+        items: parse_score_request(body, st.cfg.max_items)?,
+    };
     let known: BTreeSet<&str> = st.dimensions.iter().map(String::as_str).collect();
     // Validate each item; the good ones go to the model, the bad ones answer with their error.
     let mut slots: Vec<Result<usize, ApiError>> = Vec::with_capacity(req.items.len());
