@@ -338,16 +338,16 @@ fn policy_na(j: &Judgement, policy: GatePolicy) -> Option<bool> {
         .text_verdict
         .filter(|v| *v != Verdict::Malformed)
         .map(|v| v == Verdict::NotApplicable);
-    match policy {
-        GatePolicy::Operators => j.gate_na,
-        GatePolicy::Judge => judge,
-        GatePolicy::Both => match (j.gate_na, judge) {
-            (Some(g), Some(v)) => Some(g || v),
-            (Some(true), None) => Some(true),
-            _ => None,
-        },
-        GatePolicy::Off => Some(false),
+    // The policy's own rule (`GatePolicy::na_source`) over every value an unknown stage could
+    // take: decided when they all agree.
+    let either = |x: Option<bool>| x.map_or(vec![false, true], |b| vec![b]);
+    let mut outcomes = BTreeSet::new();
+    for g in either(j.gate_na) {
+        for v in either(judge) {
+            outcomes.insert(policy.na_source(g, v).is_some());
+        }
     }
+    (outcomes.len() == 1).then(|| outcomes.into_iter().next().expect("one"))
 }
 
 /// N/A precision and recall of each gate policy against the experts' N/A majority, per

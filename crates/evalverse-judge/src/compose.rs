@@ -51,6 +51,17 @@ impl GatePolicy {
             .ok_or_else(|| format!("gate policy '{s}' (allowed: operators, judge, both, off)"))
     }
 
+    /// Which stage answers N/A under this policy, given whether the gate and the VLM say N/A.
+    pub fn na_source(self, gate_na: bool, judge_na: bool) -> Option<NaSource> {
+        match self {
+            GatePolicy::Operators => gate_na.then_some(NaSource::Gate),
+            GatePolicy::Judge => judge_na.then_some(NaSource::Judge),
+            GatePolicy::Both if gate_na => Some(NaSource::Gate),
+            GatePolicy::Both => judge_na.then_some(NaSource::Judge),
+            GatePolicy::Off => None,
+        }
+    }
+
     /// Whether the policy needs the operators' evidence.
     pub fn uses_operators(&self) -> bool {
         matches!(self, GatePolicy::Operators | GatePolicy::Both)
@@ -85,18 +96,7 @@ impl Judgement {
     pub fn gate(&mut self, policy: GatePolicy, decision: Option<&GateDecision>, scale: &Scale) {
         let gate_na = decision.is_some_and(|d| !d.applies);
         let judge_na = self.text_verdict.unwrap_or(self.verdict) == Verdict::NotApplicable;
-        let na = match policy {
-            GatePolicy::Operators => gate_na.then_some(NaSource::Gate),
-            GatePolicy::Judge => judge_na.then_some(NaSource::Judge),
-            GatePolicy::Both => {
-                if gate_na {
-                    Some(NaSource::Gate)
-                } else {
-                    judge_na.then_some(NaSource::Judge)
-                }
-            }
-            GatePolicy::Off => None,
-        };
+        let na = policy.na_source(gate_na, judge_na);
         self.na_source = na;
         if na.is_some() {
             self.verdict = Verdict::NotApplicable;
