@@ -8,6 +8,7 @@ pub mod agreement;
 pub mod cache;
 pub mod dataset;
 pub mod error;
+pub mod frames;
 pub mod import;
 pub mod manifest;
 pub mod media;

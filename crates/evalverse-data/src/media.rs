@@ -76,6 +76,9 @@ pub fn decode_audio_mono_16k(path: &Path) -> Result<Option<Vec<f32>>> {
 /// Decode the best audio stream to mono f32 at 16 kHz. `Ok(None)` when the file has no audio.
 #[cfg(feature = "ffmpeg")]
 pub fn decode_audio_mono_16k(path: &Path) -> Result<Option<Vec<f32>>> {
+    if crate::frames::is_frame_list(path) {
+        return Ok(None);
+    }
     init();
     let err = |m: String| DataError::decode(path, format!("audio: {m}"));
     let mut input = ffmpeg::format::input(path).map_err(|e| DataError::decode(path, e))?;

@@ -547,6 +547,19 @@ pub fn stream_header(path: &Path) -> Result<(usize, f64)> {
 #[cfg(feature = "ffmpeg")]
 pub fn visit_frames(
     path: &Path,
+    keep: impl FnMut(usize) -> bool,
+    visit: impl FnMut(usize, Vec<u8>, usize, usize),
+) -> Result<StreamInfo> {
+    if crate::frames::is_frame_list(path) {
+        return visit_listed_frames(path, keep, visit);
+    }
+    visit_stream_frames(path, keep, visit)
+}
+
+/// `visit_frames` for a file FFmpeg demuxes (a video or a single image).
+#[cfg(feature = "ffmpeg")]
+fn visit_stream_frames(
+    path: &Path,
     mut keep: impl FnMut(usize) -> bool,
     mut visit: impl FnMut(usize, Vec<u8>, usize, usize),
 ) -> Result<StreamInfo> {
@@ -583,6 +596,61 @@ pub fn visit_frames(
     })
 }
 
+/// `visit_frames` for a frame list (crate::frames): each kept frame is decoded from its own
+/// image; every frame must have the first one's size.
+#[cfg(feature = "ffmpeg")]
+fn visit_listed_frames(
+    path: &Path,
+    mut keep: impl FnMut(usize) -> bool,
+    mut visit: impl FnMut(usize, Vec<u8>, usize, usize),
+) -> Result<StreamInfo> {
+    let list = crate::frames::read(path)?;
+    let mut size: Option<(usize, usize)> = None;
+    let mut picture = |i: usize| -> Result<(Vec<u8>, usize, usize)> {
+        let image = list.checked_frame(path, i)?;
+        let mut first = None;
+        let d = visit_stream_frames(image, |k| k == 0, |_, rgb, _, _| first = Some(rgb))?;
+        let rgb = first.ok_or_else(|| {
+            DataError::decode(path, format!("frame {i} ({}): no picture", image.display()))
+        })?;
+        match size {
+            Some((w, h)) if (w, h) != (d.width, d.height) => Err(DataError::decode(
+                path,
+                format!(
+                    "frame {i} ({}) is {}x{}; the list's frames are {w}x{h}",
+                    image.display(),
+                    d.width,
+                    d.height
+                ),
+            )),
+            _ => {
+                size = Some((d.width, d.height));
+                Ok((rgb, d.width, d.height))
+            }
+        }
+    };
+    let (mut kept, mut last) = (false, (0, 0));
+    for i in 0..list.frames.len() {
+        if keep(i) {
+            let (rgb, w, h) = picture(i)?;
+            (kept, last) = (true, (w, h));
+            visit(i, rgb, w, h);
+        }
+    }
+    let (width, height) = if kept {
+        last
+    } else {
+        let (_, w, h) = picture(0)?;
+        (w, h)
+    };
+    Ok(StreamInfo {
+        width,
+        height,
+        fps: list.fps,
+        total_frames: list.frames.len(),
+    })
+}
+
 #[cfg(feature = "ffmpeg")]
 fn rgb_from_frame(frame: &video_rs::frame::RawFrame, w: usize, h: usize) -> Vec<u8> {
     let stride = frame.stride(0);
@@ -598,6 +666,10 @@ fn rgb_from_frame(frame: &video_rs::frame::RawFrame, w: usize, h: usize) -> Vec<
 /// unknown) and frame rate, read without decoding.
 #[cfg(feature = "ffmpeg")]
 pub fn stream_header(path: &Path) -> Result<(usize, f64)> {
+    if crate::frames::is_frame_list(path) {
+        let list = crate::frames::read(path)?;
+        return Ok((list.frames.len(), list.fps));
+    }
     let h = read_header(path)?;
     Ok((h.frames, h.fps))
 }

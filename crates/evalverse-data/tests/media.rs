@@ -256,3 +256,93 @@ fn a_still_image_is_judged_as_the_image_path_reads_it() {
     assert!(v.pixel_values == image.pixel_values);
     assert!(temporal_slots_equal(&v, &patch));
 }
+
+fn encoded(img: &image::RgbImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn a_frame_list_is_read_as_the_video_of_its_frames() {
+    let refs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample/refs");
+    let a = std::fs::read(refs.join("pg003.png")).unwrap();
+    let b = std::fs::read(refs.join("pg007.png")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let list = evalverse_data::frames::write(
+        dir.path(),
+        "clip",
+        2.0,
+        "png",
+        &[a.clone(), a, b.clone(), b],
+    )
+    .unwrap();
+    let (spec, patch) = (FrameSpec::default(), PatchSpec::default());
+    let v = preprocess_video(&list, &spec, &patch).unwrap();
+    // Four frames at 2 fps: all four sampled, two temporal patches.
+    assert_eq!(v.frame_indices, vec![0, 1, 2, 3]);
+    assert_eq!(v.grid_thw[0], 2);
+    assert!((v.second_per_grid - 1.0).abs() < 1e-12);
+    // Each temporal patch is the picture the image path reads from the same PNG.
+    let per_patch = v.pixel_values.len() / 2;
+    for (k, name) in [(0, "pg003.png"), (1, "pg007.png")] {
+        let image = evalverse_data::video::preprocess_image(
+            &refs.join(name),
+            spec.min_pixels,
+            spec.max_pixels,
+            &patch,
+        )
+        .unwrap();
+        assert_eq!(image.grid_thw[1..], v.grid_thw[1..]);
+        assert!(v.pixel_values[k * per_patch..(k + 1) * per_patch] == image.pixel_values[..]);
+    }
+    // Through the decode cache, keyed by the list's bytes (which carry the frames' hashes).
+    let cache = DecodeCache::new(dir.path().join("cache"));
+    let (c1, l1) = cache.get_or_decode(&list, &spec, &patch, true).unwrap();
+    let (c2, l2) = cache.get_or_decode(&list, &spec, &patch, true).unwrap();
+    assert_eq!((l1, l2), (Lookup::Miss, Lookup::Hit));
+    assert!(c1.vision.pixel_values == c2.vision.pixel_values && c1.audio.is_none());
+    let info = media::probe(&list).unwrap();
+    assert_eq!((info.frames, info.width, info.height), (4, 224, 168));
+    assert_eq!(info.audio_s, None);
+}
+
+#[test]
+fn a_frame_list_of_jpegs_decodes_and_mixed_sizes_are_refused_by_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 90]));
+    let small = image::RgbImage::from_fn(32, 48, |_, _| image::Rgb([10, 20, 30]));
+    let jpeg = encoded(&img, image::ImageFormat::Jpeg);
+    let list = evalverse_data::frames::write(dir.path(), "j", 4.0, "jpg", &vec![jpeg; 6]).unwrap();
+    let d = evalverse_data::video::decode_frames(&list, |_| true).unwrap();
+    assert_eq!((d.width, d.height, d.fps, d.total_frames), (64, 48, 4.0, 6));
+    let mixed = evalverse_data::frames::write(
+        dir.path(),
+        "m",
+        2.0,
+        "png",
+        &[
+            encoded(&img, image::ImageFormat::Png),
+            encoded(&small, image::ImageFormat::Png),
+        ],
+    )
+    .unwrap();
+    let e = evalverse_data::video::decode_frames(&mixed, |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("m.frames.json")
+            && e.contains("frame 1")
+            && e.contains("32x48")
+            && e.contains("64x48"),
+        "{e}"
+    );
+    // Not a picture at all: the frame's decode error names the list's frame file.
+    let junk =
+        evalverse_data::frames::write(dir.path(), "x", 2.0, "jpg", &[b"not an image".to_vec()])
+            .unwrap();
+    let e = evalverse_data::video::decode_frames(&junk, |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x.000000.jpg"), "{e}");
+}
