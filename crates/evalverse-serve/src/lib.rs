@@ -7,20 +7,23 @@
 //! queued work dropped. Local video paths must lie under an allowed media root; uploads live in
 //! a private temporary folder; remote URLs are never fetched. `/metrics` speaks Prometheus.
 //!
-//! Endpoints: `POST /v1/score`, `POST /v1/compare`, `GET /health`, `GET /v1/models`,
+//! Endpoints: `POST /v1/score`, `POST /v1/compare`, `POST /v1/chat/completions` (the
+//! OpenAI-compatible subset vLLM clients of video judges send), `GET /health`, `GET /v1/models`,
 //! `GET /metrics` (docs/SERVE.md has the schemas).
 
+pub mod chat;
 pub mod media;
 pub mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -139,8 +142,9 @@ pub struct ScoreItem {
     /// Echoed in the result (default: the item's index).
     #[serde(default)]
     pub id: Option<String>,
-    /// A path under an allowed media root (or `file://` path), or `data:video/mp4;base64,...`.
-    pub video: String,
+    /// A path under an allowed media root (or `file://` path), `data:video/mp4;base64,...`,
+    /// `data:video/jpeg;base64,<f1>,<f2>,...`, or `{"frames": [base64 JPEG/PNG...], "fps": F}`.
+    pub video: media::VideoArg,
     /// The prompt the clip was generated from.
     #[serde(default)]
     pub prompt: Option<String>,
@@ -248,6 +252,9 @@ struct AppState {
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     dimensions: Vec<String>,
+    /// The judge's preprocessing (chat requests may restate it, not change it).
+    frames: evalverse_data::video::FrameSpec,
+    completions: AtomicU64,
 }
 
 /// A server ready to serve: its router and the model thread behind it.
@@ -271,7 +278,8 @@ where
     let roots = media::canonical_roots(&cfg.allowed_media_roots)?;
     let metrics = Arc::new(Metrics::default());
     let (tx, rx) = mpsc::channel::<Work>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<String>, String>>();
+    type Ready = Result<(Vec<String>, evalverse_data::video::FrameSpec), String>;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
     let wcfg = cfg.clone();
     let wmetrics = metrics.clone();
     let worker = std::thread::Builder::new()
@@ -291,11 +299,11 @@ where
                 .iter()
                 .map(|d| d.to_string())
                 .collect();
-            let _ = ready_tx.send(Ok(dims));
+            let _ = ready_tx.send(Ok((dims, judge.spec.frames.clone())));
             run_worker(&judge, rx, &wcfg, &wmetrics);
         })
         .map_err(|e| format!("model thread: {e}"))?;
-    let dimensions = ready_rx
+    let (dimensions, frames) = ready_rx
         .recv()
         .map_err(|_| "the model thread ended while loading the judge".to_string())??;
     let uploads = tempfile::Builder::new()
@@ -309,11 +317,14 @@ where
         queue: std::sync::Mutex::new(tx),
         metrics,
         dimensions,
+        frames,
+        completions: AtomicU64::new(0),
         cfg,
     });
     let router = Router::new()
         .route("/v1/score", post(score))
         .route("/v1/compare", post(compare))
+        .route("/v1/chat/completions", post(chat_completions))
         .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics_text))
@@ -588,11 +599,80 @@ async fn metrics_text(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Re
     finish(&st, "/metrics", r)
 }
 
-async fn score(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+/// A request body, or the error its reading gave (413 beyond `max_body`), counted like any
+/// other answer.
+type Body = Result<Bytes, BytesRejection>;
+
+fn body_bytes(body: Body) -> Result<Bytes, ApiError> {
+    body.map_err(|e| ApiError::new(e.status().as_u16(), &e.body_text()))
+}
+
+async fn score(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     st.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    let r = score_inner(&st, &headers, &body).await;
+    let r = match body_bytes(body) {
+        Ok(b) => score_inner(&st, &headers, &b).await,
+        Err(e) => Err(e),
+    };
     st.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     finish(&st, "/v1/score", r)
+}
+
+/// Judge `clips` (one request's) in the model thread's next batch.
+async fn judge_clips(st: &AppState, clips: Vec<WorkClip>) -> Result<Vec<ClipResult>, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    st.metrics
+        .queue_depth
+        .fetch_add(clips.len() as i64, Ordering::Relaxed);
+    enqueue(
+        st,
+        Work {
+            job: Job::Score { clips, reply: tx },
+            enqueued: Instant::now(),
+        },
+    )?;
+    answer(st, rx).await
+}
+
+async fn chat_completions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    st.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let r = match body_bytes(body) {
+        Ok(b) => chat_inner(&st, &headers, &b).await,
+        Err(e) => Err(e),
+    };
+    st.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    finish(&st, "/v1/chat/completions", r)
+}
+
+async fn chat_inner(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    let _permit = admit(st, headers)?;
+    let call = chat::parse_chat_request(body, &st.frames)?;
+    if let Some(d) = call.dimensions.iter().find(|d| !st.dimensions.contains(d)) {
+        return Err(ApiError::bad_request(&format!(
+            "dimension '{d}' is not the judge's (known: {})",
+            st.dimensions.join(", ")
+        )));
+    }
+    let v = media::resolve(&call.video, call.frames_fps, &st.roots, st.uploads.path())?;
+    let clip = WorkClip {
+        id: "0".into(),
+        video: v.path.clone(),
+        label: call.video.label(),
+        prompt: call.prompt.clone(),
+        dimensions: call.dimensions.clone(),
+        rationale: true,
+    };
+    let mut judged = judge_clips(st, vec![clip]).await?;
+    drop(v);
+    let r = judged.pop().expect("one result per clip");
+    if let Some(e) = &r.error {
+        return Err(ApiError::new(422, e));
+    }
+    let id = st.completions.fetch_add(1, Ordering::Relaxed);
+    Ok(axum::Json(chat::completion(&st.cfg.model_name, id, &r, call.rationale)).into_response())
 }
 
 async fn score_inner(
@@ -628,22 +708,17 @@ async fn score_inner(
                     st.dimensions.join(", ")
                 )));
             }
-            let v = media::resolve(&it.video, &st.roots, st.uploads.path())
+            let v = media::resolve(&it.video, None, &st.roots, st.uploads.path())
                 .map_err(|e| ApiError::new(e.status, &format!("item {i}: {}", e.message)))?;
             Ok((prompt.to_string(), v))
         })();
         match checked {
             Ok((prompt, v)) => {
                 slots.push(Ok(clips.len()));
-                let label = if it.video.starts_with("data:") {
-                    "upload".to_string()
-                } else {
-                    it.video.clone()
-                };
                 clips.push(WorkClip {
                     id,
                     video: v.path.clone(),
-                    label,
+                    label: it.video.label(),
                     prompt,
                     dimensions: it.dimensions.clone(),
                     rationale: it.rationale,
@@ -658,19 +733,7 @@ async fn score_inner(
         let first = slots.into_iter().find_map(Result::err).expect("an error");
         return Err(first);
     }
-    let n = clips.len();
-    let (tx, rx) = oneshot::channel();
-    st.metrics
-        .queue_depth
-        .fetch_add(n as i64, Ordering::Relaxed);
-    enqueue(
-        st,
-        Work {
-            job: Job::Score { clips, reply: tx },
-            enqueued: Instant::now(),
-        },
-    )?;
-    let mut judged = answer(st, rx)
+    let mut judged = judge_clips(st, clips)
         .await?
         .into_iter()
         .map(Some)
@@ -689,11 +752,7 @@ async fn score_inner(
             Err(e) => ItemResult {
                 result: ClipResult {
                     id,
-                    video: if item.video.starts_with("data:") {
-                        "upload".into()
-                    } else {
-                        item.video.clone()
-                    },
+                    video: item.video.label(),
                     prompt: item.prompt.clone(),
                     scores: BTreeMap::new(),
                     soft: BTreeMap::new(),
@@ -769,7 +828,7 @@ pub struct CompareVideo {
     #[serde(default)]
     pub id: Option<String>,
     /// As `/v1/score`'s `video`.
-    pub video: String,
+    pub video: media::VideoArg,
 }
 
 #[derive(Debug, Deserialize)]
@@ -938,9 +997,12 @@ fn compare_group<B: ModelBackend>(
     })
 }
 
-async fn compare(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn compare(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     st.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    let r = compare_inner(&st, &headers, &body).await;
+    let r = match body_bytes(body) {
+        Ok(b) => compare_inner(&st, &headers, &b).await,
+        Err(e) => Err(e),
+    };
     st.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     finish(&st, "/v1/compare", r)
 }
@@ -974,7 +1036,7 @@ async fn compare_inner(
     let mut uploads = Vec::new();
     let mut ids = Vec::new();
     for (i, v) in req.videos.iter().enumerate() {
-        let r = media::resolve(&v.video, &st.roots, st.uploads.path())
+        let r = media::resolve(&v.video, None, &st.roots, st.uploads.path())
             .map_err(|e| ApiError::new(e.status, &format!("video {i}: {}", e.message)))?;
         ids.push(v.id.clone().unwrap_or_else(|| i.to_string()));
         uploads.push(r);

@@ -51,9 +51,9 @@ fn fuzz_score_request() {
             }
         };
         for it in &items {
-            match media::resolve(&it.video, &roots, &uploads) {
+            match media::resolve(&it.video, None, &roots, &uploads) {
                 Ok(v) => {
-                    if it.video.starts_with("data:") {
+                    if it.video.is_upload() {
                         ensure!(
                             v.path.starts_with(&uploads),
                             "upload outside the upload folder: {v:?}"

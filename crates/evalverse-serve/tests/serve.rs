@@ -445,3 +445,132 @@ async fn a_prompt_group_is_compared_in_both_orders_and_the_python_client_gets_re
     stop.send(()).unwrap();
     handle.await.unwrap();
 }
+
+fn png_b64(name: &str) -> String {
+    use base64::Engine as _;
+    let bytes = std::fs::read(root().join("data/sample/refs").join(name)).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_openai_chat_client_gets_the_judges_scores_and_frames_are_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let (addr, stop, handle) = spawn(server(&base, config(dir.path()))).await;
+    let clips = sample_clips(1);
+    let post = |path: &'static str, body: serde_json::Value| async move {
+        let (s, _, t) = http(
+            addr,
+            "POST",
+            path,
+            Some("sekrit"),
+            body.to_string().as_bytes(),
+        )
+        .await;
+        (
+            s,
+            serde_json::from_str::<serde_json::Value>(&t).unwrap_or(serde_json::Value::Null),
+            t,
+        )
+    };
+    let (s, scored, t) = post(
+        "/v1/score",
+        serde_json::json!({"items": [item(&clips[0].0, &clips[0].1)]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    // A vLLM client's request, with the evalverse `dimensions` in its extra body.
+    let chat = serde_json::json!({
+        "model": "UnifiedReward", "max_tokens": 256, "temperature": 0.0,
+        "messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": format!("file://{}", root().join("data/sample").join(&clips[0].0).canonicalize().unwrap().display())}},
+            {"type": "text", "text": clips[0].1}]}],
+        "mm_processor_kwargs": {"fps": 2.0},
+        "dimensions": ["lens", "vocal"],
+    });
+    let (s, c, t) = post("/v1/chat/completions", chat).await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(c["object"], "chat.completion");
+    assert_eq!(c["choices"][0]["message"]["role"], "assistant");
+    let content = c["choices"][0]["message"]["content"].as_str().unwrap();
+    for d in ["lens", "vocal"] {
+        let (a, b) = (&c["evalverse"]["soft"][d], &scored["results"][0]["soft"][d]);
+        match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => assert!((x - y).abs() < 1e-9, "{d}: chat {x} vs score {y}"),
+            _ => assert_eq!(a, b, "{d}: N/A on both sides"),
+        }
+        assert!(content.contains(&format!("{d}: ")), "{content}");
+    }
+    let reward = scored["rewards"][0].as_f64().unwrap();
+    assert!(
+        content.ends_with(&format!("Final Score: {reward:.2}")),
+        "{content}"
+    );
+
+    // Frames: vLLM's data:video/png list, UnifiedReward's image_url parts, /v1/score's object.
+    let (a, b) = (png_b64("pg003.png"), png_b64("pg007.png"));
+    let listed = format!("data:video/png;base64,{a},{a},{b},{b}");
+    let frames_chat = |video: serde_json::Value| {
+        serde_json::json!({"messages": [{"role": "user", "content": [video, {"type": "text", "text": "a lighthouse"}]}],
+                           "dimensions": ["lens"], "media_io_kwargs": {"video": {"fps": 2}}})
+    };
+    let (s, c1, t) = post(
+        "/v1/chat/completions",
+        frames_chat(serde_json::json!({"type": "video_url", "video_url": {"url": listed}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    let (s, c2, t) = post("/v1/score", serde_json::json!({"items": [{"video": {"frames": [a, a, b, b], "fps": 2.0}, "prompt": "a lighthouse", "dimensions": ["lens"]}]})).await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(c2["results"][0]["video"], "upload");
+    let (x, y) = (
+        c1["evalverse"]["soft"]["lens"].as_f64().unwrap(),
+        c2["results"][0]["soft"]["lens"].as_f64().unwrap(),
+    );
+    assert!((x - y).abs() < 1e-9, "the same frames two ways: {x} vs {y}");
+    let image = |b64: &str| serde_json::json!({"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{b64}")}});
+    let body = serde_json::json!({"messages": [{"role": "user", "content": [image(&a), image(&b), {"type": "text", "text": "a lighthouse"}]}]});
+    let (s, c3, t) = post("/v1/chat/completions", body).await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(
+        c3["evalverse"]["judgements"].as_array().unwrap().len(),
+        evalverse_data::taxonomy::Taxonomy::evalverse()
+            .dimensions
+            .len(),
+        "every dimension when none named"
+    );
+
+    // Refused with a reason; an oversized body is a 413 counted in /metrics.
+    let (s, e, _) = post(
+        "/v1/chat/completions",
+        serde_json::json!({"stream": true, "messages": []}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("streaming"),
+        "{e}"
+    );
+    let (s, e, _) = post("/v1/chat/completions", frames_chat(serde_json::json!({"type": "video_url", "video_url": {"url": "data:video/jpeg;base64,aGVsbG8="}}))).await;
+    assert_eq!(s, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a JPEG or PNG"),
+        "{e}"
+    );
+    let huge =
+        serde_json::json!({"messages": [{"role": "user", "content": "A".repeat(300 << 10)}]});
+    assert_eq!(post("/v1/chat/completions", huge).await.0, 413);
+    let (_, _, m) = http(addr, "GET", "/metrics", Some("sekrit"), b"").await;
+    assert!(
+        m.contains("evalverse_requests_total{endpoint=\"/v1/chat/completions\",status=\"413\"} 1"),
+        "{m}"
+    );
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+}
