@@ -750,7 +750,7 @@ def main():
         # start from a clean folder, keeping the hand-written README.md
         OUT.mkdir(parents=True, exist_ok=True)
         for p in OUT.iterdir():
-            if p.name == "README.md":
+            if p.name in ("README.md", "families"):  # families/: scripts/make_family_fixtures.py
                 continue
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
@@ -839,7 +839,8 @@ def main():
         (OUT / "chat_template.json").write_text(json.dumps(chat, indent=1, ensure_ascii=False) + "\n")
 
         # ---------------- manifest ----------------
-        files = sorted(p for p in OUT.rglob("*") if p.is_file() and p.name not in ("manifest.json", "README.md"))
+        files = sorted(p for p in OUT.rglob("*") if p.is_file() and p.name not in ("manifest.json", "README.md")
+                       and "families" not in p.relative_to(OUT).parts)
         manifest = {
             "generator": "scripts/make_fixtures.py",
             "command": "/work/venv/bin/python scripts/make_fixtures.py",

@@ -91,9 +91,16 @@ mod tests {
             temporal_patch_size: 2,
             in_channels: 3,
             out_hidden_size: 64,
-            window_size: 112,
+            family: evalverse_model::config::Family::Qwen2_5Vl,
+            norm: evalverse_model::config::NormKind::Rms,
+            hidden_act: evalverse_model::config::Activation::Silu,
+            mlp: evalverse_model::config::VisionMlpKind::Gated,
+            patch_bias: false,
+            window_size: Some(112),
             fullatt_block_indexes: vec![],
             tokens_per_second: 2.0,
+            num_position_embeddings: None,
+            deepstack_visual_indexes: vec![],
             rms_norm_eps: 1e-6,
         }
     }

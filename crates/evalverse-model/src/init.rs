@@ -1,17 +1,125 @@
-//! Fresh Qwen2.5-VL checkpoints in the Hugging Face layout (config.json + model.safetensors), with
-//! random weights (normal, std `initializer_range` as transformers' `_init_weights`; norms 1,
-//! biases 0). Used for tiny test and quickstart models; they load through the same path as
-//! downloaded checkpoints.
+//! Fresh Qwen-VL checkpoints (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) in the Hugging Face layout
+//! (config.json + model.safetensors), with random weights (normal, std `initializer_range` as
+//! transformers' `_init_weights`; norms 1, biases 0). Used for tiny test and quickstart models;
+//! they load through the same path as downloaded checkpoints, and in transformers (Qwen3-VL's
+//! keys in its own `model.visual.*` / `model.language_model.*` layout).
 
 use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::config::QwenVlConfig;
+use crate::config::{Family, QwenVlConfig};
 use crate::error::{ModelError, Result};
 
 /// A small Qwen2.5-VL config (flat Hub form) with the Qwen special token ids.
 pub fn small_config(
+    vocab_size: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    vision_hidden: usize,
+    vision_depth: usize,
+) -> Value {
+    small_config_for(
+        Family::Qwen2_5Vl,
+        vocab_size,
+        hidden,
+        layers,
+        heads,
+        kv_heads,
+        vision_hidden,
+        vision_depth,
+    )
+}
+
+/// A small config of `family` with the Qwen special token ids, in the form its published
+/// checkpoints use: flat (Qwen2-VL, Qwen2.5-VL) or nested (Qwen3-VL, with a 48 x 48 position
+/// table as the released models and DeepStack at up to three vision layers spread over the
+/// tower). The M-RoPE sections keep the released proportions ([16, 24, 24] of 64; Qwen3-VL
+/// [24, 20, 20]).
+#[allow(clippy::too_many_arguments)]
+pub fn small_config_for(
+    family: Family,
+    vocab_size: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    vision_hidden: usize,
+    vision_depth: usize,
+) -> Value {
+    let head_dim = hidden / heads.max(1);
+    let half = head_dim / 2;
+    let vision_heads = (vision_hidden / 32).max(1);
+    match family {
+        Family::Qwen2_5Vl => qwen2_5_config(
+            vocab_size,
+            hidden,
+            layers,
+            heads,
+            kv_heads,
+            vision_hidden,
+            vision_depth,
+        ),
+        Family::Qwen2Vl => {
+            let t = half / 4;
+            let hw = (half - t) / 2;
+            json!({
+                "architectures": ["Qwen2VLForConditionalGeneration"],
+                "model_type": "qwen2_vl",
+                "vocab_size": vocab_size, "hidden_size": hidden, "intermediate_size": hidden * 11 / 4,
+                "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+                "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 32768,
+                "tie_word_embeddings": true, "initializer_range": 0.02, "hidden_act": "silu",
+                "bos_token_id": 151643, "eos_token_id": 151645,
+                "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+                "rope_scaling": {"type": "mrope", "mrope_section": [t, hw, half - t - hw]},
+                "torch_dtype": "float32",
+                "vision_config": {
+                    "depth": vision_depth, "embed_dim": vision_hidden, "hidden_size": hidden, "mlp_ratio": 4,
+                    "num_heads": vision_heads, "hidden_act": "quick_gelu", "in_chans": 3,
+                    "patch_size": 14, "spatial_patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2
+                }
+            })
+        }
+        Family::Qwen3Vl => {
+            // [24, 20, 20] of 64: t takes the remainder.
+            let hw = half * 20 / 64;
+            let levels = 3.min(vision_depth).min(layers);
+            let deepstack: Vec<usize> = (0..levels).map(|k| k * vision_depth / levels.max(1)).collect();
+            json!({
+                "architectures": ["Qwen3VLForConditionalGeneration"],
+                "model_type": "qwen3_vl",
+                "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+                "tie_word_embeddings": true,
+                "text_config": {
+                    "model_type": "qwen3_vl_text",
+                    "vocab_size": vocab_size, "hidden_size": hidden, "intermediate_size": hidden * 3,
+                    "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+                    "head_dim": head_dim, "rms_norm_eps": 1e-6, "rope_theta": 5000000.0,
+                    "rope_scaling": {"rope_type": "default", "mrope_interleaved": true,
+                                     "mrope_section": [half - 2 * hw, hw, hw]},
+                    "max_position_embeddings": 262144, "tie_word_embeddings": true, "attention_bias": false,
+                    "attention_dropout": 0.0, "hidden_act": "silu", "initializer_range": 0.02,
+                    "bos_token_id": 151643, "eos_token_id": 151645, "dtype": "float32"
+                },
+                "vision_config": {
+                    "model_type": "qwen3_vl",
+                    "depth": vision_depth, "hidden_size": vision_hidden, "intermediate_size": vision_hidden * 4,
+                    "num_heads": vision_heads, "out_hidden_size": hidden, "hidden_act": "gelu_pytorch_tanh",
+                    "in_channels": 3, "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                    "num_position_embeddings": 2304, "deepstack_visual_indexes": deepstack,
+                    "initializer_range": 0.02
+                },
+                "initializer_range": 0.02,
+                "dtype": "float32"
+            })
+        }
+    }
+}
+
+fn qwen2_5_config(
     vocab_size: usize,
     hidden: usize,
     layers: usize,
@@ -45,12 +153,15 @@ pub fn small_config(
     })
 }
 
-/// Names and shapes of every tensor of a Qwen2.5-VL checkpoint (original Hub layout).
+/// Names and shapes of every tensor of a checkpoint of `cfg`'s family, in the canonical (original
+/// Hub) layout; module names from the same `Family` helpers the loader reads.
 pub fn tensor_shapes(cfg: &QwenVlConfig) -> Vec<(String, Vec<usize>)> {
     let v = &cfg.vision;
     let t = &cfg.text;
+    let family = cfg.family;
     let (d, vd, vi) = (t.hidden_size, v.hidden_size, v.intermediate_size);
     let m = v.spatial_merge_size * v.spatial_merge_size;
+    let layer_norm = v.norm == crate::config::NormKind::Layer;
     let mut out = vec![(
         "visual.patch_embed.proj.weight".to_string(),
         vec![
@@ -61,30 +172,54 @@ pub fn tensor_shapes(cfg: &QwenVlConfig) -> Vec<(String, Vec<usize>)> {
             v.patch_size,
         ],
     )];
+    if v.patch_bias {
+        out.push(("visual.patch_embed.proj.bias".into(), vec![vd]));
+    }
+    if let Some(n) = v.num_position_embeddings {
+        out.push(("visual.pos_embed.weight".into(), vec![n, vd]));
+    }
+    let norm = |out: &mut Vec<(String, Vec<usize>)>, prefix: String, dim: usize| {
+        out.push((format!("{prefix}.weight"), vec![dim]));
+        if layer_norm {
+            out.push((format!("{prefix}.bias"), vec![dim]));
+        }
+    };
+    let linear = |out: &mut Vec<(String, Vec<usize>)>, prefix: String, d_in: usize, d_out: usize, bias: bool| {
+        out.push((format!("{prefix}.weight"), vec![d_out, d_in]));
+        if bias {
+            out.push((format!("{prefix}.bias"), vec![d_out]));
+        }
+    };
+    let mlp = family.vision_mlp_names();
     for i in 0..v.depth {
         let p = format!("visual.blocks.{i}");
-        for (n, s) in [
-            ("norm1.weight", vec![vd]),
-            ("norm2.weight", vec![vd]),
-            ("attn.qkv.weight", vec![3 * vd, vd]),
-            ("attn.qkv.bias", vec![3 * vd]),
-            ("attn.proj.weight", vec![vd, vd]),
-            ("attn.proj.bias", vec![vd]),
-            ("mlp.gate_proj.weight", vec![vi, vd]),
-            ("mlp.gate_proj.bias", vec![vi]),
-            ("mlp.up_proj.weight", vec![vi, vd]),
-            ("mlp.up_proj.bias", vec![vi]),
-            ("mlp.down_proj.weight", vec![vd, vi]),
-            ("mlp.down_proj.bias", vec![vd]),
-        ] {
-            out.push((format!("{p}.{n}"), s));
+        norm(&mut out, format!("{p}.norm1"), vd);
+        norm(&mut out, format!("{p}.norm2"), vd);
+        linear(&mut out, format!("{p}.attn.qkv"), vd, 3 * vd, true);
+        linear(&mut out, format!("{p}.attn.proj"), vd, vd, true);
+        match v.mlp {
+            crate::config::VisionMlpKind::Gated => {
+                linear(&mut out, format!("{p}.mlp.{}", mlp[0]), vd, vi, true);
+                linear(&mut out, format!("{p}.mlp.{}", mlp[1]), vd, vi, true);
+                linear(&mut out, format!("{p}.mlp.{}", mlp[2]), vi, vd, true);
+            }
+            crate::config::VisionMlpKind::Plain => {
+                linear(&mut out, format!("{p}.mlp.{}", mlp[0]), vd, vi, true);
+                linear(&mut out, format!("{p}.mlp.{}", mlp[1]), vi, vd, true);
+            }
         }
     }
-    out.push(("visual.merger.ln_q.weight".into(), vec![vd]));
-    out.push(("visual.merger.mlp.0.weight".into(), vec![vd * m, vd * m]));
-    out.push(("visual.merger.mlp.0.bias".into(), vec![vd * m]));
-    out.push(("visual.merger.mlp.2.weight".into(), vec![d, vd * m]));
-    out.push(("visual.merger.mlp.2.bias".into(), vec![d]));
+    let [ln, fc1, fc2] = family.merger_names();
+    let mut mergers = vec![("visual.merger".to_string(), vd)];
+    mergers.extend(
+        (0..v.deepstack_visual_indexes.len())
+            .map(|j| (format!("visual.deepstack_merger_list.{j}"), vd * m)),
+    );
+    for (p, norm_dim) in mergers {
+        norm(&mut out, format!("{p}.{ln}"), norm_dim);
+        linear(&mut out, format!("{p}.{fc1}"), vd * m, vd * m, true);
+        linear(&mut out, format!("{p}.{fc2}"), vd * m, d, true);
+    }
     out.push(("model.embed_tokens.weight".into(), vec![t.vocab_size, d]));
     let (hd, nh, nkv, ti) = (
         t.head_dim(),
@@ -94,28 +229,35 @@ pub fn tensor_shapes(cfg: &QwenVlConfig) -> Vec<(String, Vec<usize>)> {
     );
     for i in 0..t.num_hidden_layers {
         let p = format!("model.layers.{i}");
-        for (n, s) in [
-            ("input_layernorm.weight", vec![d]),
-            ("post_attention_layernorm.weight", vec![d]),
-            ("self_attn.q_proj.weight", vec![nh * hd, d]),
-            ("self_attn.q_proj.bias", vec![nh * hd]),
-            ("self_attn.k_proj.weight", vec![nkv * hd, d]),
-            ("self_attn.k_proj.bias", vec![nkv * hd]),
-            ("self_attn.v_proj.weight", vec![nkv * hd, d]),
-            ("self_attn.v_proj.bias", vec![nkv * hd]),
-            ("self_attn.o_proj.weight", vec![d, nh * hd]),
-            ("mlp.gate_proj.weight", vec![ti, d]),
-            ("mlp.up_proj.weight", vec![ti, d]),
-            ("mlp.down_proj.weight", vec![d, ti]),
-        ] {
-            out.push((format!("{p}.{n}"), s));
+        out.push((format!("{p}.input_layernorm.weight"), vec![d]));
+        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+        linear(&mut out, format!("{p}.self_attn.q_proj"), d, nh * hd, t.qkv_bias);
+        linear(&mut out, format!("{p}.self_attn.k_proj"), d, nkv * hd, t.qkv_bias);
+        linear(&mut out, format!("{p}.self_attn.v_proj"), d, nkv * hd, t.qkv_bias);
+        linear(&mut out, format!("{p}.self_attn.o_proj"), nh * hd, d, t.o_bias);
+        if t.qk_norm {
+            out.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
+            out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
         }
+        linear(&mut out, format!("{p}.mlp.gate_proj"), d, ti, false);
+        linear(&mut out, format!("{p}.mlp.up_proj"), d, ti, false);
+        linear(&mut out, format!("{p}.mlp.down_proj"), ti, d, false);
     }
     out.push(("model.norm.weight".into(), vec![d]));
     if !t.tie_word_embeddings {
         out.push(("lm_head.weight".into(), vec![t.vocab_size, d]));
     }
     out
+}
+
+/// The key a checkpoint of `family` stores canonical key `key` under: Qwen3-VL's transformers
+/// class has no key conversion, so its checkpoints keep the in-memory layout
+/// (`model.visual.*`, `model.language_model.*`); Qwen2-VL and Qwen2.5-VL keep the original one.
+pub fn stored_key(family: Family, key: &str) -> String {
+    match family {
+        Family::Qwen3Vl => crate::lora::peft_module_path(key),
+        _ => key.to_string(),
+    }
 }
 
 /// Write `config` and random weights to `dir` (created).
@@ -148,6 +290,8 @@ pub fn write_random_checkpoint_with(
             || name.ends_with("norm1.weight")
             || name.ends_with("norm2.weight")
             || name.ends_with("ln_q.weight")
+            || name.ends_with("q_norm.weight")
+            || name.ends_with("k_norm.weight")
         {
             vec![1.0; n]
         } else if name.ends_with(".bias") {
@@ -160,7 +304,7 @@ pub fn write_random_checkpoint_with(
             (0..n).map(|_| (std * rng.normal()) as f32).collect()
         };
         tensors.push((
-            name,
+            stored_key(cfg.family, &name),
             shape,
             vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ));
@@ -200,10 +344,20 @@ pub struct SmallSpec {
     pub embed_std: Option<f64>,
 }
 
-/// Write a random checkpoint of `spec` with the tokenizer `tokenizer` (copied beside it) into
-/// `out`: config.json, model.safetensors, tokenizer.json. The vocabulary is Qwen2.5-VL's (or
-/// the tokenizer's, if larger).
+/// Write a random Qwen2.5-VL checkpoint of `spec` (`write_small_family`).
 pub fn write_small(out: &Path, tokenizer: &Path, spec: &SmallSpec) -> Result<()> {
+    write_small_family(out, tokenizer, spec, Family::Qwen2_5Vl)
+}
+
+/// Write a random checkpoint of `family` and `spec` with the tokenizer `tokenizer` (copied beside
+/// it) into `out`: config.json, model.safetensors, tokenizer.json. The vocabulary is the Qwen
+/// one (151,936, or the tokenizer's, if larger).
+pub fn write_small_family(
+    out: &Path,
+    tokenizer: &Path,
+    spec: &SmallSpec,
+    family: Family,
+) -> Result<()> {
     let bad = |m: &str| ModelError::Invalid(m.to_string());
     if spec.heads == 0
         || !spec.hidden.is_multiple_of(spec.heads)
@@ -220,7 +374,8 @@ pub fn write_small(out: &Path, tokenizer: &Path, spec: &SmallSpec) -> Result<()>
     }
     let tok = crate::chat::ChatTokenizer::from_file(tokenizer)?;
     let vocab = 151_936.max(tok.tokenizer.get_vocab_size(true));
-    let mut cfg = small_config(
+    let mut cfg = small_config_for(
+        family,
         vocab,
         spec.hidden,
         spec.layers,
@@ -230,6 +385,11 @@ pub fn write_small(out: &Path, tokenizer: &Path, spec: &SmallSpec) -> Result<()>
         spec.vision_depth,
     );
     cfg["initializer_range"] = json!(spec.init_std);
+    if family == Family::Qwen3Vl {
+        for sub in ["text_config", "vision_config"] {
+            cfg[sub]["initializer_range"] = json!(spec.init_std);
+        }
+    }
     write_random_checkpoint_with(out, &cfg, spec.seed, spec.embed_std)?;
     std::fs::copy(tokenizer, out.join("tokenizer.json"))
         .map_err(|e| ModelError::io(tokenizer, e))?;

@@ -1,6 +1,8 @@
-//! Qwen2.5-VL for conditional generation: the vision tower's tokens replace the image/video
-//! placeholder embeddings, multimodal position ids come from `position::rope_index`, the text
-//! decoder runs with a causal + padding mask, and the output head (tied or untied) gives logits.
+//! A Qwen-VL model for conditional generation (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): the vision
+//! tower's tokens replace the image/video placeholder embeddings (and, with DeepStack, its extra
+//! features are added after the first decoder layers at the same positions), multimodal position
+//! ids come from `position::rope_index`, the text decoder runs with a causal + padding mask, and
+//! the output head (tied or untied) gives logits.
 
 use std::path::Path;
 
@@ -61,25 +63,30 @@ pub struct Output<B: Backend> {
 impl<B: Backend> QwenVl<B> {
     /// Visit every linear layer with its Hugging Face module path (original layout).
     pub fn for_each_linear(&mut self, mut f: impl FnMut(&str, &mut Linear<B>)) {
+        use crate::vision::{PatchMerger, VisionMlp};
+        let family = self.cfg.family;
+        let mlp_names = family.vision_mlp_names();
+        let [_, fc1, fc2] = family.merger_names();
         f("visual.patch_embed.proj", &mut self.visual.patch_embed);
         for (i, blk) in self.visual.blocks.iter_mut().enumerate() {
             f(&format!("visual.blocks.{i}.attn.qkv"), &mut blk.attn.qkv);
             f(&format!("visual.blocks.{i}.attn.proj"), &mut blk.attn.proj);
-            f(
-                &format!("visual.blocks.{i}.mlp.gate_proj"),
-                &mut blk.mlp.gate_proj,
-            );
-            f(
-                &format!("visual.blocks.{i}.mlp.up_proj"),
-                &mut blk.mlp.up_proj,
-            );
-            f(
-                &format!("visual.blocks.{i}.mlp.down_proj"),
-                &mut blk.mlp.down_proj,
-            );
+            let lins: Vec<&mut Linear<B>> = match &mut blk.mlp {
+                VisionMlp::Gated(m) => vec![&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj],
+                VisionMlp::Plain(m) => vec![&mut m.fc1, &mut m.fc2],
+            };
+            for (name, lin) in mlp_names.iter().zip(lins) {
+                f(&format!("visual.blocks.{i}.mlp.{name}"), lin);
+            }
         }
-        f("visual.merger.mlp.0", &mut self.visual.merger.mlp_0);
-        f("visual.merger.mlp.2", &mut self.visual.merger.mlp_2);
+        let mut merger = |prefix: &str, m: &mut PatchMerger<B>| {
+            f(&format!("{prefix}.{fc1}"), &mut m.fc1);
+            f(&format!("{prefix}.{fc2}"), &mut m.fc2);
+        };
+        merger("visual.merger", &mut self.visual.merger);
+        for (j, m) in self.visual.deepstack_merger_list.iter_mut().enumerate() {
+            merger(&format!("visual.deepstack_merger_list.{j}"), m);
+        }
         for (i, l) in self.model.layers.iter_mut().enumerate() {
             f(
                 &format!("model.layers.{i}.self_attn.q_proj"),
@@ -178,6 +185,17 @@ impl<B: ModelBackend> QwenVl<B> {
 
     /// Input embeddings with the media tokens in place of their placeholders.
     pub fn embed_batch(&self, batch: &Batch<B>) -> Result<Tensor<B, 3>> {
+        Ok(self.embed_batch_deepstack(batch)?.0)
+    }
+
+    /// Input embeddings with the media tokens in place of their placeholders, and the DeepStack
+    /// additions of each level [batch, len, hidden]: the level's features at the placeholders,
+    /// zero elsewhere (none without DeepStack or media).
+    #[allow(clippy::type_complexity)]
+    pub fn embed_batch_deepstack(
+        &self,
+        batch: &Batch<B>,
+    ) -> Result<(Tensor<B, 3>, Vec<Tensor<B, 3>>)> {
         let device = self.device();
         let (b, l) = (
             batch.ids.len(),
@@ -202,7 +220,7 @@ impl<B: ModelBackend> QwenVl<B> {
         let text = self.model.embed(ids);
         let grids: Vec<[usize; 3]> = batch.media.iter().flatten().map(|m| m.grid_thw).collect();
         if grids.is_empty() {
-            return Ok(text);
+            return Ok((text, vec![]));
         }
         let vis = match (&batch.vision_embeds, &batch.pixel_values) {
             (Some(v), _) => v.clone(),
@@ -213,20 +231,30 @@ impl<B: ModelBackend> QwenVl<B> {
                 ))
             }
         }
-        .cast(text.dtype()); // [n_tokens, hidden]
-        let n_vis = vis.dims()[0];
+        .cast(text.dtype()); // [n_tokens, hidden * (1 + DeepStack levels)]
+        let [n_vis, width] = vis.dims();
+        let d = self.cfg.text.hidden_size;
+        if width != self.visual.output_width() {
+            return Err(ModelError::Invalid(format!(
+                "vision embeddings are {width} wide; this model's vision tower gives {} \
+                 (hidden {d} x (1 + {} DeepStack levels))",
+                self.visual.output_width(),
+                self.visual.deepstack_merger_list.len()
+            )));
+        }
         let is_ph =
             |t: i64| t == self.cfg.image_token_id as i64 || t == self.cfg.video_token_id as i64;
         let mut next = 0usize;
-        let index: Vec<i64> = flat
+        // Row of the media token at each placeholder (counted from 1: row 0 stands for "none").
+        let media_row: Vec<usize> = flat
             .iter()
             .enumerate()
             .map(|(i, &t)| {
                 if is_ph(t) && batch.mask[i / l][i % l] {
                     next += 1;
-                    (b * l + next - 1) as i64
+                    next
                 } else {
-                    i as i64
+                    0
                 }
             })
             .collect();
@@ -235,10 +263,34 @@ impl<B: ModelBackend> QwenVl<B> {
                 "the prompts hold {next} vision placeholder tokens but the media give {n_vis} tokens"
             )));
         }
-        let d = self.cfg.text.hidden_size;
-        let all = Tensor::cat(vec![text.reshape([b * l, d]), vis], 0);
+        let index: Vec<i64> = media_row
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| if r > 0 { (b * l + r - 1) as i64 } else { i as i64 })
+            .collect();
+        let all = Tensor::cat(vec![text.reshape([b * l, d]), vis.clone().narrow(1, 0, d)], 0);
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [b * l]), &device);
-        Ok(all.select(0, idx).reshape([b, l, d]))
+        let embeds = all.select(0, idx).reshape([b, l, d]);
+        let levels = width / d - 1;
+        if levels == 0 {
+            return Ok((embeds, vec![]));
+        }
+        let rows = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(
+                media_row.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                [b * l],
+            ),
+            &device,
+        );
+        let zero = Tensor::<B, 2>::zeros([1, d], (&device, vis.dtype()));
+        let deepstack = (1..=levels)
+            .map(|k| {
+                Tensor::cat(vec![zero.clone(), vis.clone().narrow(1, k * d, d)], 0)
+                    .select(0, rows.clone())
+                    .reshape([b, l, d])
+            })
+            .collect();
+        Ok((embeds, deepstack))
     }
 
     /// Position ids [3][batch][len] and rope deltas for a batch.
@@ -290,13 +342,19 @@ impl<B: ModelBackend> QwenVl<B> {
         Vec<i64>,
     )> {
         let device = self.device();
-        let h = self.embed_batch(batch)?;
+        let (h, deepstack) = self.embed_batch_deepstack(batch)?;
         let (position_ids, rope_deltas) = self.positions(batch)?;
         let (cos, sin) = self.model.mrope(&position_ids, &device);
         let mask = causal_mask::<B>(&batch.mask, 0, &device);
-        let (h, hidden_states) = self
-            .model
-            .forward(h, &cos, &sin, Some(mask), cache, all_hidden);
+        let (h, hidden_states) = self.model.forward_deepstack(
+            h,
+            &cos,
+            &sin,
+            Some(mask),
+            cache,
+            all_hidden,
+            &deepstack,
+        );
         Ok((h, hidden_states, position_ids, rope_deltas))
     }
 

@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
 pub use crate::attention::{attention, attention_chunked, ATTENTION_CHUNK_ELEMS};
+use crate::config::{Activation, NormKind};
 use crate::error::Result;
 use crate::ops::ModelBackend;
 use crate::weights::Weights;
@@ -319,6 +320,93 @@ impl<B: ModelBackend> RmsNorm<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let (x, dims) = fold_rows(x);
         unfold_rows(B::rms_norm(x, self.weight.val(), self.eps), dims)
+    }
+}
+
+/// LayerNorm with weight and bias (torch.nn.LayerNorm, biased variance): computed in f32 and
+/// cast back to x's dtype, as torch does for a bf16 input.
+#[derive(Module, Debug)]
+pub struct LayerNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub bias: Param<Tensor<B, 1>>,
+    pub eps: f64,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    pub fn load(
+        w: &mut Weights,
+        prefix: &str,
+        dim: usize,
+        eps: f64,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let weight = tensor_as_stored::<B, 1>(w.take(&format!("{prefix}.weight"), &[dim])?, device);
+        let bias = tensor_as_stored::<B, 1>(w.take(&format!("{prefix}.bias"), &[dim])?, device);
+        Ok(LayerNorm {
+            weight: Param::from_tensor(weight).set_require_grad(false),
+            bias: Param::from_tensor(bias).set_require_grad(false),
+            eps,
+        })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dtype = x.dtype();
+        let xf = x.cast(DType::F32);
+        let mean = xf.clone().mean_dim(D - 1);
+        let centred = xf - mean;
+        let var = centred.clone().powi_scalar(2).mean_dim(D - 1);
+        let normed = centred / (var + self.eps).sqrt();
+        let w = self.weight.val().cast(DType::F32).unsqueeze::<D>();
+        let b = self.bias.val().cast(DType::F32).unsqueeze::<D>();
+        (normed * w + b).cast(dtype)
+    }
+}
+
+/// The norm of a vision block or merger: RMSNorm (Qwen2.5-VL) or LayerNorm (Qwen2-VL, Qwen3-VL).
+#[derive(Module, Debug)]
+pub enum Norm<B: Backend> {
+    Rms(RmsNorm<B>),
+    Layer(LayerNorm<B>),
+}
+
+impl<B: Backend> Norm<B> {
+    pub fn load(
+        w: &mut Weights,
+        prefix: &str,
+        dim: usize,
+        kind: NormKind,
+        eps: f64,
+        device: &B::Device,
+    ) -> Result<Self> {
+        Ok(match kind {
+            NormKind::Rms => Norm::Rms(RmsNorm::load(w, prefix, dim, eps, device)?),
+            NormKind::Layer => Norm::Layer(LayerNorm::load(w, prefix, dim, eps, device)?),
+        })
+    }
+}
+
+impl<B: ModelBackend> Norm<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Norm::Rms(n) => n.forward(x),
+            Norm::Layer(n) => n.forward(x),
+        }
+    }
+}
+
+/// The activation `act` applied to x, in x's dtype (transformers' ACT2FN entries).
+pub fn activate<B: Backend, const D: usize>(x: Tensor<B, D>, act: Activation) -> Tensor<B, D> {
+    use burn::tensor::activation::{gelu, sigmoid, silu};
+    match act {
+        Activation::Silu => silu(x),
+        Activation::Gelu => gelu(x),
+        Activation::QuickGelu => x.clone() * sigmoid(x * 1.702),
+        Activation::GeluTanh => {
+            // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+            let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715)
+                * (2.0 / std::f64::consts::PI).sqrt();
+            x * (inner.tanh() + 1.0) * 0.5
+        }
     }
 }
 

@@ -1,9 +1,13 @@
-//! Position ids for Qwen2.5-VL's multimodal RoPE (transformers `Qwen2_5_VLModel.get_rope_index`).
-//! Text tokens advance all three axes (t, h, w) together; the tokens of an image or video take
-//! (t, h, w) grid positions offset by the text before them, with the time index scaled to seconds:
-//! `t = floor(i * second_per_grid * tokens_per_second)`. Padded positions get 1 (as transformers).
+//! Position ids for the Qwen-VL multimodal RoPE (transformers `get_rope_index` of
+//! `Qwen2VLModel`, `Qwen2_5_VLModel`, `Qwen3VLModel`). Text tokens advance all three axes
+//! (t, h, w) together; the tokens of an image or video take (t, h, w) grid positions offset by the
+//! text before them, and the text after a medium continues after its largest position. The time
+//! index of temporal patch i differs by family: i (Qwen2-VL), seconds
+//! `floor(i * second_per_grid * tokens_per_second)` (Qwen2.5-VL video), and for Qwen3-VL video
+//! each temporal patch is a medium of its own (t = 1, index 0) whose time is carried by the
+//! timestamp text before it. Padded positions get 1 (as transformers).
 
-use crate::config::QwenVlConfig;
+use crate::config::{Family, QwenVlConfig};
 
 /// An image or video in the prompt, in order of appearance.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +29,23 @@ pub fn rope_index(
     cfg: &QwenVlConfig,
 ) -> Result<([Vec<i64>; 3], i64), String> {
     let sms = cfg.vision.spatial_merge_size;
+    // Qwen3-VL: a video of T temporal patches is T one-patch media, each in its own
+    // <|vision_start|> .. <|vision_end|> block after its timestamp.
+    let split: Vec<MediaGrid>;
+    let media = if cfg.family == Family::Qwen3Vl {
+        split = media
+            .iter()
+            .flat_map(|m| {
+                let [t, h, w] = m.grid_thw;
+                let frames = if m.is_video { t } else { 1 };
+                let grid = if m.is_video { [1, h, w] } else { m.grid_thw };
+                std::iter::repeat_n(MediaGrid { grid_thw: grid, ..*m }, frames)
+            })
+            .collect();
+        &split[..]
+    } else {
+        media
+    };
     let real: Vec<(usize, u32)> = ids
         .iter()
         .copied()
@@ -71,10 +92,10 @@ pub fn rope_index(
                 m.grid_thw
             ));
         }
-        let scale = if m.is_video {
-            m.second_per_grid * cfg.vision.tokens_per_second
-        } else {
-            0.0
+        let scale = match cfg.family {
+            Family::Qwen2_5Vl if m.is_video => m.second_per_grid * cfg.vision.tokens_per_second,
+            Family::Qwen2_5Vl => 0.0,
+            Family::Qwen2Vl | Family::Qwen3Vl => 1.0,
         };
         for ti in 0..t {
             let tt = (ti as f64 * scale).floor() as i64;

@@ -1,6 +1,8 @@
-//! The Qwen2 text decoder of Qwen2.5-VL: token embedding, decoder layers (grouped-query attention
-//! with q/k/v bias, multimodal RoPE with sections from config, RMSNorm, SwiGLU MLP), final norm.
-//! A per-layer KV cache serves generation.
+//! The text decoder of the Qwen-VL family: token embedding, decoder layers (grouped-query
+//! attention, multimodal RoPE with sections from config, RMSNorm, SwiGLU MLP), final norm. The
+//! Qwen2 decoder (Qwen2-VL, Qwen2.5-VL) has q/k/v biases and chunked M-RoPE; the Qwen3 decoder
+//! (Qwen3-VL) has no biases, an RMSNorm over each head of q and k before RoPE, interleaved M-RoPE
+//! and DeepStack features added after its first layers. A per-layer KV cache serves generation.
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
@@ -18,6 +20,9 @@ pub struct SelfAttention<B: Backend> {
     pub k_proj: Linear<B>,
     pub v_proj: Linear<B>,
     pub o_proj: Linear<B>,
+    /// RMSNorm over each query / key head before RoPE (Qwen3).
+    pub q_norm: Option<RmsNorm<B>>,
+    pub k_norm: Option<RmsNorm<B>>,
     pub num_heads: usize,
     pub num_kv_heads: usize,
 }
@@ -83,6 +88,15 @@ impl<B: ModelBackend> TextModel<B> {
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
+            let head_norm = |w: &mut Weights, name: &str| -> Result<Option<RmsNorm<B>>> {
+                if cfg.qk_norm {
+                    Ok(Some(RmsNorm::load(w, &format!("{p}.self_attn.{name}"), hd, eps, device)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            let q_norm = head_norm(w, "q_norm")?;
+            let k_norm = head_norm(w, "k_norm")?;
             layers.push(DecoderLayer {
                 input_layernorm: RmsNorm::load(w, &format!("{p}.input_layernorm"), d, eps, device)?,
                 self_attn: SelfAttention {
@@ -91,7 +105,7 @@ impl<B: ModelBackend> TextModel<B> {
                         &format!("{p}.self_attn.q_proj"),
                         d,
                         nh * hd,
-                        true,
+                        cfg.qkv_bias,
                         device,
                     )?,
                     k_proj: Linear::load(
@@ -99,7 +113,7 @@ impl<B: ModelBackend> TextModel<B> {
                         &format!("{p}.self_attn.k_proj"),
                         d,
                         nkv * hd,
-                        true,
+                        cfg.qkv_bias,
                         device,
                     )?,
                     v_proj: Linear::load(
@@ -107,7 +121,7 @@ impl<B: ModelBackend> TextModel<B> {
                         &format!("{p}.self_attn.v_proj"),
                         d,
                         nkv * hd,
-                        true,
+                        cfg.qkv_bias,
                         device,
                     )?,
                     o_proj: Linear::load(
@@ -115,9 +129,11 @@ impl<B: ModelBackend> TextModel<B> {
                         &format!("{p}.self_attn.o_proj"),
                         nh * hd,
                         d,
-                        false,
+                        cfg.o_bias,
                         device,
                     )?,
+                    q_norm,
+                    k_norm,
                     num_heads: nh,
                     num_kv_heads: nkv,
                 },
@@ -170,7 +186,8 @@ impl<B: ModelBackend> TextModel<B> {
     }
 
     /// M-RoPE (cos, sin) for position ids [3][batch][len]: [batch, 1, len, head_dim] in f32.
-    /// Dimension j of the head rotates with the axis of its section in `mrope_section * 2`.
+    /// Frequency j < head_dim/2 (and its copy j + head_dim/2) rotates with the axis `mrope_axes`
+    /// gives it.
     pub fn mrope(
         &self,
         pos: &[Vec<Vec<i64>>; 3],
@@ -181,13 +198,8 @@ impl<B: ModelBackend> TextModel<B> {
         let inv_freq: Vec<f64> = (0..half)
             .map(|i| 1.0 / self.cfg.rope_theta.powf((2 * i) as f64 / hd as f64))
             .collect();
-        let mut axis_of = Vec::with_capacity(hd);
-        for rep in 0..2 {
-            let _ = rep;
-            for (a, &n) in self.cfg.mrope_section.iter().enumerate() {
-                axis_of.extend(std::iter::repeat_n(a, n));
-            }
-        }
+        let axes = mrope_axes(&self.cfg);
+        let axis_of: Vec<usize> = axes.iter().chain(&axes).copied().collect();
         let (b, l) = (pos[0].len(), pos[0].first().map(Vec::len).unwrap_or(0));
         let mut cos = Vec::with_capacity(b * l * hd);
         let mut sin = Vec::with_capacity(b * l * hd);
@@ -213,12 +225,29 @@ impl<B: ModelBackend> TextModel<B> {
     /// every layer's raw output.
     pub fn forward(
         &self,
+        h: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        mask: Option<Tensor<B, 4>>,
+        cache: Option<&mut KvCache<B>>,
+        all_hidden: bool,
+    ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
+        self.forward_deepstack(h, cos, sin, mask, cache, all_hidden, &[])
+    }
+
+    /// `forward` with DeepStack (Qwen3-VL): `deepstack[i]` [batch, len, hidden] (zero away from
+    /// the visual positions) is added to the output of layer i, and the hidden states returned
+    /// for layer i include it (what layer i + 1 reads).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_deepstack(
+        &self,
         mut h: Tensor<B, 3>,
         cos: &Tensor<B, 4>,
         sin: &Tensor<B, 4>,
         mask: Option<Tensor<B, 4>>,
         mut cache: Option<&mut KvCache<B>>,
         all_hidden: bool,
+        deepstack: &[Tensor<B, 3>],
     ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
         let mut hidden = Vec::new();
         if all_hidden {
@@ -233,6 +262,10 @@ impl<B: ModelBackend> TextModel<B> {
             h = h + m
                 .down_proj
                 .forward(swiglu(m.gate_proj.forward(x.clone()), m.up_proj.forward(x)));
+            if let Some(extra) = deepstack.get(i) {
+                let dtype = h.dtype();
+                h = h + extra.clone().cast(dtype);
+            }
             if all_hidden {
                 hidden.push(h.clone());
             }
@@ -253,15 +286,13 @@ impl<B: ModelBackend> SelfAttention<B> {
         let [b, l, _] = x.dims();
         let (nh, nkv) = (self.num_heads, self.num_kv_heads);
         let hd = self.q_proj.d_out() / nh;
-        let q = self
-            .q_proj
-            .forward(x.clone())
-            .reshape([b, l, nh, hd])
+        let head_norm = |t: Tensor<B, 4>, n: &Option<RmsNorm<B>>| match n {
+            Some(n) => n.forward(t),
+            None => t,
+        };
+        let q = head_norm(self.q_proj.forward(x.clone()).reshape([b, l, nh, hd]), &self.q_norm)
             .swap_dims(1, 2);
-        let k = self
-            .k_proj
-            .forward(x.clone())
-            .reshape([b, l, nkv, hd])
+        let k = head_norm(self.k_proj.forward(x.clone()).reshape([b, l, nkv, hd]), &self.k_norm)
             .swap_dims(1, 2);
         let v = self
             .v_proj
@@ -296,5 +327,74 @@ impl<B: ModelBackend> SelfAttention<B> {
         };
         self.o_proj
             .forward(o.swap_dims(1, 2).reshape([b, l, nh * hd]))
+    }
+}
+
+/// The position axis (0 t, 1 h, 2 w) of each rotary frequency j < head_dim / 2. Chunked (Qwen2,
+/// Qwen2.5-VL): `mrope_section` consecutive runs. Interleaved (Qwen3-VL, transformers
+/// `apply_interleaved_mrope`): slots 1, 4, 7, .. below 3 * section[1] take h, slots 2, 5, 8, ..
+/// below 3 * section[2] take w, every other slot t.
+pub fn mrope_axes(cfg: &TextConfig) -> Vec<usize> {
+    let half = cfg.head_dim() / 2;
+    let sec = &cfg.mrope_section;
+    if cfg.mrope_interleaved {
+        (0..half)
+            .map(|j| match j % 3 {
+                1 if j < 3 * sec[1] => 1,
+                2 if j < 3 * sec[2] => 2,
+                _ => 0,
+            })
+            .collect()
+    } else {
+        sec.iter()
+            .enumerate()
+            .flat_map(|(a, &n)| std::iter::repeat_n(a, n))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(section: Vec<usize>, interleaved: bool) -> TextConfig {
+        TextConfig {
+            vocab_size: 8,
+            hidden_size: 64,
+            intermediate_size: 8,
+            num_hidden_layers: 1,
+            num_attention_heads: 1,
+            num_key_value_heads: 1,
+            head_dim: 2 * section.iter().sum::<usize>(),
+            rms_norm_eps: 1e-6,
+            rope_theta: 1e4,
+            mrope_section: section,
+            mrope_interleaved: interleaved,
+            qkv_bias: false,
+            o_bias: false,
+            qk_norm: false,
+            max_position_embeddings: 16,
+            tie_word_embeddings: true,
+        }
+    }
+
+    #[test]
+    fn chunked_mrope_gives_each_axis_a_run_of_frequencies() {
+        assert_eq!(mrope_axes(&text(vec![2, 3, 3], false)), [0, 0, 1, 1, 1, 2, 2, 2]);
+    }
+
+    #[test]
+    fn interleaved_mrope_cycles_t_h_w_and_leaves_the_tail_to_t() {
+        // Qwen3-VL's [24, 20, 20]: h at 1, 4, .., 58; w at 2, 5, .., 59; t elsewhere (60..64 too).
+        let axes = mrope_axes(&text(vec![24, 20, 20], true));
+        assert_eq!(&axes[..7], &[0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(&axes[57..], &[0, 1, 2, 0, 0, 0, 0]);
+        assert_eq!(axes.iter().filter(|&&a| a == 0).count(), 24);
+        assert_eq!(axes.iter().filter(|&&a| a == 1).count(), 20);
+        // The fixture's [6, 3, 3]: h 1, 4, 7; w 2, 5, 8; t 0, 3, 6, 9, 10, 11.
+        assert_eq!(
+            mrope_axes(&text(vec![6, 3, 3], true)),
+            [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 0, 0]
+        );
     }
 }

@@ -1,17 +1,19 @@
-//! The Qwen2.5-VL vision tower (transformers `Qwen2_5_VisionTransformerPretrainedModel`):
-//! 3D patch embedding (a Conv3d whose kernel equals its stride, i.e. a linear over the 1176-value
-//! patch rows), 2D rotary position embedding over (row, column), window attention in 4x4 windows
-//! of merged tokens with full attention per frame in `fullatt_block_indexes`, RMSNorm + SwiGLU
-//! blocks, and the patch merger (2x2 patches -> one token of the text width).
+//! The Qwen-VL vision tower (transformers `Qwen2VisionTransformerPretrainedModel`,
+//! `Qwen2_5_VisionTransformerPretrainedModel`, `Qwen3VLVisionModel`): 3D patch embedding (a
+//! Conv3d whose kernel equals its stride, i.e. a linear over the C*T*p*p patch rows), the learned
+//! position table interpolated to the grid (Qwen3-VL), 2D rotary position embedding over (row,
+//! column), attention per temporal patch or in windows (Qwen2.5-VL's 4x4 merged-token windows,
+//! full attention in `fullatt_block_indexes`), norm + MLP blocks of the family's kind, the patch
+//! merger (2x2 patches -> one token of the text width) and Qwen3-VL's DeepStack mergers.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use crate::config::VisionConfig;
+use crate::config::{Activation, VisionConfig, VisionMlpKind};
 use crate::error::Result;
-use crate::nn::{apply_rotary, attention, swiglu, Linear, RmsNorm};
+use crate::nn::{activate, apply_rotary, attention, swiglu, tensor_as_stored, Linear, Norm};
 use crate::ops::ModelBackend;
 use crate::weights::Weights;
 
@@ -22,42 +24,122 @@ pub struct VisionAttention<B: Backend> {
     pub num_heads: usize,
 }
 
+/// down_proj(silu(gate_proj(x)) * up_proj(x)) (Qwen2.5-VL).
 #[derive(Module, Debug)]
-pub struct VisionMlp<B: Backend> {
+pub struct GatedMlp<B: Backend> {
     pub gate_proj: Linear<B>,
     pub up_proj: Linear<B>,
     pub down_proj: Linear<B>,
 }
 
+/// fc2(act(fc1(x))) (Qwen2-VL `fc1`/`fc2`, Qwen3-VL `linear_fc1`/`linear_fc2`).
+#[derive(Module, Debug)]
+pub struct PlainMlp<B: Backend> {
+    pub fc1: Linear<B>,
+    pub fc2: Linear<B>,
+    #[module(skip)]
+    pub act: Activation,
+}
+
+#[derive(Module, Debug)]
+pub enum VisionMlp<B: Backend> {
+    Gated(GatedMlp<B>),
+    Plain(PlainMlp<B>),
+}
+
 #[derive(Module, Debug)]
 pub struct VisionBlock<B: Backend> {
-    pub norm1: RmsNorm<B>,
-    pub norm2: RmsNorm<B>,
+    pub norm1: Norm<B>,
+    pub norm2: Norm<B>,
     pub attn: VisionAttention<B>,
     pub mlp: VisionMlp<B>,
 }
 
+/// norm -> view 2x2 blocks as one row -> fc1 -> GELU (erf) -> fc2. The norm runs before the view
+/// over the ViT width, or after it over 4x the width (`postshuffle`: Qwen3-VL's DeepStack
+/// mergers). HF names: `ln_q`, `mlp.0`, `mlp.2` (Qwen2/2.5-VL); `norm`, `linear_fc1`,
+/// `linear_fc2` (Qwen3-VL).
 #[derive(Module, Debug)]
 pub struct PatchMerger<B: Backend> {
-    pub ln_q: RmsNorm<B>,
-    /// mlp.0
-    pub mlp_0: Linear<B>,
-    /// mlp.2 (mlp.1 is the GELU)
-    pub mlp_2: Linear<B>,
+    pub norm: Norm<B>,
+    pub fc1: Linear<B>,
+    pub fc2: Linear<B>,
+    #[module(skip)]
+    pub postshuffle: bool,
 }
 
 #[derive(Module, Debug)]
 pub struct VisionTower<B: Backend> {
     /// patch_embed.proj, as a linear over flattened [C, T, p, p] rows.
     pub patch_embed: Linear<B>,
+    /// pos_embed [side^2, width] (Qwen3-VL).
+    pub pos_embed: Option<Param<Tensor<B, 2>>>,
     pub blocks: Vec<VisionBlock<B>>,
     pub merger: PatchMerger<B>,
+    /// deepstack_merger_list.{j}, one per entry of `deepstack_visual_indexes` (Qwen3-VL).
+    pub deepstack_merger_list: Vec<PatchMerger<B>>,
     #[module(skip)]
     pub cfg: VisionConfig,
 }
 
 /// Row segments [start, end) that attend among themselves.
 type Segments = Vec<(usize, usize)>;
+
+impl<B: ModelBackend> PatchMerger<B> {
+    fn load(
+        w: &mut Weights,
+        prefix: &str,
+        cfg: &VisionConfig,
+        postshuffle: bool,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let [norm, fc1, fc2] = cfg.family.merger_names();
+        let wide = cfg.hidden_size * cfg.spatial_merge_size * cfg.spatial_merge_size;
+        let norm_dim = if postshuffle { wide } else { cfg.hidden_size };
+        Ok(PatchMerger {
+            norm: Norm::load(
+                w,
+                &format!("{prefix}.{norm}"),
+                norm_dim,
+                cfg.norm,
+                cfg.rms_norm_eps,
+                device,
+            )?,
+            fc1: Linear::load(w, &format!("{prefix}.{fc1}"), wide, wide, true, device)?,
+            fc2: Linear::load(
+                w,
+                &format!("{prefix}.{fc2}"),
+                wide,
+                cfg.out_hidden_size,
+                true,
+                device,
+            )?,
+            postshuffle,
+        })
+    }
+
+    /// Rows [n * unit, width] in merge-block order -> merged tokens [n, out_hidden_size].
+    fn forward(&self, h: Tensor<B, 2>, unit: usize) -> Tensor<B, 2> {
+        let [rows, d] = h.dims();
+        let x = if self.postshuffle {
+            self.norm.forward(h.reshape([rows / unit, d * unit]))
+        } else {
+            self.norm.forward(h).reshape([rows / unit, d * unit])
+        };
+        self.fc2.forward(gelu(self.fc1.forward(x)))
+    }
+}
+
+impl<B: ModelBackend> VisionMlp<B> {
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self {
+            VisionMlp::Gated(m) => m
+                .down_proj
+                .forward(swiglu(m.gate_proj.forward(x.clone()), m.up_proj.forward(x))),
+            VisionMlp::Plain(m) => m.fc2.forward(activate(m.fc1.forward(x), m.act)),
+        }
+    }
+}
 
 impl<B: ModelBackend> VisionTower<B> {
     pub fn load(w: &mut Weights, cfg: &VisionConfig, device: &B::Device) -> Result<Self> {
@@ -76,70 +158,89 @@ impl<B: ModelBackend> VisionTower<B> {
         )?;
         // A Conv3d whose kernel equals its stride is a linear over the flattened [C, T, p, p] rows.
         let conv = TensorData::from_bytes_vec(conv.as_bytes().to_vec(), [d, pd], conv.dtype);
-        let patch_embed = Linear::from_hf_data(conv, None, device);
+        let bias = if cfg.patch_bias {
+            Some(tensor_as_stored::<B, 1>(
+                w.take("visual.patch_embed.proj.bias", &[d])?,
+                device,
+            ))
+        } else {
+            None
+        };
+        let patch_embed = Linear::from_hf_data(conv, bias, device);
+        let pos_embed = match cfg.num_position_embeddings {
+            Some(n) => Some(
+                Param::from_tensor(tensor_as_stored::<B, 2>(
+                    w.take("visual.pos_embed.weight", &[n, d])?,
+                    device,
+                ))
+                .set_require_grad(false),
+            ),
+            None => None,
+        };
+        let names = cfg.family.vision_mlp_names();
+        let inter = cfg.intermediate_size;
         let mut blocks = Vec::with_capacity(cfg.depth);
         for i in 0..cfg.depth {
             let p = format!("visual.blocks.{i}");
+            let mut lin = |name: &str, d_in: usize, d_out: usize| {
+                Linear::load(w, &format!("{p}.mlp.{name}"), d_in, d_out, true, device)
+            };
+            let mlp = match cfg.mlp {
+                VisionMlpKind::Gated => VisionMlp::Gated(GatedMlp {
+                    gate_proj: lin(names[0], d, inter)?,
+                    up_proj: lin(names[1], d, inter)?,
+                    down_proj: lin(names[2], inter, d)?,
+                }),
+                VisionMlpKind::Plain => VisionMlp::Plain(PlainMlp {
+                    fc1: lin(names[0], d, inter)?,
+                    fc2: lin(names[1], inter, d)?,
+                    act: cfg.hidden_act,
+                }),
+            };
             blocks.push(VisionBlock {
-                norm1: RmsNorm::load(w, &format!("{p}.norm1"), d, eps, device)?,
-                norm2: RmsNorm::load(w, &format!("{p}.norm2"), d, eps, device)?,
+                norm1: Norm::load(w, &format!("{p}.norm1"), d, cfg.norm, eps, device)?,
+                norm2: Norm::load(w, &format!("{p}.norm2"), d, cfg.norm, eps, device)?,
                 attn: VisionAttention {
                     qkv: Linear::load(w, &format!("{p}.attn.qkv"), d, 3 * d, true, device)?,
                     proj: Linear::load(w, &format!("{p}.attn.proj"), d, d, true, device)?,
                     num_heads: cfg.num_heads,
                 },
-                mlp: VisionMlp {
-                    gate_proj: Linear::load(
-                        w,
-                        &format!("{p}.mlp.gate_proj"),
-                        d,
-                        cfg.intermediate_size,
-                        true,
-                        device,
-                    )?,
-                    up_proj: Linear::load(
-                        w,
-                        &format!("{p}.mlp.up_proj"),
-                        d,
-                        cfg.intermediate_size,
-                        true,
-                        device,
-                    )?,
-                    down_proj: Linear::load(
-                        w,
-                        &format!("{p}.mlp.down_proj"),
-                        cfg.intermediate_size,
-                        d,
-                        true,
-                        device,
-                    )?,
-                },
+                mlp,
             });
         }
-        let m = cfg.spatial_merge_size * cfg.spatial_merge_size;
-        let merger = PatchMerger {
-            ln_q: RmsNorm::load(w, "visual.merger.ln_q", d, eps, device)?,
-            mlp_0: Linear::load(w, "visual.merger.mlp.0", d * m, d * m, true, device)?,
-            mlp_2: Linear::load(
-                w,
-                "visual.merger.mlp.2",
-                d * m,
-                cfg.out_hidden_size,
-                true,
-                device,
-            )?,
-        };
+        let merger = PatchMerger::load(w, "visual.merger", cfg, false, device)?;
+        let deepstack_merger_list = (0..cfg.deepstack_visual_indexes.len())
+            .map(|j| {
+                PatchMerger::load(
+                    w,
+                    &format!("visual.deepstack_merger_list.{j}"),
+                    cfg,
+                    true,
+                    device,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(VisionTower {
             patch_embed,
+            pos_embed,
             blocks,
             merger,
+            deepstack_merger_list,
             cfg: cfg.clone(),
         })
     }
 
+    /// Width of one merged token of `forward`'s output: the merger's tokens, then each DeepStack
+    /// merger's, side by side (out_hidden_size * (1 + DeepStack levels)).
+    pub fn output_width(&self) -> usize {
+        self.cfg.out_hidden_size * (1 + self.deepstack_merger_list.len())
+    }
+
     /// Encode patch rows `pixels` [rows, C*T*p*p] of the media in `grid_thw` (one (t, h, w) per
-    /// image or video, in order) into merged tokens [rows / merge^2, out_hidden_size], in the
-    /// original (row-major per frame, 2x2 merge-block) order.
+    /// image or video, in order) into merged tokens [rows / merge^2, output_width()], in the
+    /// original (row-major per frame, 2x2 merge-block) order. Columns [0, out_hidden_size) are
+    /// the merger's output (what replaces the placeholders); with DeepStack, the next
+    /// out_hidden_size columns are the first DeepStack merger's, and so on.
     pub fn forward(&self, pixels: Tensor<B, 2>, grid_thw: &[[usize; 3]]) -> Tensor<B, 2> {
         let device = pixels.device();
         let cfg = &self.cfg;
@@ -147,39 +248,54 @@ impl<B: ModelBackend> VisionTower<B> {
         let rows = pixels.dims()[0];
         // Pixels in the weights' dtype, as transformers' patch embedding casts them.
         let pixels = pixels.cast(self.patch_embed.weight.val().dtype());
-        let hidden = self.patch_embed.forward(pixels); // [rows, d]
-        let (window_index, window_segments) = window_index(grid_thw, cfg);
+        let mut hidden = self.patch_embed.forward(pixels); // [rows, d]
+        if let Some(table) = &self.pos_embed {
+            hidden = hidden + self.position_embeddings(table.val(), grid_thw);
+        }
         let frame_segments = frame_segments(grid_thw);
+        let windowed = cfg.window_size.is_some();
+        let (window_index, window_segments) = if windowed {
+            window_index(grid_thw, cfg)
+        } else {
+            ((0..rows / unit).collect(), frame_segments.clone())
+        };
         let order: Vec<i64> = window_index
             .iter()
             .flat_map(|&g| (0..unit).map(move |u| (g * unit + u) as i64))
             .collect();
-        let order_t =
-            Tensor::<B, 1, Int>::from_data(TensorData::new(order.clone(), [rows]), &device);
-        let mut h = hidden.select(0, order_t.clone());
+        let mut h = if windowed {
+            let order_t =
+                Tensor::<B, 1, Int>::from_data(TensorData::new(order.clone(), [rows]), &device);
+            hidden.select(0, order_t)
+        } else {
+            hidden
+        };
         let (cos, sin) = vision_rope::<B>(grid_thw, cfg, &order, &device); // [rows, head_dim]
+        let mut deepstack = Vec::new();
         for (i, blk) in self.blocks.iter().enumerate() {
-            let segs = if cfg.fullatt_block_indexes.contains(&i) {
-                &frame_segments
-            } else {
+            let segs = if windowed && !cfg.fullatt_block_indexes.contains(&i) {
                 &window_segments
+            } else {
+                &frame_segments
             };
             let x = blk.norm1.forward(h.clone());
             h = h + blk.attn.forward(x, &cos, &sin, segs);
             let x = blk.norm2.forward(h.clone());
-            let mlp = &blk.mlp;
-            h = h + mlp.down_proj.forward(swiglu(
-                mlp.gate_proj.forward(x.clone()),
-                mlp.up_proj.forward(x),
-            ));
+            h = h + blk.mlp.forward(x);
+            if let Some(j) = cfg.deepstack_visual_indexes.iter().position(|&k| k == i) {
+                deepstack.push(self.deepstack_merger_list[j].forward(h.clone(), unit));
+            }
         }
         // Merger: groups of `unit` consecutive rows (a 2x2 block) -> one token.
-        let d = cfg.hidden_size;
-        let x = self.merger.ln_q.forward(h).reshape([rows / unit, d * unit]);
-        let merged = self
-            .merger
-            .mlp_2
-            .forward(gelu(self.merger.mlp_0.forward(x)));
+        let merged = self.merger.forward(h, unit);
+        let merged = if deepstack.is_empty() {
+            merged
+        } else {
+            Tensor::cat([vec![merged], deepstack].concat(), 1)
+        };
+        if !windowed {
+            return merged;
+        }
         // Undo the window permutation (argsort of window_index).
         let mut reverse = vec![0i64; window_index.len()];
         for (pos, &g) in window_index.iter().enumerate() {
@@ -189,6 +305,102 @@ impl<B: ModelBackend> VisionTower<B> {
             Tensor::<B, 1, Int>::from_data(TensorData::new(reverse, [rows / unit]), &device);
         merged.select(0, reverse)
     }
+
+    /// The learned position table [side^2, d] interpolated bilinearly (align_corners) to each
+    /// medium's patch grid, repeated over its temporal patches, rows in merge-block order:
+    /// [rows, d] (transformers `Qwen3VLVisionModel.fast_pos_embed_interpolate`, its f32
+    /// arithmetic: torch.linspace's two-sided formula, truncated floor, the four corner weights
+    /// and the sum in corner order).
+    fn position_embeddings(&self, table: Tensor<B, 2>, grid_thw: &[[usize; 3]]) -> Tensor<B, 2> {
+        let device = table.device();
+        let side = self.cfg.position_grid_side().unwrap_or(1);
+        let sms = self.cfg.spatial_merge_size;
+        let mut idx: [Vec<i64>; 4] = Default::default();
+        let mut wts: [Vec<f32>; 4] = Default::default();
+        for &[t, h, w] in grid_thw {
+            let hs = linspace_f32(0.0, (side - 1) as f32, h);
+            let ws = linspace_f32(0.0, (side - 1) as f32, w);
+            let corner = |v: f32| {
+                let lo = v as usize; // truncation, as tensor.int()
+                (lo, (lo + 1).min(side - 1), v - lo as f32)
+            };
+            let mut frame: Vec<([i64; 4], [f32; 4])> = Vec::with_capacity(h * w);
+            for &hv in &hs {
+                let (h0, h1, dh) = corner(hv);
+                for &wv in &ws {
+                    let (w0, w1, dw) = corner(wv);
+                    frame.push((
+                        [
+                            (h0 * side + w0) as i64,
+                            (h0 * side + w1) as i64,
+                            (h1 * side + w0) as i64,
+                            (h1 * side + w1) as i64,
+                        ],
+                        [
+                            (1.0 - dh) * (1.0 - dw),
+                            (1.0 - dh) * dw,
+                            dh * (1.0 - dw),
+                            dh * dw,
+                        ],
+                    ));
+                }
+            }
+            for _ in 0..t {
+                for bh in 0..h / sms {
+                    for bw in 0..w / sms {
+                        for mh in 0..sms {
+                            for mw in 0..sms {
+                                let (i, wt) = frame[(bh * sms + mh) * w + bw * sms + mw];
+                                for k in 0..4 {
+                                    idx[k].push(i[k]);
+                                    wts[k].push(wt[k]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let rows = idx[0].len();
+        let dtype = table.dtype();
+        let mut sum: Option<Tensor<B, 2>> = None;
+        for k in 0..4 {
+            let i = Tensor::<B, 1, Int>::from_data(
+                TensorData::new(std::mem::take(&mut idx[k]), [rows]),
+                &device,
+            );
+            let wt = Tensor::<B, 2>::from_data(
+                TensorData::new(std::mem::take(&mut wts[k]), [rows, 1]),
+                (&device, DType::F32),
+            )
+            .cast(dtype);
+            let term = table.clone().select(0, i) * wt;
+            sum = Some(match sum {
+                None => term,
+                Some(s) => s + term,
+            });
+        }
+        sum.expect("four corners")
+    }
+}
+
+/// torch.linspace(start, end, steps) in f32: the first half counts up from `start`, the second
+/// half down from `end` (ATen's kernel), so both ends are exact.
+fn linspace_f32(start: f32, end: f32, steps: usize) -> Vec<f32> {
+    if steps == 1 {
+        return vec![start];
+    }
+    let step = (end - start) / (steps - 1) as f32;
+    let half = steps / 2;
+    (0..steps)
+        .map(|i| {
+            if i < half {
+                start + step * i as f32
+            } else {
+                end - step * (steps - i - 1) as f32
+            }
+        })
+        .collect()
 }
 
 impl<B: ModelBackend> VisionAttention<B> {
@@ -258,7 +470,12 @@ impl<B: ModelBackend> VisionAttention<B> {
 pub fn window_index(grid_thw: &[[usize; 3]], cfg: &VisionConfig) -> (Vec<usize>, Segments) {
     let sms = cfg.spatial_merge_size;
     let unit = sms * sms;
-    let ws = cfg.window_size / sms / cfg.patch_size;
+    let Some(window) = cfg.window_size else {
+        // No windows: merged tokens in order, one segment per temporal patch.
+        let n = grid_thw.iter().map(|g| g[0] * (g[1] / sms) * (g[2] / sms)).sum();
+        return ((0..n).collect(), frame_segments(grid_thw));
+    };
+    let ws = window / sms / cfg.patch_size;
     let mut index = Vec::new();
     let mut segs = Vec::new();
     let mut offset = 0usize;
@@ -292,7 +509,7 @@ pub fn window_index(grid_thw: &[[usize; 3]], cfg: &VisionConfig) -> (Vec<usize>,
 }
 
 /// Full-attention segments: one per temporal patch of each medium (h*w rows each).
-fn frame_segments(grid_thw: &[[usize; 3]]) -> Segments {
+pub fn frame_segments(grid_thw: &[[usize; 3]]) -> Segments {
     let mut segs = Vec::new();
     let mut row = 0;
     for &[t, h, w] in grid_thw {
@@ -358,6 +575,7 @@ fn vision_rope<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Family, NormKind};
 
     fn cfg() -> VisionConfig {
         VisionConfig {
@@ -370,9 +588,16 @@ mod tests {
             temporal_patch_size: 2,
             in_channels: 3,
             out_hidden_size: 64,
-            window_size: 112,
+            family: Family::Qwen2_5Vl,
+            norm: NormKind::Rms,
+            hidden_act: Activation::Silu,
+            mlp: VisionMlpKind::Gated,
+            patch_bias: false,
+            window_size: Some(112),
             fullatt_block_indexes: vec![],
             tokens_per_second: 2.0,
+            num_position_embeddings: None,
+            deepstack_visual_indexes: vec![],
             rms_norm_eps: 1e-6,
         }
     }

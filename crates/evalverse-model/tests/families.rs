@@ -1,0 +1,173 @@
+//! Parity with transformers 4.57.1 on the Qwen2-VL and Qwen3-VL families: tiny random checkpoints
+//! made by scripts/make_family_fixtures.py (fixtures/families/), a batch of two left-padded
+//! prompts with one video each (grids (2, 4, 6) and (3, 2, 2) patches). Qwen2-VL: original key
+//! layout, untied head, LayerNorm + QuickGELU vision blocks with full attention per temporal
+//! patch, the frame index as M-RoPE time. Qwen3-VL: `model.visual.*` / `model.language_model.*`
+//! keys, tied head, patch 16 with a bias, an 8x8 position table interpolated to each grid,
+//! DeepStack at vision layers 0 and 2, head_dim 24 (not hidden / heads), q/k norm, interleaved
+//! M-RoPE, per-frame prompt blocks. Position ids must match exactly; the vision output (and each
+//! DeepStack level), every layer's hidden states and the logits within the relative 1e-4 that
+//! Qwen2.5-VL meets in tests/parity.rs.
+
+mod common;
+
+use burn::tensor::{DType, Tensor, TensorData};
+use common::{fixtures, Case};
+use evalverse_model::config::{Family, QwenVlConfig};
+use evalverse_model::position::MediaGrid;
+use evalverse_model::{Batch, Cpu, QwenVl};
+
+const TOL: f64 = 1e-4;
+
+/// The case's batch: ids, mask, all pixel rows, one video per sequence.
+fn batch<B: burn::tensor::backend::Backend>(case: &Case, device: &B::Device) -> Batch<B> {
+    let (ids, shape) = case.get("input_ids");
+    let (b, l) = (shape[0], shape[1]);
+    let mask = case.ints("attention_mask");
+    let (pv, ps) = case.get("pixel_values_videos");
+    let grids = case.ints("video_grid_thw");
+    let spg = &case.get("second_per_grid_ts").0;
+    Batch {
+        ids: (0..b)
+            .map(|i| ids[i * l..(i + 1) * l].iter().map(|&x| x as u32).collect())
+            .collect(),
+        mask: (0..b)
+            .map(|i| mask[i * l..(i + 1) * l].iter().map(|&x| x == 1).collect())
+            .collect(),
+        pixel_values: Some(Tensor::from_data(
+            TensorData::new(pv.iter().map(|&x| x as f32).collect(), [ps[0], ps[1]]),
+            device,
+        )),
+        media: (0..b)
+            .map(|i| {
+                vec![MediaGrid {
+                    is_video: true,
+                    grid_thw: [0, 1, 2].map(|k| grids[3 * i + k] as usize),
+                    second_per_grid: spg[i],
+                }]
+            })
+            .collect(),
+        vision_embeds: None,
+    }
+}
+
+/// Max |got - want| / max |want| over the rows (of `width` values) where `keep` is true.
+fn rel<const D: usize>(got: Tensor<Cpu, D>, want: &[f64], keep: &[bool], width: usize) -> f64 {
+    let got: Vec<f32> = got.into_data().convert::<f32>().to_vec().unwrap();
+    let (md, mr) = common::max_diff(&got, want, keep, width);
+    assert!(mr > 0.1, "reference values are degenerate (max |ref| {mr})");
+    md / mr
+}
+
+fn check_family(family: &str) {
+    let device = Default::default();
+    let dir = fixtures().join("families").join(family);
+    let model = QwenVl::<Cpu>::from_source(dir.to_str().unwrap(), DType::F32, &device).unwrap();
+    assert_eq!(model.cfg.family.model_type(), family);
+    let case = Case::load(&format!("families/case_{family}.safetensors"));
+    let batch = batch(&case, &device);
+    let out = model.forward(&batch, true, None).unwrap();
+    let got_pos: Vec<i64> = out
+        .position_ids
+        .iter()
+        .flat_map(|a| a.iter().flatten().copied())
+        .collect();
+    assert_eq!(got_pos, case.ints("position_ids"), "{family}: position ids");
+    assert_eq!(out.rope_deltas, case.ints("rope_deltas"), "{family}: rope deltas");
+
+    let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
+    let d = model.cfg.text.hidden_size;
+    let mut report = vec![];
+    let grids: Vec<[usize; 3]> = batch.media.iter().flatten().map(|m| m.grid_thw).collect();
+    let vis = model
+        .visual
+        .forward(batch.pixel_values.clone().unwrap(), &grids);
+    let n_tok = vis.dims()[0];
+    let levels = model.cfg.vision.deepstack_visual_indexes.len();
+    assert_eq!(vis.dims()[1], d * (1 + levels));
+    let mut names = vec!["video_embeds".to_string()];
+    names.extend((0..levels).map(|j| format!("deepstack_{j}")));
+    for (k, name) in names.iter().enumerate() {
+        let part = vis.clone().narrow(1, k * d, d);
+        let r = rel(part, &case.get(name).0, &vec![true; n_tok], d);
+        report.push(format!("{name} {r:.1e}"));
+        assert!(r < TOL, "{family}: {name} rel err {r}");
+    }
+    let n_layers = model.cfg.text.num_hidden_layers;
+    assert_eq!(out.hidden_states.len(), n_layers + 1);
+    let mut hidden_names = vec!["hidden_embed".to_string()];
+    hidden_names.extend((0..n_layers).map(|i| format!("hidden_layer_{i}")));
+    for (k, name) in hidden_names.iter().enumerate() {
+        let r = rel(out.hidden_states[k].clone(), &case.get(name).0, &keep, d);
+        report.push(format!("{name} {r:.1e}"));
+        assert!(r < TOL, "{family}: {name} rel err {r}");
+    }
+    let r = rel(out.last_hidden.clone(), &case.get("hidden_final_norm").0, &keep, d);
+    assert!(r < TOL, "{family}: final norm rel err {r}");
+    let v = model.cfg.text.vocab_size;
+    let got: Vec<f32> = out.logits.clone().into_data().convert::<f32>().to_vec().unwrap();
+    let (md, mr) = common::max_diff(&got, &case.get("logits").0, &keep, v);
+    report.push(format!("logits max|d| {md:.2e} (max|ref| {mr:.2}, rel {:.1e})", md / mr));
+    println!("{family}: {}", report.join("; "));
+    assert!(md / mr < TOL, "{family}: logits rel err {}", md / mr);
+}
+
+#[test]
+fn qwen2_vl_video_batch_matches_transformers() {
+    check_family("qwen2_vl");
+}
+
+#[test]
+fn qwen3_vl_video_batch_matches_transformers() {
+    check_family("qwen3_vl");
+}
+
+/// DeepStack changes what the decoder computes: without its additions the Qwen3-VL logits leave
+/// the reference (so the parity above is not met by the main merger alone).
+#[test]
+fn qwen3_vl_without_deepstack_misses_the_reference() {
+    let device = Default::default();
+    let dir = fixtures().join("families/qwen3_vl");
+    let model = QwenVl::<Cpu>::from_source(dir.to_str().unwrap(), DType::F32, &device).unwrap();
+    let case = Case::load("families/case_qwen3_vl.safetensors");
+    let batch = batch(&case, &device);
+    let (h, _) = model.embed_batch_deepstack(&batch).unwrap();
+    let (pos, _) = model.positions(&batch).unwrap();
+    let (cos, sin) = model.model.mrope(&pos, &device);
+    let mask = evalverse_model::model::causal_mask::<Cpu>(&batch.mask, 0, &device);
+    let (last, _) = model.model.forward(h, &cos, &sin, Some(mask), None, false);
+    let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
+    let r = rel(
+        model.head(last),
+        &case.get("logits").0,
+        &keep,
+        model.cfg.text.vocab_size,
+    );
+    assert!(r > 1e-2, "logits without DeepStack are within {r} of the reference");
+}
+
+#[test]
+fn qwen2_vl_flat_hub_config_reads_as_the_saved_one() {
+    let fx = fixtures().join("families");
+    let saved = QwenVlConfig::from_file(&fx.join("qwen2_vl/config.json")).unwrap();
+    let flat = QwenVlConfig::from_file(&fx.join("qwen2_vl.hub_flat.json")).unwrap();
+    assert_eq!(flat, saved);
+    // Qwen2-VL's vision keys: embed_dim is the ViT width, hidden_size the merger output,
+    // mlp_ratio the MLP width.
+    assert_eq!(saved.family, Family::Qwen2Vl);
+    assert_eq!(saved.vision.hidden_size, 32);
+    assert_eq!(saved.vision.out_hidden_size, 64);
+    assert_eq!(saved.vision.intermediate_size, 64);
+    assert_eq!(saved.vision.window_size, None);
+}
+
+#[test]
+fn qwen3_vl_config_reads_its_family_choices() {
+    let c = QwenVlConfig::from_file(&fixtures().join("families/qwen3_vl/config.json")).unwrap();
+    assert_eq!(c.family, Family::Qwen3Vl);
+    assert_eq!(c.text.head_dim, 24);
+    assert!(c.text.qk_norm && c.text.mrope_interleaved && !c.text.qkv_bias);
+    assert_eq!(c.vision.num_position_embeddings, Some(64));
+    assert_eq!(c.vision.deepstack_visual_indexes, vec![0, 2]);
+    assert!(c.vision.patch_bias);
+}
