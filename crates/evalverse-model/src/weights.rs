@@ -334,8 +334,14 @@ impl Weights {
     pub fn take(&mut self, key: &str, shape: &[usize]) -> Result<TensorData> {
         let (path, view) = self.stored(key, shape)?;
         if view.shape() != shape {
+            let stored = &self.index[key].1;
+            let alias = if stored != key {
+                format!(" (stored as '{stored}')")
+            } else {
+                String::new()
+            };
             return Err(ModelError::Weights(format!(
-                "tensor '{key}' in {} has shape {:?}, the model expects {shape:?}",
+                "tensor '{key}'{alias} in {} has shape {:?}, the model expects {shape:?}",
                 path.display(),
                 view.shape()
             )));
