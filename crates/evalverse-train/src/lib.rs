@@ -3,6 +3,7 @@
 //! optimizer and schedule, checkpoints with exact resume, metric loggers, recipes.
 
 pub mod checkpoint;
+pub mod grpo;
 pub mod judge_spec;
 pub mod log;
 pub mod losses;
