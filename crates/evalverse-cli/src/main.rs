@@ -424,6 +424,9 @@ struct InitArgs {
     /// tokenizer.json to ship with the model (the Qwen tokenizer; scripts/fetch_test_assets.sh fetches it).
     #[arg(long)]
     tokenizer: PathBuf,
+    /// Model family (config.json model_type): qwen2_5_vl, qwen2_vl or qwen3_vl (dense).
+    #[arg(long, default_value = "qwen2_5_vl")]
+    family: String,
     /// Text hidden size.
     #[arg(long, default_value_t = 64)]
     hidden: usize,
@@ -686,6 +689,7 @@ fn main() -> ExitCode {
                 init_std: a.init_std,
                 embed_std: a.embed_std,
             },
+            &a.family,
         ),
         Command::Model(ModelCommand::Logits(a)) => {
             probe::logits(&a.model, a.adapter.as_deref(), &a.out)

@@ -1,5 +1,7 @@
 //! Merged full weights for publishing: a base checkpoint with a PEFT LoRA adapter folded in,
-//! written in the original Hugging Face key layout (`visual.*`, `model.*`, `lm_head.*`) and the
+//! written in the key layout its transformers class reads (the original `visual.*`, `model.*`,
+//! `lm_head.*`; Qwen3-VL's `model.visual.*`, `model.language_model.*`, which its class has no
+//! conversion for) and the
 //! base's own dtype per tensor, as `model.safetensors` or shards with
 //! `model.safetensors.index.json` (transformers' `save_pretrained` naming). The merge is PEFT's
 //! `merge_and_unload`: W' = W + s * B A computed in f32, cast back to the tensor's dtype
@@ -261,6 +263,17 @@ pub fn write_merged(
             );
         }
     }
+    // Qwen3-VL's transformers class loads only its in-memory layout (no key conversion).
+    let family = std::fs::read_to_string(&files.config)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            v.get("model_type")
+                .and_then(|m| m.as_str())
+                .and_then(crate::config::Family::from_model_type)
+        })
+        .unwrap_or(crate::config::Family::Qwen2_5Vl);
+    let out_key = |key: &str| crate::init::stored_key(family, key);
     let out_dtype = |s: &Source| match (opts.dtype, s.dtype) {
         (Some(d), StDtype::F32 | StDtype::BF16 | StDtype::F16) => d,
         _ => s.dtype,
@@ -339,8 +352,8 @@ pub fn write_merged(
             total_bytes += bytes.len() as u64;
             parameters += s.shape.iter().product::<usize>() as u64;
             dtypes.insert(format!("{to:?}"));
-            weight_map.insert((*key).clone(), file.clone());
-            tensors.push(((*key).clone(), to, s.shape.clone(), bytes));
+            weight_map.insert(out_key(key), file.clone());
+            tensors.push((out_key(key), to, s.shape.clone(), bytes));
         }
         let views: Vec<(String, TensorView)> = tensors
             .iter()

@@ -171,3 +171,118 @@ fn qwen3_vl_config_reads_its_family_choices() {
     assert_eq!(c.vision.deepstack_visual_indexes, vec![0, 2]);
     assert!(c.vision.patch_bias);
 }
+
+/// `model init --family F` (init::write_random_checkpoint of `small_config_for(F, ..)`): a random
+/// checkpoint of each family that loads through the same path as a downloaded one (every tensor
+/// taken, none left over) and runs a video prompt to finite logits.
+#[test]
+fn init_writes_a_loadable_checkpoint_of_each_family() {
+    use evalverse_model::init::{small_config_for, write_random_checkpoint};
+    for family in [Family::Qwen2Vl, Family::Qwen2_5Vl, Family::Qwen3Vl] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = small_config_for(family, 151_936, 32, 2, 2, 1, 32, 2);
+        write_random_checkpoint(dir.path(), &cfg, 7).unwrap();
+        let device = Default::default();
+        let model =
+            QwenVl::<Cpu>::from_source(dir.path().to_str().unwrap(), DType::F32, &device).unwrap();
+        assert_eq!(model.cfg.family, family);
+        let batch = evalverse_model::model::synthetic_video_prompt::<Cpu>(
+            &model.cfg,
+            [2, 4, 4],
+            3,
+            &device,
+        );
+        let out = model.forward(&batch, false, None).unwrap();
+        let logits: Vec<f32> = out.logits.into_data().convert::<f32>().to_vec().unwrap();
+        assert!(logits.iter().all(|x| x.is_finite()), "{family:?}");
+        let stored = safetensors::SafeTensors::deserialize(
+            &std::fs::read(dir.path().join("model.safetensors")).unwrap(),
+        )
+        .unwrap()
+        .names()
+        .into_iter()
+        .any(|k| k.starts_with("model.visual."));
+        // Qwen3-VL's transformers class reads only its own key layout.
+        assert_eq!(stored, family == Family::Qwen3Vl, "{family:?} key layout");
+    }
+}
+
+/// A PEFT adapter on each new family (the seven language-model projections and vision modules
+/// named by the family: Qwen2-VL `mlp.fc1`, Qwen3-VL `mlp.linear_fc1` and the DeepStack mergers'
+/// `linear_fc2`; scripts/make_family_lora_fixtures.py) loads by its PEFT names and gives PEFT's
+/// logits.
+#[test]
+fn peft_adapters_on_the_new_families_give_peft_logits() {
+    for (family, modules) in [("qwen2_vl", 17), ("qwen3_vl", 27)] {
+        let device = Default::default();
+        let fx = fixtures().join("families");
+        let mut model =
+            QwenVl::<Cpu>::from_source(fx.join(family).to_str().unwrap(), DType::F32, &device)
+                .unwrap();
+        evalverse_model::lora::load_peft(&mut model, &fx.join(format!("lora_{family}"))).unwrap();
+        let mut adapted = 0;
+        model.for_each_linear(|_, l| adapted += l.lora.is_some() as usize);
+        assert_eq!(adapted, modules, "{family}: adapted modules");
+        let case = Case::load(&format!("families/case_{family}.safetensors"));
+        let batch = batch(&case, &device);
+        let out = model.forward(&batch, false, None).unwrap();
+        let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
+        let want = Case::load(&format!("families/lora_{family}_logits.safetensors"));
+        let r = rel(
+            out.logits,
+            &want.get("peft_adapter_logits").0,
+            &keep,
+            model.cfg.text.vocab_size,
+        );
+        println!("{family}: PEFT adapter logits rel err {r:.1e}");
+        assert!(r < TOL, "{family}: PEFT adapter logits rel err {r}");
+    }
+}
+
+/// `export --format merged` of a Qwen3-VL base with an adapter: written in Qwen3-VL's own key
+/// layout (its transformers class has no conversion from `visual.*` / `model.*`), and the merged
+/// folder gives the logits PEFT gives for base + adapter.
+#[test]
+fn qwen3_vl_merged_export_keeps_its_key_layout_and_the_adapters_logits() {
+    use evalverse_model::export::{write_merged, Adapter, MergeOptions};
+    use evalverse_model::weights::CheckpointFiles;
+    let fx = fixtures().join("families");
+    let files = CheckpointFiles::in_folder(&fx.join("qwen3_vl")).unwrap();
+    let adapter = Adapter::read(&fx.join("lora_qwen3_vl")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let summary = write_merged(
+        &files,
+        Some(&adapter),
+        out.path(),
+        &MergeOptions {
+            max_shard_bytes: 1 << 30,
+            dtype: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.merged_modules, 27);
+    std::fs::copy(fx.join("qwen3_vl/config.json"), out.path().join("config.json")).unwrap();
+    let bytes = std::fs::read(out.path().join("model.safetensors")).unwrap();
+    let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .names()
+        .into_iter()
+        .cloned()
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|k| k.starts_with("model.visual.") || k.starts_with("model.language_model.")),
+        "{names:?}"
+    );
+    let device = Default::default();
+    let model =
+        QwenVl::<Cpu>::from_source(out.path().to_str().unwrap(), DType::F32, &device).unwrap();
+    let case = Case::load("families/case_qwen3_vl.safetensors");
+    let batch = batch(&case, &device);
+    let logits = model.forward(&batch, false, None).unwrap().logits;
+    let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
+    let want = Case::load("families/lora_qwen3_vl_logits.safetensors");
+    let r = rel(logits, &want.get("peft_adapter_logits").0, &keep, model.cfg.text.vocab_size);
+    assert!(r < TOL, "merged export logits rel err {r}");
+}
