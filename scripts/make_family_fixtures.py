@@ -39,7 +39,8 @@ second_per_grid_ts, position_ids / rope_deltas (from get_rope_index; forward wit
 gives the same logits), video_embeds (the main merger's output), deepstack_{j} (Qwen3-VL: the
 j-th DeepStack merger's output), hidden_embed, hidden_layer_{i} (the residual stream after decoder
 layer i, DeepStack addition included: the input of layer i + 1, or of the final norm),
-hidden_final_norm and logits.
+hidden_final_norm, logits, and generated_ids (greedy generation of GEN_TOKENS tokens with the
+KV cache, each step's best token ahead of the runner-up by more than 1e-3).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ SEED_INPUTS = 4321
 # (t, h, w) in patches of the two clips; sequence 1 is left-padded.
 GRIDS = [(2, 4, 6), (3, 2, 2)]
 SECOND_PER_GRID_TS = [1.0, 2.0]
+GEN_TOKENS = 5
 MERGE = 2
 
 QWEN2_TEXT = dict(
@@ -260,6 +262,15 @@ def run_case(family, model, input_ids, attention_mask, pv, grid, spg):
     # explicit position ids give the same logits
     out2 = model(**kwargs, position_ids=position_ids)
     assert torch.equal(out2.logits, out.logits), "explicit position_ids changed the logits"
+    # greedy generation with the KV cache (positions continue at index + rope delta); every step's
+    # best token must lead the runner-up clearly, or a float difference could flip it
+    gen_kw = {k: v for k, v in kwargs.items() if k not in ("use_cache", "second_per_grid_ts")}
+    gen = model.generate(**gen_kw, max_new_tokens=GEN_TOKENS, do_sample=False, output_scores=True,
+                         return_dict_in_generate=True, eos_token_id=None, pad_token_id=PAD_ID)
+    for step in gen.scores:
+        top2 = step.topk(2, dim=-1).values
+        assert (top2[:, 0] - top2[:, 1]).min().item() > 1e-3, "greedy step too close to a tie"
+    res["generated_ids"] = gen.sequences[:, input_ids.shape[1]:].contiguous()
     lg = out.logits[attention_mask.bool()]
     per_tok_std = lg.std(-1).mean().item()
     print(f"  {family}: logits mean per-token std {per_tok_std:.3f}, max |logit| {lg.abs().max().item():.2f}, "

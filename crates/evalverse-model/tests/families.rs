@@ -286,3 +286,58 @@ fn qwen3_vl_merged_export_keeps_its_key_layout_and_the_adapters_logits() {
     let r = rel(logits, &want.get("peft_adapter_logits").0, &keep, model.cfg.text.vocab_size);
     assert!(r < TOL, "merged export logits rel err {r}");
 }
+
+/// Greedy generation with the KV cache on the left-padded video batch (positions continue at
+/// index + rope delta; DeepStack only in the prefill) gives the tokens transformers' generate
+/// gives (each step's best token leads by more than 1e-3 in the fixture).
+#[test]
+fn greedy_generation_matches_transformers_on_the_new_families() {
+    use evalverse_model::generate::{generate, GenerationConfig};
+    for family in ["qwen2_vl", "qwen3_vl"] {
+        let device = Default::default();
+        let fx = fixtures().join("families");
+        let model =
+            QwenVl::<Cpu>::from_source(fx.join(family).to_str().unwrap(), DType::F32, &device)
+                .unwrap();
+        let case = Case::load(&format!("families/case_{family}.safetensors"));
+        let (want, shape) = case.get("generated_ids");
+        let n = shape[1];
+        let got = generate(&model, &batch(&case, &device), &GenerationConfig::greedy(n, vec![]))
+            .unwrap();
+        for (i, toks) in got.tokens.iter().enumerate() {
+            let want: Vec<u32> = want[i * n..(i + 1) * n].iter().map(|&x| x as u32).collect();
+            assert_eq!(toks, &want, "{family}: sequence {i}");
+        }
+    }
+}
+
+/// bf16 base weights (the GPU path) on Qwen3-VL: held in bf16, and the logits follow
+/// transformers' f32 logits to bf16 precision (the bound Qwen2.5-VL meets in tests/parity.rs).
+#[test]
+fn qwen3_vl_bf16_weights_follow_the_f32_logits() {
+    let device = Default::default();
+    let dir = fixtures().join("families/qwen3_vl");
+    let model = QwenVl::<Cpu>::from_source(dir.to_str().unwrap(), DType::BF16, &device).unwrap();
+    let layer = &model.model.layers[0];
+    let norm = layer.self_attn.q_norm.as_ref().unwrap();
+    let table = model.visual.pos_embed.as_ref().unwrap();
+    for (name, dtype) in [
+        ("q_norm", norm.weight.val().dtype()),
+        ("pos_embed", table.val().dtype()),
+        ("patch_embed", model.visual.patch_embed.weight.val().dtype()),
+    ] {
+        assert_eq!(dtype, DType::BF16, "{name}");
+    }
+    let case = Case::load("families/case_qwen3_vl.safetensors");
+    let batch = batch(&case, &device);
+    let out = model.forward(&batch, false, None).unwrap();
+    let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
+    let r = rel(
+        out.logits.cast(DType::F32),
+        &case.get("logits").0,
+        &keep,
+        model.cfg.text.vocab_size,
+    );
+    println!("qwen3_vl bf16 weights: logits rel err {r:.2e}");
+    assert!(r < 5e-2, "bf16 logits rel err {r}");
+}
