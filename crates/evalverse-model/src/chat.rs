@@ -1,7 +1,8 @@
 //! The Qwen chat format (Qwen2-VL / Qwen2.5-VL Instruct template) over the real tokenizer.json:
 //! a default system prompt when none is given, `<|im_start|>role\n...<|im_end|>\n` turns, vision
 //! placeholders `<|vision_start|><|video_pad|>*N<|vision_end|>` expanded to the number of merged
-//! patches, the generation prompt, and assistant-only label masks for training (the answer, its
+//! patches (Qwen3-VL: one timestamped block per temporal patch, `Content::TimedVideo`), the
+//! generation prompt, and assistant-only label masks for training (the answer, its
 //! `<|im_end|>` and the newline after it, as LLaMA-Factory's qwen2_vl template and TRL's
 //! assistant_only_loss mark them).
 
@@ -41,6 +42,13 @@ pub enum Content {
     Image {
         tokens: usize,
     },
+    /// A video in Qwen3-VL's layout (transformers `Qwen3VLProcessor`): per temporal patch, its
+    /// timestamp as text `<{t:.1f} seconds>` (t the mean time of the patch's two frames), then
+    /// `<|vision_start|>` + `tokens_per_frame` x `<|video_pad|>` + `<|vision_end|>`.
+    TimedVideo {
+        seconds: Vec<f64>,
+        tokens_per_frame: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +64,25 @@ impl Message {
             content: vec![Content::Text(text.into())],
         }
     }
+}
+
+/// Python's `f"{t:.1f}"`: the exact binary value rounded to one decimal, ties to even (0.25 ->
+/// "0.2", 0.35 -> "0.3" as 0.35 is stored below it).
+pub fn format_tenths(t: f64) -> String {
+    format!("{t:.1}")
+}
+
+/// Qwen3-VL's timestamps of a video's temporal patches (transformers
+/// `Qwen3VLProcessor._calculate_timestamps`): frame i at `frame_indices[i] / video_fps`, an odd
+/// count padded with the last index, each pair of frames at the mean of its two times.
+pub fn qwen3_timestamps(frame_indices: &[usize], video_fps: f64) -> Vec<f64> {
+    let mut idx = frame_indices.to_vec();
+    if idx.len() % 2 == 1 {
+        idx.push(*idx.last().expect("odd means non-empty"));
+    }
+    idx.chunks(2)
+        .map(|p| (p[0] as f64 / video_fps + p[1] as f64 / video_fps) / 2.0)
+        .collect()
 }
 
 /// A tokenised conversation.
@@ -174,6 +201,17 @@ impl ChatTokenizer {
                         s.push_str("<|vision_start|>");
                         s.push_str(&"<|image_pad|>".repeat(*tokens));
                         s.push_str("<|vision_end|>");
+                    }
+                    Content::TimedVideo {
+                        seconds,
+                        tokens_per_frame,
+                    } => {
+                        for t in seconds {
+                            s.push_str(&format!("<{} seconds>", format_tenths(*t)));
+                            s.push_str("<|vision_start|>");
+                            s.push_str(&"<|video_pad|>".repeat(*tokens_per_frame));
+                            s.push_str("<|vision_end|>");
+                        }
                     }
                 }
             }

@@ -103,3 +103,54 @@ fn tokenizer_larger_than_the_embedding_is_refused() {
     let e = tok.check_model(&cfg).unwrap_err().to_string();
     assert!(e.contains("embedding holds 512"), "{e}");
 }
+
+/// Qwen3-VL's video prompt: per temporal patch "<{t:.1f} seconds>" + vision block, the times from
+/// the sampled frame indices and the source fps (odd counts padded, 0.25 s printed "0.2" as
+/// Python does), gives the text and ids of transformers' Qwen3VLProcessor on the real tokenizer
+/// (fixtures/families/qwen3_chat.json, scripts/make_family_fixtures.py).
+#[test]
+fn qwen3_vl_timestamped_video_prompt_encodes_to_the_processors_ids() {
+    use evalverse_model::chat::qwen3_timestamps;
+    let tok = ChatTokenizer::from_file(&tokenizer_path()).unwrap();
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families/qwen3_chat.json");
+    let fx: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    for case in fx["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let indices: Vec<usize> = case["frames_indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        let seconds = qwen3_timestamps(&indices, case["fps"].as_f64().unwrap());
+        let t = case["video_grid_thw"][0].as_u64().unwrap() as usize;
+        assert_eq!(seconds.len(), t, "{name}: one timestamp per temporal patch");
+        let mut m = vec![
+            Message::text(Role::System, case["system"].as_str().unwrap()),
+            Message {
+                role: Role::User,
+                content: vec![
+                    Content::TimedVideo {
+                        seconds,
+                        tokens_per_frame: case["tokens_per_frame"].as_u64().unwrap() as usize,
+                    },
+                    Content::Text(case["question"].as_str().unwrap().to_string()),
+                ],
+            },
+        ];
+        if let Some(a) = case["answer"].as_str() {
+            m.push(Message::text(Role::Assistant, a));
+        }
+        let enc = tok
+            .encode_chat(&m, case["add_generation_prompt"].as_bool().unwrap())
+            .unwrap();
+        assert_eq!(enc.text, case["text"].as_str().unwrap(), "{name}: text");
+        let want: Vec<u32> = case["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(enc.ids, want, "{name}: ids");
+    }
+}
