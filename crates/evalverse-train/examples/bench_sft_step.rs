@@ -25,14 +25,17 @@
 //! video per sequence, pixels fed to the vision tower every step (vision_embeds None), as the
 //! Python side does.
 //!
-//! One step is what `evalverse_train::sft::run` does per optimizer step (grad_accum 1):
+//! One step is what `evalverse_train::trainer::train` does per optimizer step (grad_accum 1):
 //! `forward_hidden`, `label_rows` + `runtime::label_nll` (the head fused with the loss, logits
 //! only at label rows; its gradient for the hidden states is computed in the forward phase),
-//! `backward`, `accumulate_grads`, `clip_global_norm` (1.0), `AdamWState::update` (lr 1e-4,
-//! torch defaults), `set_lora_params`. LoRA r 8, alpha 16, dropout 0 on the seven language-model
-//! projections. Warm-up steps, then the median of N. Also the medians of the phases: forward
-//! (through the loss value), backward, grads (accumulate_grads), optim (clip + update +
-//! set_lora_params). One JSON object on stdout.
+//! `backward`, `add_lora_grads`, `clip_global_norm_device` (1.0), `AdamW::update` (lr 1e-4,
+//! torch defaults) on the device, `set_lora_tensors`, and the one scalar read of the gradient
+//! norm. `--host-optim` runs the host path every step took before (issue 25):
+//! `accumulate_grads` (gradients downloaded), `clip_global_norm` and `AdamWState::update` in
+//! f64, `set_lora_params` (weights uploaded). LoRA r 8, alpha 16, dropout 0 on the seven
+//! language-model projections. Warm-up steps, then the median of N. Also the medians of the
+//! phases: forward (through the loss value), backward, grads (gradients collected), optim (clip +
+//! update + weights back into the model, synchronised). One JSON object on stdout.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,8 +48,13 @@ use evalverse_model::lora::{apply_lora, set_training, LoraConfig, DEFAULT_TARGET
 use evalverse_model::position::MediaGrid;
 use evalverse_model::{Batch, Cpu, QwenVl, TrainBackend};
 use evalverse_train::losses::label_rows;
-use evalverse_train::optim::{clip_global_norm, AdamWConfig, AdamWState};
-use evalverse_train::runtime::{accumulate_grads, label_nll, lora_params, set_lora_params};
+use evalverse_train::optim::{
+    clip_global_norm, clip_global_norm_device, scalar, AdamW, AdamWConfig, AdamWState,
+};
+use evalverse_train::runtime::{
+    accumulate_grads, add_lora_grads, label_nll, lora_params, lora_tensors, set_lora_params,
+    set_lora_tensors,
+};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::json;
 
@@ -108,6 +116,7 @@ fn main() {
         checkpointing: has("--checkpointing"),
         // --bf16: base weights in bf16 (LoRA weights f32), as `model.dtype = "bf16"`.
         bf16: has("--bf16"),
+        host_optim: has("--host-optim"),
         lr: args
             .iter()
             .position(|a| a == "--lr")
@@ -248,6 +257,8 @@ struct Run<'a> {
     unfused: bool,
     checkpointing: bool,
     bf16: bool,
+    /// The optimizer on the host (the path before issue 25) instead of the device.
+    host_optim: bool,
     /// AdamW's learning rate (default 1e-4, as the PyTorch side; scripts/gpu_checks.sh uses a
     /// larger one so that a short run's loss curve moves).
     lr: f64,
@@ -262,6 +273,7 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
         unfused,
         checkpointing,
         bf16,
+        host_optim,
         lr,
     } = run;
     let device = device.clone();
@@ -323,6 +335,7 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
         grad_clip: 1.0,
     };
     let mut opt = AdamWState::default();
+    let mut dopt = AdamW::<B::InnerBackend>::default();
     let (rows, targets) = label_rows(&ids, &labels);
     let n = rows.len();
     let loaded_rss = status_mb("VmRSS:");
@@ -364,12 +377,25 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
         // prints its per-kernel summary here, once per step).
         B::sync(&device).expect("device sync after backward");
         let t2 = Instant::now();
-        let mut acc: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-        accumulate_grads(&mut model, &grads, 1.0, &mut acc);
-        let t3 = Instant::now();
-        clip_global_norm(&mut acc, cfg.grad_clip);
-        opt.update(&cfg, cfg.lr, &mut params, &acc);
-        set_lora_params(&mut model, &params, &shapes);
+        let t3;
+        if host_optim {
+            let mut acc: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+            accumulate_grads(&mut model, &grads, 1.0, &mut acc);
+            t3 = Instant::now();
+            clip_global_norm(&mut acc, cfg.grad_clip);
+            opt.update(&cfg, cfg.lr, &mut params, &acc);
+            set_lora_params(&mut model, &params, &shapes);
+        } else {
+            let mut acc = BTreeMap::new();
+            add_lora_grads(&mut model, &grads, &mut acc);
+            t3 = Instant::now();
+            let norm = clip_global_norm_device(&mut acc, cfg.grad_clip, &device);
+            let mut p = lora_tensors(&mut model);
+            dopt.update(&cfg, cfg.lr, &mut p, &acc);
+            set_lora_tensors(&mut model, &mut p);
+            std::hint::black_box(scalar(norm));
+        }
+        B::sync(&device).expect("device sync after the update");
         let t4 = Instant::now();
         losses.push(value);
         if i >= warmup {
@@ -387,6 +413,7 @@ fn bench<B: TrainBackend>(run: Run, device: &B::Device) {
             "impl": "evalverse",
             "backend": std::any::type_name::<B>(),
             "lr": lr,
+            "optimizer": if host_optim { "host" } else { "device" },
             "tokens_per_step": tokens,
             "label_tokens": n,
             "lora_params": n_lora,

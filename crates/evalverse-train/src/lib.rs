@@ -7,11 +7,13 @@ pub mod grpo;
 pub mod judge_spec;
 pub mod log;
 pub mod losses;
+pub mod objective;
 pub mod optim;
 pub mod preference;
 pub mod recipe;
 pub mod runtime;
 pub mod sft;
+pub mod trainer;
 
 /// Judge prompts and examples (they live in evalverse-data, shared with evaluation).
 pub use evalverse_data::prompts as examples;

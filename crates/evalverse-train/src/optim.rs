@@ -1,11 +1,14 @@
 //! AdamW over the LoRA tensors only (Loshchilov & Hutter 2019, as torch.optim.AdamW: decoupled
-//! weight decay p -= lr * wd * p, bias-corrected moments, eps added outside the square root),
+//! weight decay p *= 1 - lr * wd, bias-corrected moments, eps added outside the square root),
 //! global-norm gradient clipping over all trainable tensors (torch clip_grad_norm_), and the
 //! learning-rate schedule (linear warmup, then cosine or linear decay to `min_lr_ratio`).
-//! The state is a map of named f32 vectors, saved in checkpoints and restored exactly.
+//! Training runs `AdamW` on the device's tensors; `AdamWState` (named host vectors, f64
+//! arithmetic) is the reference it is tested against and the checkpoint format of both.
 
 use std::collections::BTreeMap;
 
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// Optimizer settings from the recipe (defaults: torch.optim.AdamW's).
@@ -169,6 +172,155 @@ impl AdamWState {
     }
 }
 
+/// Named trainable tensors (or their gradients) on the device.
+pub type Tensors<B> = BTreeMap<String, Tensor<B, 2>>;
+
+/// Global L2 norm of the gradients as a [1] tensor on their device (f32, as torch's
+/// clip_grad_norm_). Empty: 0.
+pub fn global_norm_device<B: Backend>(grads: &Tensors<B>, device: &B::Device) -> Tensor<B, 1> {
+    let sq = grads
+        .values()
+        .map(|g| g.clone().powi_scalar(2).sum())
+        .reduce(|a, b| a + b);
+    sq.map_or_else(|| Tensor::zeros([1], device), Tensor::sqrt)
+}
+
+/// Clip as `clip_global_norm`, on the device: every gradient is multiplied by
+/// min(1, max / (norm + 1e-6)) (torch's clamped coefficient; a factor of exactly 1 leaves a
+/// gradient unchanged). `max = 0` disables clipping. Returns the norm before clipping, on the
+/// device: nothing is read back here.
+pub fn clip_global_norm_device<B: Backend>(
+    grads: &mut Tensors<B>,
+    max: f64,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    let norm = global_norm_device(grads, device);
+    if max > 0.0 {
+        let coef = (norm.clone().add_scalar(1e-6).recip() * max)
+            .clamp_max(1.0)
+            .reshape([1, 1]);
+        for g in grads.values_mut() {
+            *g = g.clone() * coef.clone();
+        }
+    }
+    norm
+}
+
+/// AdamW with its moments on the device (torch.optim.AdamW, foreach=False: per tensor
+/// p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+/// p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)), in f32 like torch. A tensor without a
+/// gradient is left alone and gets no moments (as torch, whose state is created lazily).
+#[derive(Debug, Clone)]
+pub struct AdamW<B: Backend> {
+    pub step: u64,
+    pub m: Tensors<B>,
+    pub v: Tensors<B>,
+}
+
+impl<B: Backend> Default for AdamW<B> {
+    fn default() -> Self {
+        AdamW {
+            step: 0,
+            m: BTreeMap::new(),
+            v: BTreeMap::new(),
+        }
+    }
+}
+
+impl<B: Backend> AdamW<B> {
+    /// One AdamW update of `params` with `grads` at learning rate `lr`.
+    pub fn update(
+        &mut self,
+        cfg: &AdamWConfig,
+        lr: f64,
+        params: &mut Tensors<B>,
+        grads: &Tensors<B>,
+    ) {
+        self.step += 1;
+        let (b1, b2) = cfg.betas;
+        let bc1 = 1.0 - b1.powi(self.step as i32);
+        let bc2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
+        for (name, p) in params.iter_mut() {
+            let Some(g) = grads.get(name) else { continue };
+            let m = match self.m.remove(name) {
+                Some(m) => m * b1 + g.clone() * (1.0 - b1),
+                None => g.clone() * (1.0 - b1),
+            };
+            let g2 = g.clone().powi_scalar(2);
+            let v = match self.v.remove(name) {
+                Some(v) => v * b2 + g2 * (1.0 - b2),
+                None => g2 * (1.0 - b2),
+            };
+            let decayed = if cfg.weight_decay > 0.0 {
+                p.clone() * (1.0 - lr * cfg.weight_decay)
+            } else {
+                p.clone()
+            };
+            let denom = (v.clone().sqrt() / bc2_sqrt).add_scalar(cfg.eps);
+            *p = decayed - m.clone() / denom * (lr / bc1);
+            self.m.insert(name.clone(), m);
+            self.v.insert(name.clone(), v);
+        }
+    }
+
+    /// The moments as host vectors (the checkpoint format, `checkpoint::save_optimizer`).
+    pub fn to_host(&self) -> AdamWState {
+        let host = |map: &Tensors<B>| -> BTreeMap<String, Vec<f32>> {
+            map.iter()
+                .map(|(k, t)| {
+                    let v = t.clone().into_data().convert::<f32>().to_vec::<f32>();
+                    (k.clone(), v.expect("f32 moments"))
+                })
+                .collect()
+        };
+        AdamWState {
+            step: self.step,
+            m: host(&self.m),
+            v: host(&self.v),
+        }
+    }
+
+    /// Moments read from a checkpoint, put on `device` in the shapes of the parameters they
+    /// belong to. A moment of a tensor the run does not train, or of another size, is an error
+    /// naming it.
+    pub fn from_host(
+        state: &AdamWState,
+        shapes: &BTreeMap<String, [usize; 2]>,
+        device: &B::Device,
+    ) -> Result<Self, String> {
+        let up = |map: &BTreeMap<String, Vec<f32>>| -> Result<Tensors<B>, String> {
+            map.iter()
+                .map(|(k, v)| {
+                    let shape = shapes.get(k).ok_or_else(|| {
+                        format!("optimizer state for '{k}', which is not trained")
+                    })?;
+                    if shape[0] * shape[1] != v.len() {
+                        return Err(format!(
+                            "optimizer state for '{k}' has {} values, the tensor {shape:?}",
+                            v.len()
+                        ));
+                    }
+                    let t = Tensor::from_data(
+                        TensorData::new(v.clone(), *shape),
+                        (device, burn::tensor::DType::F32),
+                    );
+                    Ok((k.clone(), t))
+                })
+                .collect()
+        };
+        Ok(AdamW {
+            step: state.step,
+            m: up(&state.m)?,
+            v: up(&state.v)?,
+        })
+    }
+}
+
+/// Read a [1] tensor's value (the one host read per step: the gradient norm).
+pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
+    t.into_scalar().elem()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +412,133 @@ mod tests {
             min_lr_ratio: 0.1,
         };
         assert!((l.factor(5, 10) - 0.55).abs() < 1e-12);
+    }
+
+    type Dev = evalverse_model::Cpu;
+
+    fn on_device(map: &BTreeMap<String, Vec<f32>>, shape: [usize; 2]) -> Tensors<Dev> {
+        map.iter()
+            .map(|(k, v)| {
+                let t = Tensor::from_data(TensorData::new(v.clone(), shape), &Default::default());
+                (k.clone(), t)
+            })
+            .collect()
+    }
+
+    fn host(t: &Tensor<Dev, 2>) -> Vec<f32> {
+        t.clone().into_data().to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn device_adamw_follows_the_host_reference_with_decay_and_clipping() {
+        // Gradients that change sign and size over 30 steps, two tensors, weight decay and a
+        // clip that acts on some steps and not others: the device update stays within f32
+        // rounding of the f64 host reference.
+        let cfg = AdamWConfig {
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+            ..cfg()
+        };
+        let mut hp = BTreeMap::from([
+            ("a".to_string(), vec![0.5f32, -1.0, 2.0, 0.0]),
+            ("b".to_string(), vec![1.5f32, 0.25, -0.75, 3.0]),
+        ]);
+        let mut dp = on_device(&hp, [2, 2]);
+        let (mut hs, mut ds) = (AdamWState::default(), AdamW::<Dev>::default());
+        for step in 0..30 {
+            let x = step as f32;
+            let mut hg = BTreeMap::from([
+                (
+                    "a".to_string(),
+                    vec![(x * 0.7).sin(), 0.3 * x.cos(), 1e-4, -0.2],
+                ),
+                (
+                    "b".to_string(),
+                    vec![0.05 * x, -(x * 1.3).sin(), 0.9, 1e-3 * x],
+                ),
+            ]);
+            let mut dg = on_device(&hg, [2, 2]);
+            let hn = clip_global_norm(&mut hg, cfg.grad_clip);
+            let dn = scalar(clip_global_norm_device(
+                &mut dg,
+                cfg.grad_clip,
+                &Default::default(),
+            ));
+            assert!(
+                (hn - dn).abs() <= 1e-6 * hn.max(1.0),
+                "step {step}: norm {hn} vs {dn}"
+            );
+            let lr = 0.05 * (1.0 + step as f64).recip();
+            hs.update(&cfg, lr, &mut hp, &hg);
+            ds.update(&cfg, lr, &mut dp, &dg);
+            for (k, v) in &hp {
+                for (a, b) in v.iter().zip(host(&dp[k])) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                        "step {step} {k}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+        // The moments round-trip through the checkpoint format.
+        let back = ds.to_host();
+        assert_eq!(back.step, 30);
+        for (k, v) in &hs.m {
+            for (a, b) in v.iter().zip(&back.m[k]) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * a.abs().max(1e-3),
+                    "m {k}: {a} vs {b}"
+                );
+            }
+        }
+        let shapes = BTreeMap::from([("a".to_string(), [2, 2]), ("b".to_string(), [2, 2])]);
+        let again = AdamW::<Dev>::from_host(&back, &shapes, &Default::default()).unwrap();
+        assert_eq!(again.to_host(), back);
+    }
+
+    #[test]
+    fn device_clipping_leaves_small_gradients_unchanged_and_scales_large_ones() {
+        let mut g = on_device(
+            &BTreeMap::from([("a".to_string(), vec![3.0f32, 4.0])]),
+            [1, 2],
+        );
+        let n = scalar(clip_global_norm_device(&mut g, 1.0, &Default::default()));
+        assert!((n - 5.0).abs() < 1e-6);
+        let v = host(&g["a"]);
+        assert!(
+            (v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6,
+            "{v:?}"
+        );
+        let mut small = on_device(&BTreeMap::from([("a".to_string(), vec![0.3f32])]), [1, 1]);
+        clip_global_norm_device(&mut small, 1.0, &Default::default());
+        assert_eq!(host(&small["a"]), vec![0.3]);
+    }
+
+    #[test]
+    fn a_tensor_without_a_gradient_is_not_touched_by_the_device_optimizer() {
+        let mut p = on_device(
+            &BTreeMap::from([
+                ("a".to_string(), vec![1.0f32]),
+                ("b".to_string(), vec![2.0f32]),
+            ]),
+            [1, 1],
+        );
+        let g = on_device(&BTreeMap::from([("a".to_string(), vec![0.5f32])]), [1, 1]);
+        let mut s = AdamW::<Dev>::default();
+        s.update(
+            &AdamWConfig {
+                weight_decay: 0.5,
+                ..cfg()
+            },
+            0.1,
+            &mut p,
+            &g,
+        );
+        assert_eq!(host(&p["b"]), vec![2.0]);
+        assert!(!s.m.contains_key("b") && s.m.contains_key("a"));
+        // Moments of a tensor the run does not train are refused on load.
+        let shapes = BTreeMap::from([("b".to_string(), [1, 1])]);
+        let e = AdamW::<Dev>::from_host(&s.to_host(), &shapes, &Default::default()).unwrap_err();
+        assert!(e.contains("'a'"), "{e}");
     }
 }

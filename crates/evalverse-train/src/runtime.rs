@@ -2,7 +2,8 @@
 //! adapter (`evalverse_judge::load`); decoding the clips once through the cache (skipping and
 //! counting unreadable ones); judge conversations (`evalverse_judge::prompt`, the prompts the
 //! judge is served with); padding a micro-batch (`evalverse_judge::collate`); and moving LoRA
-//! weights and gradients between the model and the optimizer by name.
+//! weights and gradients between the model and the optimizer by name (on the device; the host
+//! path before it is kept as the optimizer's reference).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use evalverse_model::config::VisionConfig;
 use evalverse_model::{Batch, ModelBackend, QwenVl, TrainBackend};
 
 use crate::examples::JudgeExample;
+use crate::optim::Tensors;
 use crate::recipe::{Dtype, Recipe, ResponseUnit};
 
 /// Errors of a training run; the CLI maps `Config` to exit code 2 and the rest to 1.
@@ -358,7 +360,66 @@ pub fn make_batch<B: ModelBackend>(
     collate::collate(rows, pad, device)
 }
 
-/// LoRA weights by name (`<module>.lora_A` [in, r], `<module>.lora_B` [r, out]) with their shapes.
+/// LoRA weights by name (`<module>.lora_A` [in, r], `<module>.lora_B` [r, out]) on the device,
+/// without autodiff: what the trainer's optimizer updates.
+pub fn lora_tensors<B: TrainBackend>(model: &mut QwenVl<B>) -> Tensors<B::InnerBackend> {
+    let mut out = BTreeMap::new();
+    model.for_each_linear(|path, lin| {
+        if let Some(l) = &lin.lora {
+            out.insert(format!("{path}.lora_A"), l.lora_a.val().inner());
+            out.insert(format!("{path}.lora_B"), l.lora_b.val().inner());
+        }
+    });
+    out
+}
+
+/// Put LoRA weights (taken out of `params` by name) back into the model as fresh trainable
+/// leaves, on the device.
+pub fn set_lora_tensors<B: TrainBackend>(
+    model: &mut QwenVl<B>,
+    params: &mut Tensors<B::InnerBackend>,
+) {
+    model.for_each_linear(|path, lin| {
+        if let Some(l) = lin.lora.as_mut() {
+            let mut leaf = |name: String| {
+                let t = params.remove(&name).expect("a trained LoRA weight");
+                Param::from_tensor(Tensor::<B, 2>::from_inner(t).require_grad())
+            };
+            l.lora_a = leaf(format!("{path}.lora_A"));
+            l.lora_b = leaf(format!("{path}.lora_B"));
+        }
+    });
+}
+
+/// Add the LoRA gradients of a backward pass into `acc`, on the device.
+pub fn add_lora_grads<B: TrainBackend>(
+    model: &mut QwenVl<B>,
+    grads: &B::Gradients,
+    acc: &mut Tensors<B::InnerBackend>,
+) {
+    model.for_each_linear(|path, lin| {
+        if let Some(l) = &lin.lora {
+            for (suffix, p) in [("lora_A", &l.lora_a), ("lora_B", &l.lora_b)] {
+                if let Some(g) = p.val().grad(grads) {
+                    add_grad_device(acc, format!("{path}.{suffix}"), g);
+                }
+            }
+        }
+    });
+}
+
+/// Add gradient `g` of tensor `name` into `acc`, on the device.
+pub fn add_grad_device<B: Backend>(acc: &mut Tensors<B>, name: String, g: Tensor<B, 2>) {
+    let sum = match acc.remove(&name) {
+        Some(a) => a + g,
+        None => g,
+    };
+    acc.insert(name, sum);
+}
+
+/// The host path every step took before the optimizer ran on the device, kept as the reference
+/// of tests/optim_parity.rs and the "before" of examples/bench_optim.rs: LoRA weights by name as
+/// host vectors with their shapes.
 pub fn lora_params<B: ModelBackend>(
     model: &mut QwenVl<B>,
 ) -> (BTreeMap<String, Vec<f32>>, BTreeMap<String, [usize; 2]>) {
@@ -379,7 +440,7 @@ pub fn lora_params<B: ModelBackend>(
     (vals, shapes)
 }
 
-/// Write LoRA weights back into the model as fresh trainable leaves.
+/// Write host LoRA weights back into the model as fresh trainable leaves (host reference path).
 pub fn set_lora_params<B: ModelBackend>(
     model: &mut QwenVl<B>,
     vals: &BTreeMap<String, Vec<f32>>,
@@ -401,7 +462,8 @@ pub fn set_lora_params<B: ModelBackend>(
     });
 }
 
-/// Add the LoRA gradients of a backward pass, times `scale`, into `acc`.
+/// Add the LoRA gradients of a backward pass, times `scale`, into host vectors (host reference
+/// path).
 pub fn accumulate_grads<B: TrainBackend>(
     model: &mut QwenVl<B>,
     grads: &B::Gradients,
@@ -455,73 +517,6 @@ pub fn micro_batch(seed: u64, n: usize, batch: usize, k: usize) -> Vec<usize> {
 
 pub fn write_text(path: &Path, text: &str) -> Result<(), TrainError> {
     evalverse_data::error::write_atomic(path, text.as_bytes()).map_err(runtime)
-}
-
-/// Save a checkpoint of a LoRA run at `state.step`: the adapter (PEFT format) with the reward
-/// head beside it when the run trains one, the optimizer moments, the trainer state and the
-/// resolved recipe, atomically (checkpoint::commit); then the resolved recipe of the run folder.
-pub fn save_checkpoint<B: ModelBackend>(
-    recipe: &Recipe,
-    lora: &evalverse_model::lora::LoraConfig,
-    model: &mut QwenVl<B>,
-    head: Option<&evalverse_model::reward::RewardHead>,
-    opt: &crate::optim::AdamWState,
-    state: &crate::checkpoint::TrainerState,
-) -> Result<PathBuf, TrainError> {
-    crate::checkpoint::commit(
-        &recipe.run.output_dir,
-        state.step,
-        recipe.train.keep_last,
-        |dir| {
-            evalverse_model::lora::save_peft(
-                model,
-                lora,
-                &dir.join("adapter"),
-                &recipe.model.source,
-            )
-            .map_err(|e| e.to_string())?;
-            if let Some(h) = head {
-                h.save(&dir.join("adapter")).map_err(|e| e.to_string())?;
-            }
-            crate::checkpoint::save_optimizer(&dir.join("optimizer.safetensors"), opt)?;
-            let write = |name: &str, text: String| {
-                let path = dir.join(name);
-                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
-            };
-            write(
-                "trainer_state.json",
-                serde_json::to_string_pretty(state).expect("json"),
-            )?;
-            write("recipe.toml", recipe.to_toml())
-        },
-    )
-    .map_err(runtime)
-    .and_then(|ck| {
-        write_text(
-            &recipe.run.output_dir.join("recipe.toml"),
-            &recipe.to_toml(),
-        )?;
-        Ok(ck)
-    })
-}
-
-/// Restore the newest checkpoint of the run (adapter into the model, optimizer, trainer state).
-/// Returns its folder, or None when the run has no checkpoint yet.
-pub fn restore_checkpoint<B: ModelBackend>(
-    output: &Path,
-    model: &mut QwenVl<B>,
-    opt: &mut crate::optim::AdamWState,
-    state: &mut crate::checkpoint::TrainerState,
-) -> Result<Option<PathBuf>, TrainError> {
-    let Some(ck) = crate::checkpoint::latest(output) else {
-        return Ok(None);
-    };
-    evalverse_model::lora::load_peft(model, &ck.join("adapter")).map_err(runtime)?;
-    *opt = crate::checkpoint::load_optimizer(&ck.join("optimizer.safetensors")).map_err(runtime)?;
-    let text = std::fs::read_to_string(ck.join("trainer_state.json"))
-        .map_err(|e| runtime(format!("{}: {e}", ck.display())))?;
-    *state = serde_json::from_str(&text).map_err(|e| runtime(format!("{}: {e}", ck.display())))?;
-    Ok(Some(ck))
 }
 
 #[cfg(test)]

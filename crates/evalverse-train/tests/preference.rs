@@ -108,7 +108,8 @@ fn preference_strategies_train_on_top_of_sft() {
         .fold(0f32, f32::max);
     assert!(max < 1e-4, "stacked adapter differs by {max}");
 
-    // Bradley-Terry with Rao-Kupper ties, and distribution matching.
+    // Bradley-Terry with Rao-Kupper ties, and distribution matching, through the stage: their
+    // metrics are logged (that each objective fits a batch is tests/objectives.rs).
     for (name, stage, key) in [
         ("bt", "kind = \"preference\"\nstrategy = { name = \"bt\", ties = \"rao_kupper\", theta = 1.5 }", "accuracy"),
         ("dist", "kind = \"preference\"\nstrategy = { name = \"distribution\" }", "loss"),
@@ -244,9 +245,11 @@ fn a_head_on_the_frozen_policy_leaves_the_lora_at_zero() {
     assert!(e.contains("train_lora"), "{e}");
 }
 
-/// Every preference strategy trains on a base held in bf16 (`model.dtype = "bf16"`, the GPU
+/// Every preference strategy runs on a base held in bf16 (`model.dtype = "bf16"`, the GPU
 /// recipes' setting): where the bf16 hidden states meet the f32 head, reward features, score
-/// values and LoRA, the casts are explicit (burn Flex refuses mixed dtypes).
+/// values and LoRA, the casts are explicit (burn Flex refuses mixed dtypes). DPO and a zero
+/// reward head start at ln 2; that each objective fits a batch on a bf16 base is
+/// tests/objectives.rs.
 #[test]
 fn every_preference_strategy_trains_on_a_bf16_base() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,6 +299,10 @@ fn every_preference_strategy_trains_on_a_bf16_base() {
         if name == "dpo" {
             // Policy and reference are the same bf16 computation at the start.
             assert!((run.losses[0].1 - std::f64::consts::LN_2).abs() < 1e-5);
+        }
+        if name == "bt_head" {
+            // A zero head gives every clip the scalar 0 (ties ignored): -log sigmoid(0) = ln 2.
+            assert!((run.losses[0].1 - std::f64::consts::LN_2).abs() < 1e-6);
         }
     }
 }
