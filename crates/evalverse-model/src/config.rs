@@ -422,12 +422,14 @@ impl QwenVlConfig {
             num_hidden_layers: t.usize("num_hidden_layers")?,
             num_attention_heads: heads,
             num_key_value_heads: t.usize("num_key_value_heads")?,
-            head_dim: if qwen3 && heads > 0 {
-                t.usize_or("head_dim", hidden / heads)?
+            // transformers' defaults where a key is absent: Qwen3-VL head_dim 128 (not
+            // hidden / heads) and eps 1e-6; Qwen2/2.5-VL eps 1e-5.
+            head_dim: if qwen3 {
+                t.usize_or("head_dim", 128)?
             } else {
                 hidden.checked_div(heads).unwrap_or(0)
             },
-            rms_norm_eps: t.f64_or("rms_norm_eps", 1e-6)?,
+            rms_norm_eps: t.f64_or("rms_norm_eps", if qwen3 { 1e-6 } else { 1e-5 })?,
             rope_theta: rope.f64("rope_theta")?,
             mrope_section: rope.usizes("mrope_section")?,
             // transformers' Qwen3-VL rotary embedding interleaves whatever the flag says.

@@ -341,3 +341,33 @@ fn qwen3_vl_bf16_weights_follow_the_f32_logits() {
     println!("qwen3_vl bf16 weights: logits rel err {r:.2e}");
     assert!(r < 5e-2, "bf16 logits rel err {r}");
 }
+
+/// Keys a config.json may leave out take transformers 4.57's defaults, not a guess: Qwen3-VL's
+/// head_dim 128 (not hidden / heads; here it then contradicts mrope_section, which is refused),
+/// Qwen2-VL's rms_norm_eps 1e-5, its vision hidden_act quick_gelu and mlp_ratio 4.
+#[test]
+fn absent_keys_take_the_transformers_defaults() {
+    let fx = fixtures().join("families");
+    let read = |p: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(fx.join(p)).unwrap()).unwrap()
+    };
+    let mut q3 = read("qwen3_vl/config.json");
+    q3["text_config"].as_object_mut().unwrap().remove("head_dim");
+    let e = QwenVlConfig::from_json_str(&q3.to_string(), std::path::Path::new("config.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("head_dim/2 = 64"), "{e}");
+    let mut q2 = read("qwen2_vl/config.json");
+    q2["text_config"].as_object_mut().unwrap().remove("rms_norm_eps");
+    let v = q2["vision_config"].as_object_mut().unwrap();
+    v.remove("hidden_act");
+    v.remove("mlp_ratio");
+    let c = QwenVlConfig::from_json_str(&q2.to_string(), std::path::Path::new("config.json"))
+        .unwrap();
+    assert_eq!(c.text.rms_norm_eps, 1e-5);
+    assert_eq!(
+        c.vision.hidden_act,
+        evalverse_model::config::Activation::QuickGelu
+    );
+    assert_eq!(c.vision.intermediate_size, 4 * 32);
+}
