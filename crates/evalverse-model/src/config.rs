@@ -322,7 +322,11 @@ impl QwenVlConfig {
                     v.patch_size,
                     v.patch_size,
                 ],
-                "vision_config hidden_size, in_channels, temporal_patch_size, patch_size",
+                if cfg.family == Family::Qwen2Vl {
+                    "vision_config embed_dim, in_channels, temporal_patch_size, patch_size"
+                } else {
+                    "vision_config hidden_size, in_channels, temporal_patch_size, patch_size"
+                },
             ),
         ];
         if let Some(n) = v.num_position_embeddings {

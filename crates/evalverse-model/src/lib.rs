@@ -1,7 +1,10 @@
 //! evalverse-model: the Qwen-VL family in burn, generic over the backend.
 //!
-//! Qwen2.5-VL first (the base of VideoScore2, UnifiedReward-Think, Q-Insight): vision tower with
-//! window attention and the patch merger, the Qwen2 decoder with multimodal RoPE, weight loading
+//! Qwen2.5-VL (the base of VideoScore2, UnifiedReward-Think, Q-Insight), Qwen2-VL (VideoAlign's
+//! base) and dense Qwen3-VL (the 2026 reward-model base), one implementation whose family
+//! differences are config choices (`config::Family`): vision tower with window or per-frame
+//! attention, learned position table and DeepStack, the patch merger(s), the Qwen2 / Qwen3
+//! decoder with chunked or interleaved multimodal RoPE, weight loading
 //! from Hugging Face checkpoints (local or hf-hub; single or sharded safetensors; both key
 //! layouts), the tokenizer and chat format, generation with a KV cache, and score readout.
 //! Parameter names follow the Hugging Face checkpoints.

@@ -371,3 +371,117 @@ fn absent_keys_take_the_transformers_defaults() {
     );
     assert_eq!(c.vision.intermediate_size, 4 * 32);
 }
+
+/// Training through the new blocks: with a PEFT adapter on Qwen3-VL (decoder projections, which
+/// feed q/k RMSNorm and interleaved M-RoPE; vision linear_fc1, behind LayerNorm and GELU-tanh;
+/// DeepStack merger linear_fc2, whose output reaches the decoder only through the DeepStack
+/// addition), autodiff's gradient of a fixed linear function of the logits with respect to
+/// lora_B entries equals the central finite difference, and the frozen base gets no gradient.
+#[test]
+fn qwen3_vl_lora_gradients_match_finite_differences() {
+    use burn::backend::Autodiff;
+    use burn::module::Param;
+    type Ad = Autodiff<Cpu>;
+    let fx = fixtures().join("families");
+    let case = Case::load("families/case_qwen3_vl.safetensors");
+    let device = Default::default();
+    let load = || {
+        let mut m =
+            QwenVl::<Cpu>::from_source(fx.join("qwen3_vl").to_str().unwrap(), DType::F32, &device)
+                .unwrap();
+        evalverse_model::lora::load_peft(&mut m, &fx.join("lora_qwen3_vl")).unwrap();
+        m
+    };
+    // Fixed weights over the logits, zero at padding: loss = sum(logits * w).
+    let b = batch::<Cpu>(&case, &device);
+    let (bl, v) = (b.ids.len() * b.ids[0].len(), 256);
+    let keep: Vec<bool> = b.mask.iter().flatten().copied().collect();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let w: Vec<f32> = (0..bl * v)
+        .map(|i| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let u = (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            if keep[i / v] {
+                (u * 0.05) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let wt = |dev: &_| {
+        Tensor::<Cpu, 3>::from_data(
+            TensorData::new(w.clone(), [b.ids.len(), b.ids[0].len(), v]),
+            dev,
+        )
+    };
+    let loss_of = |m: &QwenVl<Cpu>| -> f64 {
+        let lg = m.forward(&batch::<Cpu>(&case, &device), false, None).unwrap().logits;
+        (lg * wt(&device)).sum().into_scalar() as f64
+    };
+
+    let mut ad =
+        QwenVl::<Ad>::from_source(fx.join("qwen3_vl").to_str().unwrap(), DType::F32, &device)
+            .unwrap();
+    evalverse_model::lora::load_peft(&mut ad, &fx.join("lora_qwen3_vl")).unwrap();
+    let logits = ad
+        .forward(&batch::<Ad>(&case, &device), false, None)
+        .unwrap()
+        .logits;
+    let loss = (logits * Tensor::<Ad, 3>::from_inner(wt(&device))).sum();
+    let grads = loss.backward();
+    assert!(ad.model.layers[0].self_attn.q_proj.weight.val().grad(&grads).is_none());
+    let paths = [
+        "model.layers.0.self_attn.q_proj",
+        "visual.blocks.1.mlp.linear_fc1",
+        "visual.deepstack_merger_list.1.linear_fc2",
+    ];
+    let mut picked: Vec<(String, usize, f64)> = vec![];
+    ad.for_each_linear(|path, lin| {
+        if paths.contains(&path) {
+            let g: Vec<f32> = lin
+                .lora
+                .as_ref()
+                .unwrap()
+                .lora_b
+                .val()
+                .grad(&grads)
+                .expect("lora_B has a gradient")
+                .into_data()
+                .to_vec()
+                .unwrap();
+            // The entry with the largest gradient.
+            let (i, gi) = g
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                .unwrap();
+            picked.push((path.to_string(), i, *gi as f64));
+        }
+    });
+    assert_eq!(picked.len(), 3);
+    let h = 1e-2f32;
+    for (path, i, g) in picked {
+        let mut at = |delta: f32| {
+            let mut m = load();
+            m.for_each_linear(|p, lin| {
+                if p == path {
+                    let l = lin.lora.as_mut().unwrap();
+                    let t = l.lora_b.val();
+                    let dims = t.dims();
+                    let mut vals: Vec<f32> = t.into_data().to_vec().unwrap();
+                    vals[i] += delta;
+                    l.lora_b =
+                        Param::from_tensor(Tensor::from_data(TensorData::new(vals, dims), &device));
+                }
+            });
+            loss_of(&m)
+        };
+        let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+        let rel = (fd - g).abs() / g.abs().max(1e-12);
+        println!("{path}: autodiff {g:.6e}, finite difference {fd:.6e} (rel {rel:.1e})");
+        assert!(g.abs() > 1e-4, "{path}: gradient too small to check ({g})");
+        assert!(rel < 2e-3, "{path}: autodiff {g} vs finite difference {fd}");
+    }
+}
