@@ -484,9 +484,16 @@ impl QwenVlConfig {
                 let width = v.usize("embed_dim")?;
                 let ratio = v.f64_or("mlp_ratio", 4.0)?;
                 if !(ratio.is_finite() && ratio > 0.0 && ratio * width as f64 <= 1e12) {
-                    return Err(v.err("mlp_ratio", &format!("must be a positive number, got {ratio}")));
+                    return Err(v.err(
+                        "mlp_ratio",
+                        &format!("must be a positive number, got {ratio}"),
+                    ));
                 }
-                (width, v.usize("hidden_size")?, (width as f64 * ratio) as usize)
+                (
+                    width,
+                    v.usize("hidden_size")?,
+                    (width as f64 * ratio) as usize,
+                )
             }
             _ => (
                 v.usize("hidden_size")?,
@@ -579,7 +586,10 @@ impl QwenVlConfig {
         }
         if self.family == Family::Qwen3Vl {
             if t.head_dim == 0 || !t.head_dim.is_multiple_of(2) {
-                return Err(format!("head_dim {} must be a positive even number", t.head_dim));
+                return Err(format!(
+                    "head_dim {} must be a positive even number",
+                    t.head_dim
+                ));
             }
         } else if !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err(format!(

@@ -87,7 +87,9 @@ pub fn small_config_for(
             // [24, 20, 20] of 64: t takes the remainder.
             let hw = half * 20 / 64;
             let levels = 3.min(vision_depth).min(layers);
-            let deepstack: Vec<usize> = (0..levels).map(|k| k * vision_depth / levels.max(1)).collect();
+            let deepstack: Vec<usize> = (0..levels)
+                .map(|k| k * vision_depth / levels.max(1))
+                .collect();
             json!({
                 "architectures": ["Qwen3VLForConditionalGeneration"],
                 "model_type": "qwen3_vl",
@@ -184,7 +186,11 @@ pub fn tensor_shapes(cfg: &QwenVlConfig) -> Vec<(String, Vec<usize>)> {
             out.push((format!("{prefix}.bias"), vec![dim]));
         }
     };
-    let linear = |out: &mut Vec<(String, Vec<usize>)>, prefix: String, d_in: usize, d_out: usize, bias: bool| {
+    let linear = |out: &mut Vec<(String, Vec<usize>)>,
+                  prefix: String,
+                  d_in: usize,
+                  d_out: usize,
+                  bias: bool| {
         out.push((format!("{prefix}.weight"), vec![d_out, d_in]));
         if bias {
             out.push((format!("{prefix}.bias"), vec![d_out]));
@@ -231,10 +237,34 @@ pub fn tensor_shapes(cfg: &QwenVlConfig) -> Vec<(String, Vec<usize>)> {
         let p = format!("model.layers.{i}");
         out.push((format!("{p}.input_layernorm.weight"), vec![d]));
         out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
-        linear(&mut out, format!("{p}.self_attn.q_proj"), d, nh * hd, t.qkv_bias);
-        linear(&mut out, format!("{p}.self_attn.k_proj"), d, nkv * hd, t.qkv_bias);
-        linear(&mut out, format!("{p}.self_attn.v_proj"), d, nkv * hd, t.qkv_bias);
-        linear(&mut out, format!("{p}.self_attn.o_proj"), nh * hd, d, t.o_bias);
+        linear(
+            &mut out,
+            format!("{p}.self_attn.q_proj"),
+            d,
+            nh * hd,
+            t.qkv_bias,
+        );
+        linear(
+            &mut out,
+            format!("{p}.self_attn.k_proj"),
+            d,
+            nkv * hd,
+            t.qkv_bias,
+        );
+        linear(
+            &mut out,
+            format!("{p}.self_attn.v_proj"),
+            d,
+            nkv * hd,
+            t.qkv_bias,
+        );
+        linear(
+            &mut out,
+            format!("{p}.self_attn.o_proj"),
+            nh * hd,
+            d,
+            t.o_bias,
+        );
         if t.qk_norm {
             out.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
             out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));

@@ -266,9 +266,18 @@ impl<B: ModelBackend> QwenVl<B> {
         let index: Vec<i64> = media_row
             .iter()
             .enumerate()
-            .map(|(i, &r)| if r > 0 { (b * l + r - 1) as i64 } else { i as i64 })
+            .map(|(i, &r)| {
+                if r > 0 {
+                    (b * l + r - 1) as i64
+                } else {
+                    i as i64
+                }
+            })
             .collect();
-        let all = Tensor::cat(vec![text.reshape([b * l, d]), vis.clone().narrow(1, 0, d)], 0);
+        let all = Tensor::cat(
+            vec![text.reshape([b * l, d]), vis.clone().narrow(1, 0, d)],
+            0,
+        );
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [b * l]), &device);
         let embeds = all.select(0, idx).reshape([b, l, d]);
         let levels = width / d - 1;
@@ -346,15 +355,9 @@ impl<B: ModelBackend> QwenVl<B> {
         let (position_ids, rope_deltas) = self.positions(batch)?;
         let (cos, sin) = self.model.mrope(&position_ids, &device);
         let mask = causal_mask::<B>(&batch.mask, 0, &device);
-        let (h, hidden_states) = self.model.forward_deepstack(
-            h,
-            &cos,
-            &sin,
-            Some(mask),
-            cache,
-            all_hidden,
-            &deepstack,
-        );
+        let (h, hidden_states) =
+            self.model
+                .forward_deepstack(h, &cos, &sin, Some(mask), cache, all_hidden, &deepstack);
         Ok((h, hidden_states, position_ids, rope_deltas))
     }
 

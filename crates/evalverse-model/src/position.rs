@@ -39,7 +39,13 @@ pub fn rope_index(
                 let [t, h, w] = m.grid_thw;
                 let frames = if m.is_video { t } else { 1 };
                 let grid = if m.is_video { [1, h, w] } else { m.grid_thw };
-                std::iter::repeat_n(MediaGrid { grid_thw: grid, ..*m }, frames)
+                std::iter::repeat_n(
+                    MediaGrid {
+                        grid_thw: grid,
+                        ..*m
+                    },
+                    frames,
+                )
             })
             .collect();
         &split[..]

@@ -90,7 +90,13 @@ impl<B: ModelBackend> TextModel<B> {
             let p = format!("model.layers.{i}");
             let head_norm = |w: &mut Weights, name: &str| -> Result<Option<RmsNorm<B>>> {
                 if cfg.qk_norm {
-                    Ok(Some(RmsNorm::load(w, &format!("{p}.self_attn.{name}"), hd, eps, device)?))
+                    Ok(Some(RmsNorm::load(
+                        w,
+                        &format!("{p}.self_attn.{name}"),
+                        hd,
+                        eps,
+                        device,
+                    )?))
                 } else {
                     Ok(None)
                 }
@@ -290,10 +296,16 @@ impl<B: ModelBackend> SelfAttention<B> {
             Some(n) => n.forward(t),
             None => t,
         };
-        let q = head_norm(self.q_proj.forward(x.clone()).reshape([b, l, nh, hd]), &self.q_norm)
-            .swap_dims(1, 2);
-        let k = head_norm(self.k_proj.forward(x.clone()).reshape([b, l, nkv, hd]), &self.k_norm)
-            .swap_dims(1, 2);
+        let q = head_norm(
+            self.q_proj.forward(x.clone()).reshape([b, l, nh, hd]),
+            &self.q_norm,
+        )
+        .swap_dims(1, 2);
+        let k = head_norm(
+            self.k_proj.forward(x.clone()).reshape([b, l, nkv, hd]),
+            &self.k_norm,
+        )
+        .swap_dims(1, 2);
         let v = self
             .v_proj
             .forward(x)
@@ -380,7 +392,10 @@ mod tests {
 
     #[test]
     fn chunked_mrope_gives_each_axis_a_run_of_frequencies() {
-        assert_eq!(mrope_axes(&text(vec![2, 3, 3], false)), [0, 0, 1, 1, 1, 2, 2, 2]);
+        assert_eq!(
+            mrope_axes(&text(vec![2, 3, 3], false)),
+            [0, 0, 1, 1, 1, 2, 2, 2]
+        );
     }
 
     #[test]

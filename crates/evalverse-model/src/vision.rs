@@ -472,7 +472,10 @@ pub fn window_index(grid_thw: &[[usize; 3]], cfg: &VisionConfig) -> (Vec<usize>,
     let unit = sms * sms;
     let Some(window) = cfg.window_size else {
         // No windows: merged tokens in order, one segment per temporal patch.
-        let n = grid_thw.iter().map(|g| g[0] * (g[1] / sms) * (g[2] / sms)).sum();
+        let n = grid_thw
+            .iter()
+            .map(|g| g[0] * (g[1] / sms) * (g[2] / sms))
+            .sum();
         return ((0..n).collect(), frame_segments(grid_thw));
     };
     let ws = window / sms / cfg.patch_size;

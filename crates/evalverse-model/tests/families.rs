@@ -73,7 +73,11 @@ fn check_family(family: &str) {
         .flat_map(|a| a.iter().flatten().copied())
         .collect();
     assert_eq!(got_pos, case.ints("position_ids"), "{family}: position ids");
-    assert_eq!(out.rope_deltas, case.ints("rope_deltas"), "{family}: rope deltas");
+    assert_eq!(
+        out.rope_deltas,
+        case.ints("rope_deltas"),
+        "{family}: rope deltas"
+    );
 
     let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
     let d = model.cfg.text.hidden_size;
@@ -102,12 +106,26 @@ fn check_family(family: &str) {
         report.push(format!("{name} {r:.1e}"));
         assert!(r < TOL, "{family}: {name} rel err {r}");
     }
-    let r = rel(out.last_hidden.clone(), &case.get("hidden_final_norm").0, &keep, d);
+    let r = rel(
+        out.last_hidden.clone(),
+        &case.get("hidden_final_norm").0,
+        &keep,
+        d,
+    );
     assert!(r < TOL, "{family}: final norm rel err {r}");
     let v = model.cfg.text.vocab_size;
-    let got: Vec<f32> = out.logits.clone().into_data().convert::<f32>().to_vec().unwrap();
+    let got: Vec<f32> = out
+        .logits
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap();
     let (md, mr) = common::max_diff(&got, &case.get("logits").0, &keep, v);
-    report.push(format!("logits max|d| {md:.2e} (max|ref| {mr:.2}, rel {:.1e})", md / mr));
+    report.push(format!(
+        "logits max|d| {md:.2e} (max|ref| {mr:.2}, rel {:.1e})",
+        md / mr
+    ));
     println!("{family}: {}", report.join("; "));
     assert!(md / mr < TOL, "{family}: logits rel err {}", md / mr);
 }
@@ -143,7 +161,10 @@ fn qwen3_vl_without_deepstack_misses_the_reference() {
         &keep,
         model.cfg.text.vocab_size,
     );
-    assert!(r > 1e-2, "logits without DeepStack are within {r} of the reference");
+    assert!(
+        r > 1e-2,
+        "logits without DeepStack are within {r} of the reference"
+    );
 }
 
 #[test]
@@ -261,7 +282,11 @@ fn qwen3_vl_merged_export_keeps_its_key_layout_and_the_adapters_logits() {
     )
     .unwrap();
     assert_eq!(summary.merged_modules, 27);
-    std::fs::copy(fx.join("qwen3_vl/config.json"), out.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fx.join("qwen3_vl/config.json"),
+        out.path().join("config.json"),
+    )
+    .unwrap();
     let bytes = std::fs::read(out.path().join("model.safetensors")).unwrap();
     let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
         .unwrap()
@@ -283,7 +308,12 @@ fn qwen3_vl_merged_export_keeps_its_key_layout_and_the_adapters_logits() {
     let logits = model.forward(&batch, false, None).unwrap().logits;
     let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
     let want = Case::load("families/lora_qwen3_vl_logits.safetensors");
-    let r = rel(logits, &want.get("peft_adapter_logits").0, &keep, model.cfg.text.vocab_size);
+    let r = rel(
+        logits,
+        &want.get("peft_adapter_logits").0,
+        &keep,
+        model.cfg.text.vocab_size,
+    );
     assert!(r < TOL, "merged export logits rel err {r}");
 }
 
@@ -302,8 +332,12 @@ fn greedy_generation_matches_transformers_on_the_new_families() {
         let case = Case::load(&format!("families/case_{family}.safetensors"));
         let (want, shape) = case.get("generated_ids");
         let n = shape[1];
-        let got = generate(&model, &batch(&case, &device), &GenerationConfig::greedy(n, vec![]))
-            .unwrap();
+        let got = generate(
+            &model,
+            &batch(&case, &device),
+            &GenerationConfig::greedy(n, vec![]),
+        )
+        .unwrap();
         for (i, toks) in got.tokens.iter().enumerate() {
             let want: Vec<u32> = want[i * n..(i + 1) * n].iter().map(|&x| x as u32).collect();
             assert_eq!(toks, &want, "{family}: sequence {i}");
@@ -352,18 +386,24 @@ fn absent_keys_take_the_transformers_defaults() {
         serde_json::from_str(&std::fs::read_to_string(fx.join(p)).unwrap()).unwrap()
     };
     let mut q3 = read("qwen3_vl/config.json");
-    q3["text_config"].as_object_mut().unwrap().remove("head_dim");
+    q3["text_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("head_dim");
     let e = QwenVlConfig::from_json_str(&q3.to_string(), std::path::Path::new("config.json"))
         .unwrap_err()
         .to_string();
     assert!(e.contains("head_dim/2 = 64"), "{e}");
     let mut q2 = read("qwen2_vl/config.json");
-    q2["text_config"].as_object_mut().unwrap().remove("rms_norm_eps");
+    q2["text_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rms_norm_eps");
     let v = q2["vision_config"].as_object_mut().unwrap();
     v.remove("hidden_act");
     v.remove("mlp_ratio");
-    let c = QwenVlConfig::from_json_str(&q2.to_string(), std::path::Path::new("config.json"))
-        .unwrap();
+    let c =
+        QwenVlConfig::from_json_str(&q2.to_string(), std::path::Path::new("config.json")).unwrap();
     assert_eq!(c.text.rms_norm_eps, 1e-5);
     assert_eq!(
         c.vision.hidden_act,
@@ -417,7 +457,10 @@ fn qwen3_vl_lora_gradients_match_finite_differences() {
         )
     };
     let loss_of = |m: &QwenVl<Cpu>| -> f64 {
-        let lg = m.forward(&batch::<Cpu>(&case, &device), false, None).unwrap().logits;
+        let lg = m
+            .forward(&batch::<Cpu>(&case, &device), false, None)
+            .unwrap()
+            .logits;
         (lg * wt(&device)).sum().into_scalar() as f64
     };
 
@@ -431,7 +474,13 @@ fn qwen3_vl_lora_gradients_match_finite_differences() {
         .logits;
     let loss = (logits * Tensor::<Ad, 3>::from_inner(wt(&device))).sum();
     let grads = loss.backward();
-    assert!(ad.model.layers[0].self_attn.q_proj.weight.val().grad(&grads).is_none());
+    assert!(ad.model.layers[0]
+        .self_attn
+        .q_proj
+        .weight
+        .val()
+        .grad(&grads)
+        .is_none());
     let paths = [
         "model.layers.0.self_attn.q_proj",
         "visual.blocks.1.mlp.linear_fc1",

@@ -67,7 +67,11 @@ fn reshape(t: &mut Tensors, key: &str, shape: Vec<usize>) {
 
 #[test]
 fn qwen3_vl_moe_is_refused_by_name() {
-    let dir = family_with("qwen3_vl", |c| c["model_type"] = "qwen3_vl_moe".into(), |_| {});
+    let dir = family_with(
+        "qwen3_vl",
+        |c| c["model_type"] = "qwen3_vl_moe".into(),
+        |_| {},
+    );
     let e = load_err(dir.path());
     assert!(
         e.contains("config.json") && e.contains("qwen3_vl_moe") && e.contains("mixture of experts"),
@@ -116,7 +120,9 @@ fn position_table_that_is_not_a_square_grid_is_refused() {
     );
     let e = load_err(dir.path());
     assert!(
-        e.contains("config.json") && e.contains("num_position_embeddings 60") && e.contains("square"),
+        e.contains("config.json")
+            && e.contains("num_position_embeddings 60")
+            && e.contains("square"),
         "{e}"
     );
 }
@@ -161,7 +167,13 @@ fn misshaped_q_norm_is_refused_with_both_shapes() {
     let dir = family_with(
         "qwen3_vl",
         |_| {},
-        |t| reshape(t, "model.language_model.layers.2.self_attn.q_norm.weight", vec![16]),
+        |t| {
+            reshape(
+                t,
+                "model.language_model.layers.2.self_attn.q_norm.weight",
+                vec![16],
+            )
+        },
     );
     let e = load_err(dir.path());
     assert!(
