@@ -41,6 +41,8 @@ pub struct PlainMlp<B: Backend> {
     pub act: Activation,
 }
 
+// One per vision block: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum VisionMlp<B: Backend> {
     Gated(GatedMlp<B>),

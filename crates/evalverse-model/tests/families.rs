@@ -512,7 +512,7 @@ fn qwen3_vl_lora_gradients_match_finite_differences() {
     assert_eq!(picked.len(), 3);
     let h = 1e-2f32;
     for (path, i, g) in picked {
-        let mut at = |delta: f32| {
+        let at = |delta: f32| {
             let mut m = load();
             m.for_each_linear(|p, lin| {
                 if p == path {
