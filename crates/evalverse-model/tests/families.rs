@@ -534,3 +534,105 @@ fn qwen3_vl_lora_gradients_match_finite_differences() {
         assert!(rel < 2e-3, "{path}: autodiff {g} vs finite difference {fd}");
     }
 }
+
+/// The published sizes parse and give the published parameter counts
+/// (../shared/reference/QWEN_VL.md §1.0, computed from the released configs): the tensor
+/// inventory the loader and `model init` share (`init::tensor_shapes`) has the right modules
+/// and shapes at full size (Qwen3-VL-4B's head_dim 128 with hidden 2560 and 32 heads, DeepStack
+/// mergers over 4x the ViT width, the 48x48 position table, Qwen2-VL's mlp_ratio).
+#[test]
+fn published_sizes_give_the_published_parameter_counts() {
+    use evalverse_model::init::tensor_shapes;
+    let qwen3 = |vd: usize,
+                 vi: usize,
+                 depth: usize,
+                 ds: [usize; 3],
+                 d: usize,
+                 i: usize,
+                 l: usize,
+                 h: usize,
+                 tied: bool| {
+        serde_json::json!({
+            "model_type": "qwen3_vl", "image_token_id": 151655, "video_token_id": 151656,
+            "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+            "tie_word_embeddings": tied,
+            "text_config": {"vocab_size": 151936, "hidden_size": d, "intermediate_size": i,
+                "num_hidden_layers": l, "num_attention_heads": h, "num_key_value_heads": 8,
+                "head_dim": 128, "rms_norm_eps": 1e-6, "rope_theta": 5000000,
+                "rope_scaling": {"mrope_interleaved": true, "mrope_section": [24, 20, 20], "rope_type": "default"},
+                "max_position_embeddings": 262144, "tie_word_embeddings": tied, "attention_bias": false},
+            "vision_config": {"depth": depth, "hidden_size": vd, "intermediate_size": vi, "num_heads": 16,
+                "in_channels": 3, "out_hidden_size": d, "patch_size": 16, "spatial_merge_size": 2,
+                "temporal_patch_size": 2, "num_position_embeddings": 2304, "hidden_act": "gelu_pytorch_tanh",
+                "deepstack_visual_indexes": ds}
+        })
+    };
+    let qwen2 = |d: usize, i: usize, h: usize, kv: usize, vocab: usize, tied: bool| {
+        serde_json::json!({
+            "model_type": "qwen2_vl", "vocab_size": vocab, "hidden_size": d, "intermediate_size": i,
+            "num_hidden_layers": 28, "num_attention_heads": h, "num_key_value_heads": kv,
+            "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 32768,
+            "tie_word_embeddings": tied, "image_token_id": 151655, "video_token_id": 151656,
+            "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16,
+                "in_chans": 3, "hidden_size": d, "patch_size": 14, "spatial_merge_size": 2,
+                "spatial_patch_size": 14, "temporal_patch_size": 2}
+        })
+    };
+    let cases = [
+        (
+            "Qwen3-VL-2B",
+            qwen3(1024, 4096, 24, [5, 11, 17], 2048, 6144, 28, 16, true),
+            407.0,
+            1720.6,
+        ),
+        (
+            "Qwen3-VL-4B",
+            qwen3(1024, 4096, 24, [5, 11, 17], 2560, 9728, 36, 32, true),
+            415.3,
+            4022.5,
+        ),
+        (
+            "Qwen3-VL-8B",
+            qwen3(1152, 4304, 27, [8, 16, 24], 4096, 12288, 36, 32, false),
+            576.4,
+            8190.7,
+        ),
+        (
+            "Qwen2-VL-2B",
+            qwen2(1536, 8960, 12, 2, 151936, true),
+            665.3,
+            1543.7,
+        ),
+        (
+            "Qwen2-VL-7B",
+            qwen2(3584, 18944, 28, 4, 152064, false),
+            675.8,
+            7615.6,
+        ),
+    ];
+    for (name, json, vision_m, lm_m) in cases {
+        let cfg =
+            QwenVlConfig::from_json_str(&json.to_string(), std::path::Path::new(name)).unwrap();
+        let (mut vision, mut lm) = (0usize, 0usize);
+        for (key, shape) in tensor_shapes(&cfg) {
+            let n: usize = shape.iter().product();
+            if key.starts_with("visual.") {
+                vision += n;
+            } else {
+                lm += n;
+            }
+        }
+        let (v, l) = (vision as f64 / 1e6, lm as f64 / 1e6);
+        println!("{name}: vision {v:.1}M, LM {l:.1}M");
+        assert!(
+            (v - vision_m).abs() < 0.06,
+            "{name}: vision {v:.2}M, published {vision_m}M"
+        );
+        assert!(
+            (l - lm_m).abs() < 0.06,
+            "{name}: LM {l:.2}M, published {lm_m}M"
+        );
+    }
+}
