@@ -40,6 +40,15 @@ const CONFIG_WORDS: &[&str] = &[
     "silu",
     "mrope",
     "eos_token_id",
+    "qwen3_vl",
+    "qwen3_vl_moe",
+    "deepstack_visual_indexes",
+    "num_position_embeddings",
+    "head_dim",
+    "mlp_ratio",
+    "quick_gelu",
+    "gelu_pytorch_tanh",
+    "attention_bias",
 ];
 
 #[test]
@@ -49,6 +58,9 @@ fn fuzz_config_json() {
             fixture("tiny_a/config.json"),
             fixture("tiny_b/config.json"),
             fixture("config_variants/tiny_a.hub_flat.json"),
+            fixture("families/qwen2_vl/config.json"),
+            fixture("families/qwen2_vl.hub_flat.json"),
+            fixture("families/qwen3_vl/config.json"),
         ],
         CONFIG_WORDS,
     );
@@ -75,10 +87,23 @@ fn fuzz_config_json() {
                 support::tally("accepted");
                 // The sizes the model is built from are what the file says, and consistent.
                 let t = &c.text;
+                let v = &c.vision;
+                // Qwen3-VL states its head width (4B: 2560 / 32 heads, head_dim 128).
+                let heads_fit = c.family == evalverse_model::config::Family::Qwen3Vl
+                    || t.head_dim() * t.num_attention_heads == t.hidden_size;
                 ensure!(
-                    t.head_dim() * t.num_attention_heads == t.hidden_size
-                        && c.vision.out_hidden_size == t.hidden_size,
+                    heads_fit
+                        && 2 * t.mrope_section.iter().sum::<usize>() == t.head_dim()
+                        && v.out_hidden_size == t.hidden_size,
                     "inconsistent sizes accepted: {c:?}"
+                );
+                ensure!(
+                    v.deepstack_visual_indexes.iter().all(|&i| i < v.depth)
+                        && v.deepstack_visual_indexes.len() <= t.num_hidden_layers
+                        && v.num_position_embeddings.is_none_or(|n| {
+                            v.position_grid_side().is_some_and(|s| s * s == n && n > 0)
+                        }),
+                    "a DeepStack layer or position table that does not fit accepted: {c:?}"
                 );
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                 let top = v.get("text_config").unwrap_or(&v);
