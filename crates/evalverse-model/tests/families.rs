@@ -636,3 +636,36 @@ fn published_sizes_give_the_published_parameter_counts() {
         );
     }
 }
+
+/// The other direction: an adapter evalverse wrote on each new family (random B; the seven
+/// language-model projections and every vision module named fc1 / linear_fc1, the mergers'
+/// included; examples/make_lora_fixture.rs) loads in PEFT, and PEFT's logits for it are
+/// evalverse's.
+#[test]
+fn evalverse_adapters_on_the_new_families_give_the_logits_peft_computes() {
+    for (family, modules) in [("qwen2_vl", 17), ("qwen3_vl", 28)] {
+        let device = Default::default();
+        let fx = fixtures().join("families");
+        let mut model =
+            QwenVl::<Cpu>::from_source(fx.join(family).to_str().unwrap(), DType::F32, &device)
+                .unwrap();
+        let dir = fx.join(format!("lora_evalverse_{family}"));
+        evalverse_model::lora::load_peft(&mut model, &dir).unwrap();
+        let mut adapted = 0;
+        model.for_each_linear(|_, l| adapted += l.lora.is_some() as usize);
+        assert_eq!(adapted, modules, "{family}: adapted modules");
+        let case = Case::load(&format!("families/case_{family}.safetensors"));
+        let batch = batch(&case, &device);
+        let out = model.forward(&batch, false, None).unwrap();
+        let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
+        let want = Case::load(&format!("families/lora_{family}_logits.safetensors"));
+        let r = rel(
+            out.logits,
+            &want.get("evalverse_adapter_logits").0,
+            &keep,
+            model.cfg.text.vocab_size,
+        );
+        println!("{family}: evalverse adapter in PEFT: logits rel err {r:.1e}");
+        assert!(r < TOL, "{family}: evalverse adapter logits rel err {r}");
+    }
+}
