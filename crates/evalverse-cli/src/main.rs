@@ -396,7 +396,8 @@ struct FuseArgs {
 
 #[derive(Subcommand)]
 enum ModelCommand {
-    /// Write a Qwen2.5-VL checkpoint with random weights (HF layout) and the given tokenizer.
+    /// Write a Qwen-VL checkpoint (--family qwen2_5_vl, qwen2_vl or qwen3_vl) with random weights
+    /// (HF layout) and the given tokenizer.
     Init(InitArgs),
     /// Logits of a fixed probe input (parity checks; see scripts/check_export_transformers.py).
     #[command(hide = true)]
