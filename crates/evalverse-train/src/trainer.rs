@@ -101,7 +101,8 @@ pub trait Objective<B: TrainBackend> {
 
 /// A frozen copy of the policy as it is now, without autodiff, for an objective that needs a
 /// reference model: the base weights are shared with the policy (no copy), the LoRA weights
-/// are the current ones and never change.
+/// are the current ones and never change. Take it when the objective is built, before `train`
+/// switches LoRA dropout on, so the reference runs without dropout.
 pub fn frozen_reference<B: TrainBackend>(model: &QwenVl<B>) -> QwenVl<B::InnerBackend> {
     burn::module::AutodiffModule::valid(model)
 }
