@@ -68,7 +68,6 @@ pub fn run<B: TrainBackend>(
         val,
         &val_clips,
         recipe.lora.include_vision,
-        device,
     );
     if objective.data.is_empty() {
         return Err(TrainError::Config(format!(

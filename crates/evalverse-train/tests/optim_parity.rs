@@ -8,66 +8,12 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::tensor::{DType, ElementConversion};
-use common::{recipe, tiny_base, B};
+use common::{loss_of, recipe, sequences, tiny_base, Text, B};
 use evalverse_model::lora::{apply_lora, set_training};
-use evalverse_model::{Batch, QwenVl};
-use evalverse_train::losses::label_rows;
+use evalverse_model::QwenVl;
 use evalverse_train::optim::{clip_global_norm, AdamWState};
-use evalverse_train::runtime::{self, TrainError};
-use evalverse_train::trainer::{self, MicroBatch, Objective};
-
-/// Text-only sequences (token ids below the special tokens), loss on the last 6 tokens.
-fn sequences() -> Vec<(Vec<u32>, Vec<bool>)> {
-    let mut rng = evalverse_data::rng::Rng::new(7);
-    (0..6)
-        .map(|_| {
-            let ids: Vec<u32> = (0..16).map(|_| (rng.next_u64() % 150_000) as u32).collect();
-            let labels = (0..16).map(|i| i >= 10).collect();
-            (ids, labels)
-        })
-        .collect()
-}
-
-fn batch_of(seqs: &[&(Vec<u32>, Vec<bool>)]) -> (Batch<B>, Vec<Vec<bool>>) {
-    let batch = Batch::<B> {
-        ids: seqs.iter().map(|s| s.0.clone()).collect(),
-        mask: seqs.iter().map(|s| vec![true; s.0.len()]).collect(),
-        pixel_values: None,
-        media: vec![vec![]; seqs.len()],
-        vision_embeds: None,
-    };
-    (batch, seqs.iter().map(|s| s.1.clone()).collect())
-}
-
-/// The SFT loss of a micro-batch: what both loops compute.
-fn loss_of(model: &QwenVl<B>, seqs: &[&(Vec<u32>, Vec<bool>)]) -> burn::tensor::Tensor<B, 1> {
-    let (batch, labels) = batch_of(seqs);
-    let (rows, targets) = label_rows(&batch.ids, &labels);
-    let (h, ..) = model.forward_hidden(&batch, false, None).unwrap();
-    runtime::label_nll(model, h, &rows, targets)
-}
-
-struct Text(Vec<(Vec<u32>, Vec<bool>)>);
-
-impl Objective<B> for Text {
-    fn items(&self) -> usize {
-        self.0.len()
-    }
-    fn micro_batch(
-        &mut self,
-        model: &QwenVl<B>,
-        _k: usize,
-        items: &[usize],
-    ) -> Result<MicroBatch<B>, TrainError> {
-        let seqs: Vec<_> = items.iter().map(|&i| &self.0[i]).collect();
-        Ok(MicroBatch {
-            loss: loss_of(model, &seqs),
-            backward: true,
-            metrics: vec![],
-            tokens: 0,
-        })
-    }
-}
+use evalverse_train::runtime;
+use evalverse_train::trainer;
 
 #[test]
 fn device_adamw_reproduces_the_host_reference_losses_over_20_steps() {

@@ -38,8 +38,8 @@ impl<'a, B: TrainBackend> Sft<'a, B> {
         val: Vec<JudgeExample>,
         val_clips: &'a Clips,
         include_vision: bool,
-        device: &B::Device,
     ) -> Self {
+        let device = &model.device();
         let data = examples
             .iter()
             .filter_map(|e| encode(tok, clips, e))

@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
-use evalverse_model::Cpu;
+use evalverse_model::{Batch, Cpu, QwenVl};
+use evalverse_train::losses::label_rows;
 use evalverse_train::recipe::Recipe;
+use evalverse_train::runtime::{self, TrainError};
+use evalverse_train::trainer::{MicroBatch, Objective};
 
 pub type B = Autodiff<Cpu>;
 
@@ -89,4 +92,58 @@ progress = false
     let p = dir.join(format!("{out}.toml"));
     std::fs::write(&p, text).unwrap();
     Recipe::load(&p).unwrap()
+}
+
+/// Text-only sequences (token ids below the special tokens), loss on the last 6 tokens.
+pub fn sequences() -> Vec<(Vec<u32>, Vec<bool>)> {
+    let mut rng = evalverse_data::rng::Rng::new(7);
+    (0..6)
+        .map(|_| {
+            let ids: Vec<u32> = (0..16).map(|_| (rng.next_u64() % 150_000) as u32).collect();
+            let labels = (0..16).map(|i| i >= 10).collect();
+            (ids, labels)
+        })
+        .collect()
+}
+
+pub fn batch_of(seqs: &[&(Vec<u32>, Vec<bool>)]) -> (Batch<B>, Vec<Vec<bool>>) {
+    let batch = Batch::<B> {
+        ids: seqs.iter().map(|s| s.0.clone()).collect(),
+        mask: seqs.iter().map(|s| vec![true; s.0.len()]).collect(),
+        pixel_values: None,
+        media: vec![vec![]; seqs.len()],
+        vision_embeds: None,
+    };
+    (batch, seqs.iter().map(|s| s.1.clone()).collect())
+}
+
+/// The SFT loss of a micro-batch: what both loops compute.
+pub fn loss_of(model: &QwenVl<B>, seqs: &[&(Vec<u32>, Vec<bool>)]) -> burn::tensor::Tensor<B, 1> {
+    let (batch, labels) = batch_of(seqs);
+    let (rows, targets) = label_rows(&batch.ids, &labels);
+    let (h, ..) = model.forward_hidden(&batch, false, None).unwrap();
+    runtime::label_nll(model, h, &rows, targets)
+}
+
+/// An objective over text-only sequences (no clips): the SFT loss of each micro-batch.
+pub struct Text(pub Vec<(Vec<u32>, Vec<bool>)>);
+
+impl Objective<B> for Text {
+    fn items(&self) -> usize {
+        self.0.len()
+    }
+    fn micro_batch(
+        &mut self,
+        model: &QwenVl<B>,
+        _k: usize,
+        items: &[usize],
+    ) -> Result<MicroBatch<B>, TrainError> {
+        let seqs: Vec<_> = items.iter().map(|&i| &self.0[i]).collect();
+        Ok(MicroBatch {
+            loss: loss_of(model, &seqs),
+            backward: true,
+            metrics: vec![],
+            tokens: 0,
+        })
+    }
 }
