@@ -607,14 +607,28 @@ fn body_bytes(body: Body) -> Result<Bytes, ApiError> {
     body.map_err(|e| ApiError::new(e.status().as_u16(), &e.body_text()))
 }
 
-async fn score(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+/// A judging endpoint: counted in flight while `inner` answers the body, then finished.
+async fn judging<F: Future<Output = Result<Response, ApiError>>>(
+    st: &AppState,
+    endpoint: &str,
+    body: Body,
+    inner: impl FnOnce(Bytes) -> F,
+) -> Response {
     st.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let r = match body_bytes(body) {
-        Ok(b) => score_inner(&st, &headers, &b).await,
+        Ok(b) => inner(b).await,
         Err(e) => Err(e),
     };
     st.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-    finish(&st, "/v1/score", r)
+    finish(st, endpoint, r)
+}
+
+async fn score(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let (st, headers) = (&*st, &headers);
+    judging(st, "/v1/score", body, |b| async move {
+        score_inner(st, headers, &b).await
+    })
+    .await
 }
 
 /// Judge `clips` (one request's) in the model thread's next batch.
@@ -638,13 +652,11 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    st.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    let r = match body_bytes(body) {
-        Ok(b) => chat_inner(&st, &headers, &b).await,
-        Err(e) => Err(e),
-    };
-    st.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-    finish(&st, "/v1/chat/completions", r)
+    let (st, headers) = (&*st, &headers);
+    judging(st, "/v1/chat/completions", body, |b| async move {
+        chat_inner(st, headers, &b).await
+    })
+    .await
 }
 
 async fn chat_inner(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
@@ -998,13 +1010,11 @@ fn compare_group<B: ModelBackend>(
 }
 
 async fn compare(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    st.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    let r = match body_bytes(body) {
-        Ok(b) => compare_inner(&st, &headers, &b).await,
-        Err(e) => Err(e),
-    };
-    st.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-    finish(&st, "/v1/compare", r)
+    let (st, headers) = (&*st, &headers);
+    judging(st, "/v1/compare", body, |b| async move {
+        compare_inner(st, headers, &b).await
+    })
+    .await
 }
 
 /// Most videos in one compared group (its pairs grow with the square).
