@@ -42,9 +42,9 @@ def decode(path: Path, nominal: bool):
     return np.stack(frames), fps
 
 
-def sample(rgb: np.ndarray, video_fps: float):
+def sample(rgb: np.ndarray, video_fps: float, fps=FPS, min_frames=MIN_FRAMES, max_frames=MAX_FRAMES):
     total = rgb.shape[0]
-    ele = {"fps": FPS, "min_frames": MIN_FRAMES, "max_frames": MAX_FRAMES}
+    ele = {"fps": fps, "min_frames": min_frames, "max_frames": max_frames}
     nframes = smart_nframes(ele, total_frames=total, video_fps=video_fps)
     idx = torch.linspace(0, total - 1, nframes).round().long()
     sample_fps = nframes / max(total, 1e-6) * video_fps
