@@ -19,6 +19,7 @@ use crate::objective::bt::BtScoreTokens;
 use crate::objective::bt_head::BtHead;
 use crate::objective::distribution::Distribution;
 use crate::objective::dpo::Dpo;
+use crate::objective::grpo::Grpo;
 use crate::recipe::{BtReadout, Recipe, StageConfig, Strategy};
 use crate::runtime::{self, runtime, Clips, Encoded, TrainError, VisionCache};
 use crate::sft::RunSummary;
@@ -344,6 +345,11 @@ pub fn run<B: TrainBackend>(
         }
         Strategy::Distribution => {
             let mut o = Distribution::new(&setup);
+            (train(&mut model, &mut o)?, None)
+        }
+        Strategy::Grpo { .. } => {
+            let settings = strategy.grpo_settings().expect("grpo");
+            let mut o = Grpo::new(&setup, &model, recipe, settings)?;
             (train(&mut model, &mut o)?, None)
         }
     };

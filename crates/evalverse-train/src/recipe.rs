@@ -195,6 +195,61 @@ pub enum Strategy {
     },
     /// KL between the raters' score histogram and the score-token distribution.
     Distribution,
+    /// GRPO on sampled answers rewarded against the experts (objective/grpo.rs; TRL's
+    /// GRPOTrainer's loss): `group` answers per item, rewards from `rewards` (weighted by
+    /// `reward_weights`, default all 1), the clipped ratio objective with the k3 KL to the
+    /// starting policy (beta), `loss_type` grpo | bnpo | dr_grpo, `scale_rewards` group | none
+    /// (Dr. GRPO), `filter_wrong`: train only on items the starting judge gets wrong.
+    Grpo {
+        #[serde(default = "default_group")]
+        group: usize,
+        #[serde(default = "default_grpo_temperature")]
+        temperature: f64,
+        #[serde(default = "default_top_p")]
+        top_p: f64,
+        #[serde(default = "default_bt_max_new_tokens")]
+        max_new_tokens: usize,
+        #[serde(default = "default_rewards")]
+        rewards: Vec<crate::grpo::RewardFn>,
+        #[serde(default)]
+        reward_weights: Vec<f64>,
+        /// KL coefficient (VideoScore2: 0.04).
+        #[serde(default = "default_grpo_beta")]
+        beta: f64,
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+        /// Upper clip (DAPO's clip-higher); default `epsilon`.
+        #[serde(default)]
+        epsilon_high: Option<f64>,
+        #[serde(default)]
+        loss_type: crate::grpo::LossType,
+        #[serde(default)]
+        scale_rewards: crate::grpo::AdvantageScale,
+        /// TRL's use_bias_correction_kl (default true, as TRL 1.16).
+        #[serde(default = "default_true")]
+        kl_ratio_correction: bool,
+        #[serde(default)]
+        filter_wrong: bool,
+    },
+}
+
+fn default_group() -> usize {
+    8
+}
+fn default_grpo_temperature() -> f64 {
+    1.0
+}
+fn default_top_p() -> f64 {
+    1.0
+}
+fn default_rewards() -> Vec<crate::grpo::RewardFn> {
+    vec![crate::grpo::RewardFn::Graded, crate::grpo::RewardFn::Format]
+}
+fn default_grpo_beta() -> f64 {
+    0.04
+}
+fn default_epsilon() -> f64 {
+    0.2
 }
 
 /// Where the Bradley-Terry scalar is read (`stage.strategy.readout`).
@@ -238,6 +293,48 @@ fn default_nu() -> f64 {
 }
 
 impl Strategy {
+    /// The settings of a `grpo` strategy.
+    pub fn grpo_settings(&self) -> Option<crate::objective::grpo::GrpoSettings> {
+        match self {
+            Strategy::Grpo {
+                group,
+                temperature,
+                top_p,
+                max_new_tokens,
+                rewards,
+                reward_weights,
+                beta,
+                epsilon,
+                epsilon_high,
+                loss_type,
+                scale_rewards,
+                kl_ratio_correction,
+                filter_wrong,
+            } => Some(crate::objective::grpo::GrpoSettings {
+                group: *group,
+                temperature: *temperature,
+                top_p: *top_p,
+                max_new_tokens: *max_new_tokens,
+                rewards: rewards
+                    .iter()
+                    .enumerate()
+                    .map(|(k, f)| (*f, reward_weights.get(k).copied().unwrap_or(1.0)))
+                    .collect(),
+                scale: *scale_rewards,
+                loss: crate::grpo::LossConfig {
+                    beta: *beta,
+                    epsilon_low: *epsilon,
+                    epsilon_high: epsilon_high.unwrap_or(*epsilon),
+                    loss_type: *loss_type,
+                    max_completion_length: *max_new_tokens,
+                    kl_ratio_correction: *kl_ratio_correction,
+                },
+                filter_wrong: *filter_wrong,
+            }),
+            _ => None,
+        }
+    }
+
     /// The Bradley-Terry tie model of a `bt` strategy.
     pub fn bt_ties(&self) -> Option<BtTies> {
         match self {
@@ -440,6 +537,58 @@ impl Recipe {
                     }
                 }
                 Strategy::Distribution => {}
+                Strategy::Grpo {
+                    group,
+                    temperature,
+                    top_p,
+                    max_new_tokens,
+                    rewards,
+                    reward_weights,
+                    beta,
+                    epsilon,
+                    epsilon_high,
+                    ..
+                } => {
+                    if *group < 2 {
+                        return Err(format!("stage.strategy.group must be at least 2 (advantages compare answers within a group), got {group}"));
+                    }
+                    if !(*temperature > 0.0 && temperature.is_finite()) {
+                        return Err(format!("stage.strategy.temperature must be positive (GRPO samples), got {temperature}"));
+                    }
+                    if !(*top_p > 0.0 && *top_p <= 1.0) {
+                        return Err(format!(
+                            "stage.strategy.top_p must be in (0, 1], got {top_p}"
+                        ));
+                    }
+                    if *max_new_tokens == 0 {
+                        return Err("stage.strategy.max_new_tokens must be at least 1".into());
+                    }
+                    if rewards.is_empty() {
+                        return Err("stage.strategy.rewards is empty: name at least one of graded, abs_error, format, na_correct".into());
+                    }
+                    if !reward_weights.is_empty() && reward_weights.len() != rewards.len() {
+                        return Err(format!(
+                            "stage.strategy.reward_weights has {} weights for {} rewards",
+                            reward_weights.len(),
+                            rewards.len()
+                        ));
+                    }
+                    if reward_weights.iter().any(|w| !w.is_finite()) {
+                        return Err("stage.strategy.reward_weights must be finite".into());
+                    }
+                    if !(*beta >= 0.0 && beta.is_finite()) {
+                        return Err(format!("stage.strategy.beta must be >= 0, got {beta}"));
+                    }
+                    for (k, e) in [("epsilon", Some(*epsilon)), ("epsilon_high", *epsilon_high)] {
+                        if let Some(e) = e {
+                            if !(e > 0.0 && e < 1.0) {
+                                return Err(format!(
+                                    "stage.strategy.{k} must be in (0, 1), got {e}"
+                                ));
+                            }
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -606,5 +755,53 @@ max_steps = 10
             .unwrap_err()
             .to_string()
             .contains("sigmoid and robust"));
+    }
+
+    #[test]
+    fn the_shipped_grpo_recipe_reads_and_bad_grpo_settings_are_refused() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../recipes/qwen2_5_vl_7b/grpo.toml");
+        let r = Recipe::load(&path).unwrap();
+        let StageConfig::Preference { strategy } = &r.stage else {
+            panic!("preference stage")
+        };
+        let g = strategy.grpo_settings().expect("grpo");
+        assert_eq!((g.group, g.loss.beta, g.loss.epsilon_high), (8, 0.04, 0.2));
+        assert_eq!(
+            g.rewards,
+            vec![
+                (crate::grpo::RewardFn::Graded, 1.0),
+                (crate::grpo::RewardFn::Format, 0.1)
+            ]
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (from, to, needle) in [
+            ("group = 8", "group = 1", "group must be at least 2"),
+            (
+                "temperature = 1.0",
+                "temperature = 0.0",
+                "temperature must be positive",
+            ),
+            (
+                "reward_weights = [1.0, 0.1]",
+                "reward_weights = [1.0]",
+                "1 weights for 2 rewards",
+            ),
+            (
+                "epsilon = 0.2",
+                "epsilon = 1.5",
+                "epsilon must be in (0, 1)",
+            ),
+            (
+                "rewards = [\"graded\", \"format\"]",
+                "rewards = []",
+                "rewards is empty",
+            ),
+        ] {
+            let bad = text.replace(from, to);
+            assert_ne!(bad, text, "{from}");
+            let e = Recipe::parse(&bad, &path).unwrap_err().to_string();
+            assert!(e.contains(needle), "{to}: {e}");
+        }
     }
 }

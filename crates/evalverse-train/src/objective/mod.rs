@@ -7,6 +7,8 @@
 //! - bt: Bradley-Terry on the expected score over the score tokens.
 //! - bt_head: Bradley-Terry on a reward head over the final hidden states.
 //! - distribution: KL(raters' histogram || score-token distribution).
+//! - grpo: GRPO on sampled answers rewarded against the experts (grpo.rs at the crate root holds
+//!   its pure rewards, advantages and loss).
 //!
 //! A new objective is a struct built by its stage (after the model and data are set up) that
 //! implements `items` and `micro_batch`, and whichever of the per-step hook (`prepare_step`:
@@ -17,4 +19,5 @@ pub mod bt;
 pub mod bt_head;
 pub mod distribution;
 pub mod dpo;
+pub mod grpo;
 pub mod sft;
