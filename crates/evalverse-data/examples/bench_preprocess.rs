@@ -77,7 +77,8 @@ fn main() {
     for _ in 0..passes {
         for clip in &clips {
             let t0 = Instant::now();
-            let (decoded, _fps) = sample_video(clip, &spec).unwrap_or_else(|e| panic!("{e}"));
+            let (decoded, _fps) =
+                sample_video(clip, &spec, patch.sampling).unwrap_or_else(|e| panic!("{e}"));
             let t1 = Instant::now();
             let (rh, rw) = smart_resize(
                 decoded.height,

@@ -16,7 +16,7 @@ use crate::error::{write_atomic, DataError, Result};
 use crate::video::{preprocess_video, FrameSpec, PatchSpec, VisionInput};
 
 /// Bump when the cached layout or the preprocessing code changes its output.
-const CACHE_VERSION: u32 = 2;
+const CACHE_VERSION: u32 = 3;
 
 /// A preprocessed clip: model-ready pixels and, when asked for, mono 16 kHz audio.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +176,7 @@ fn encode_entry(clip: &CachedClip) -> Result<Vec<u8>> {
             "second_per_grid".to_string(),
             format!("{:e}", v.second_per_grid),
         ),
+        ("video_fps".to_string(), format!("{:e}", v.video_fps)),
         ("has_audio".to_string(), clip.audio.is_some().to_string()),
     ]);
     safetensors::serialize(tensors, &Some(meta)).map_err(bad)
@@ -220,6 +221,7 @@ fn decode_entry(bytes: &[u8]) -> Option<CachedClip> {
             .into_iter()
             .map(|x| x as usize)
             .collect(),
+        video_fps: meta.get("video_fps")?.parse().ok()?,
     };
     let audio = match meta.get("has_audio")?.as_str() {
         "true" => Some(f32s("audio")?.0),
@@ -314,5 +316,50 @@ impl DecodeCache {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::{FrameSampling, PixelNorm};
+
+    #[test]
+    fn key_changes_with_the_families_normalisation_and_sampling() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("clip.mp4");
+        std::fs::write(&clip, b"not decoded here").unwrap();
+        let cache = DecodeCache::new(dir.path().join("cache"));
+        let spec = FrameSpec::default();
+        let qwen25 = PatchSpec::default();
+        let key = |p: &PatchSpec| cache.key(&clip, &spec, p, false).unwrap();
+        let norm_only = PatchSpec {
+            norm: PixelNorm::Half,
+            ..qwen25
+        };
+        let sampling_only = PatchSpec {
+            sampling: FrameSampling::Qwen3Vl,
+            ..qwen25
+        };
+        assert_ne!(key(&qwen25), key(&norm_only));
+        assert_ne!(key(&qwen25), key(&sampling_only));
+        assert_eq!(key(&qwen25), key(&PatchSpec::default()));
+    }
+
+    #[test]
+    fn entry_round_trips_the_source_frame_rate() {
+        let clip = CachedClip {
+            vision: VisionInput {
+                pixel_values: vec![0.5; 2 * 3],
+                row_len: 3,
+                grid_thw: [1, 1, 2],
+                second_per_grid: 0.9722222222222222,
+                frame_indices: vec![0, 9, 18, 26, 35],
+                video_fps: 432.0 / 35.0,
+            },
+            audio: None,
+        };
+        let back = decode_entry(&encode_entry(&clip).unwrap()).unwrap();
+        assert_eq!(back, clip);
     }
 }

@@ -1,9 +1,11 @@
 //! Video decoding (video-rs / FFmpeg; frames turned upright by the container's display rotation)
-//! and Qwen2.5-VL preprocessing: frame sampling by fps (qwen-vl-utils `smart_nframes`),
-//! `smart_resize` (factor 28, banker's rounding), antialiased bicubic resampling (the PIL /
-//! torchvision `antialias=True` kernel, a = -0.5), CLIP normalisation, and the patch layout of
-//! transformers' `Qwen2VLVideoProcessor` (rows of C*T*p*p values in 2x2 merge order). See
-//! ../shared/reference/QWEN_VL.md §5.
+//! and Qwen-VL preprocessing with the family's parameters (`PatchSpec`): frame sampling by fps
+//! (qwen-vl-utils `smart_nframes` for Qwen2/2.5-VL, `Qwen3VLVideoProcessor.sample_frames` for
+//! Qwen3-VL), `smart_resize` (factor patch x merge, banker's rounding; per frame, or over the
+//! whole clip for Qwen3-VL), antialiased bicubic resampling (the PIL / torchvision
+//! `antialias=True` kernel, a = -0.5), normalisation (CLIP constants, or mean = std = 0.5 for
+//! Qwen3-VL), and the patch layout of transformers' video processors (rows of C*T*p*p values in
+//! 2x2 merge order). See ../shared/reference/QWEN_VL.md §5.
 
 use std::path::Path;
 
@@ -14,6 +16,46 @@ use crate::error::{DataError, Result};
 /// CLIP mean and std used by Qwen2/2.5-VL.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+/// The normalisation a family's processor applies to pixels in [0, 1]: `(x - mean) / std`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelNorm {
+    /// OpenAI CLIP's mean and std (`Qwen2VLImageProcessor`, Qwen2-VL and Qwen2.5-VL).
+    Clip,
+    /// mean = std = 0.5 per channel (`Qwen3VLVideoProcessor.image_mean` / `image_std`).
+    Half,
+}
+
+impl PixelNorm {
+    pub fn mean(self) -> [f32; 3] {
+        match self {
+            PixelNorm::Clip => CLIP_MEAN,
+            PixelNorm::Half => [0.5; 3],
+        }
+    }
+    pub fn std(self) -> [f32; 3] {
+        match self {
+            PixelNorm::Clip => CLIP_STD,
+            PixelNorm::Half => [0.5; 3],
+        }
+    }
+}
+
+/// How a family's video processor counts the frames it samples and what its pixel bounds bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameSampling {
+    /// qwen-vl-utils `smart_nframes` (Qwen2-VL, Qwen2.5-VL): an even count, at least
+    /// `ceil2(min_frames)`; `min_pixels`/`max_pixels` bound each frame.
+    QwenVlUtils,
+    /// transformers `Qwen3VLVideoProcessor.sample_frames`: `int(total / video_fps * fps)` clamped
+    /// to [min_frames, max_frames] and the clip, odd counts kept (the last frame is repeated to
+    /// fill the temporal patch); `min_pixels`/`max_pixels` bound the whole clip, T*H*W (its
+    /// `smart_resize(num_frames, ...)`), and a clip of fewer than two frames or a side below the
+    /// factor is refused as transformers refuses it.
+    Qwen3Vl,
+}
 
 /// How frames are sampled from a clip and resized, as a recipe states it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +86,19 @@ impl Default for FrameSpec {
 }
 
 impl FrameSpec {
+    /// transformers 4.57.1 `Qwen3VLVideoProcessor`'s class defaults: 2 fps, 4..=768 frames,
+    /// `size = {shortest_edge: 128*32*32, longest_edge: 768*32*32}` pixels over the whole clip
+    /// (see `FrameSampling::Qwen3Vl`).
+    pub fn qwen3_vl() -> Self {
+        FrameSpec {
+            fps: 2.0,
+            min_frames: 4,
+            max_frames: 768,
+            min_pixels: 128 * 32 * 32,
+            max_pixels: 768 * 32 * 32,
+        }
+    }
+
     pub fn check(&self) -> std::result::Result<(), String> {
         if !(self.fps.is_finite() && self.fps > 0.0) {
             return Err(format!("fps must be positive, got {}", self.fps));
@@ -64,12 +119,18 @@ impl FrameSpec {
     }
 }
 
-/// Patch geometry of the vision tower (Qwen2.5-VL: 14, merge 2, temporal 2).
+/// What the model's processor does to a clip, fixed by the model (its vision config and family;
+/// evalverse-judge `prompt::patch_spec` builds it): patch geometry, normalisation and frame
+/// sampling. The default is Qwen2.5-VL's (patch 14, merge 2, temporal 2, CLIP, qwen-vl-utils).
+/// It is part of the decode cache key, so clips preprocessed for one family are never read for
+/// another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PatchSpec {
     pub patch_size: usize,
     pub merge_size: usize,
     pub temporal_patch_size: usize,
+    pub norm: PixelNorm,
+    pub sampling: FrameSampling,
 }
 
 impl Default for PatchSpec {
@@ -78,6 +139,8 @@ impl Default for PatchSpec {
             patch_size: 14,
             merge_size: 2,
             temporal_patch_size: 2,
+            norm: PixelNorm::Clip,
+            sampling: FrameSampling::QwenVlUtils,
         }
     }
 }
@@ -99,18 +162,40 @@ fn ceil_by(x: f64, f: usize) -> usize {
     ((x / f as f64).ceil() as usize) * f
 }
 
-/// Number of frames to sample (qwen-vl-utils `smart_nframes`, FRAME_FACTOR = 2):
+/// Number of frames to sample.
+///
+/// `FrameSampling::QwenVlUtils` (qwen-vl-utils `smart_nframes`, FRAME_FACTOR = 2):
 /// `n = floor2(min(min(max(total/video_fps*fps, ceil2(min_frames)), floor2(min(max_frames, total))), total))`.
 /// A one-frame clip or a still image gives its frame, which `patchify` repeats to fill the
 /// temporal patch as transformers' `Qwen2VLImageProcessor` does for an image (qwen-vl-utils
-/// refuses a video of fewer than two frames). Errors when the clip has no frame.
+/// refuses a video of fewer than two frames).
+///
+/// `FrameSampling::Qwen3Vl` (`Qwen3VLVideoProcessor.sample_frames`):
+/// `n = min(min(max(int(total/video_fps*fps), min_frames), max_frames), total)`, odd allowed; fewer
+/// than two frames is refused (its `smart_resize` needs a whole temporal patch).
+///
+/// Errors when the clip has no frame.
 pub fn sample_count(
     total_frames: usize,
     video_fps: f64,
     spec: &FrameSpec,
+    sampling: FrameSampling,
 ) -> std::result::Result<usize, String> {
     if !(video_fps.is_finite() && video_fps > 0.0) {
         return Err(format!("video frame rate {video_fps} is not positive"));
+    }
+    if sampling == FrameSampling::Qwen3Vl {
+        let n = (total_frames as f64 / video_fps * spec.fps) as usize;
+        let n = n
+            .max(spec.min_frames)
+            .min(spec.max_frames)
+            .min(total_frames);
+        if n < 2 {
+            return Err(format!(
+                "{total_frames} frame(s): Qwen3-VL's video processor needs at least 2 (one temporal patch)"
+            ));
+        }
+        return Ok(n);
     }
     if total_frames == 1 {
         return Ok(1);
@@ -139,6 +224,25 @@ pub fn sample_indices(total_frames: usize, n: usize) -> Vec<usize> {
         .collect()
 }
 
+/// Frame indices as `np.linspace(0, total-1, n).round()` computes them (Qwen3VLVideoProcessor):
+/// `i * ((total-1)/(n-1))`, the last exactly `total-1`, round half to even.
+pub fn sample_indices_numpy(total_frames: usize, n: usize) -> Vec<usize> {
+    if n == 1 {
+        return vec![0];
+    }
+    let last = (total_frames - 1) as f64;
+    let step = last / (n - 1) as f64;
+    (0..n)
+        .map(|i| {
+            if i == n - 1 {
+                total_frames - 1
+            } else {
+                (i as f64 * step).round_ties_even() as usize
+            }
+        })
+        .collect()
+}
+
 /// transformers / Qwen2-VL `smart_resize`: both sides multiples of `factor`, pixel count within
 /// [min_pixels, max_pixels], aspect ratio kept as far as possible. Python's `round` is banker's.
 pub fn smart_resize(
@@ -148,21 +252,51 @@ pub fn smart_resize(
     min_pixels: usize,
     max_pixels: usize,
 ) -> std::result::Result<(usize, usize), String> {
+    smart_resize_clip(1, 1, height, width, factor, min_pixels, max_pixels)
+}
+
+/// transformers Qwen3-VL video `smart_resize(num_frames, ...)`: as `smart_resize`, but the bounds
+/// hold for the clip's `round(num_frames / temporal) * temporal * H * W` pixels (beta from
+/// `num_frames * H * W`). With `num_frames = temporal = 1` it is the per-frame rule, except that
+/// Qwen3-VL also refuses fewer frames than one temporal patch and sides below the factor.
+pub fn smart_resize_clip(
+    num_frames: usize,
+    temporal: usize,
+    height: usize,
+    width: usize,
+    factor: usize,
+    min_pixels: usize,
+    max_pixels: usize,
+) -> std::result::Result<(usize, usize), String> {
     if height == 0 || width == 0 {
         return Err(format!("cannot resize an empty {width}x{height} image"));
+    }
+    if temporal > 1 {
+        if num_frames < temporal {
+            return Err(format!(
+                "{num_frames} frame(s) are fewer than the temporal patch of {temporal}"
+            ));
+        }
+        if height < factor || width < factor {
+            return Err(format!(
+                "{width}x{height} has a side below the resize factor {factor}"
+            ));
+        }
     }
     let (h, w, f) = (height as f64, width as f64, factor as f64);
     if h.max(w) / h.min(w) > 200.0 {
         return Err(format!("aspect ratio of {width}x{height} exceeds 200"));
     }
+    let (n, tf) = (num_frames as f64, temporal as f64);
+    let t_bar = (n / tf).round_ties_even() * tf;
     let mut hb = (h / f).round_ties_even() * f;
     let mut wb = (w / f).round_ties_even() * f;
-    if hb * wb > max_pixels as f64 {
-        let beta = (h * w / max_pixels as f64).sqrt();
+    if t_bar * hb * wb > max_pixels as f64 {
+        let beta = (n * h * w / max_pixels as f64).sqrt();
         hb = f.max((h / beta / f).floor() * f);
         wb = f.max((w / beta / f).floor() * f);
-    } else if hb * wb < min_pixels as f64 {
-        let beta = (min_pixels as f64 / (h * w)).sqrt();
+    } else if t_bar * hb * wb < min_pixels as f64 {
+        let beta = (min_pixels as f64 / (n * h * w)).sqrt();
         hb = (h * beta / f).ceil() * f;
         wb = (w * beta / f).ceil() * f;
     }
@@ -309,6 +443,9 @@ pub struct VisionInput {
     pub second_per_grid: f64,
     /// Indices of the source frames that were sampled.
     pub frame_indices: Vec<usize>,
+    /// Frame rate of the source clip (frames per second; 0 for a still image): with
+    /// `frame_indices` it gives the frames' times, which Qwen3-VL writes into its prompt.
+    pub video_fps: f64,
 }
 
 impl VisionInput {
@@ -321,7 +458,7 @@ impl VisionInput {
     }
 }
 
-/// Normalise resized RGB24 frames (all `w` x `h`) and lay them out as Qwen patch rows:
+/// Normalise resized RGB24 frames (all `w` x `h`) by `patch.norm` and lay them out as Qwen patch rows:
 /// `[gt, gh/m, gw/m, m, m, C, T, p, p]`. An odd frame count repeats the last frame; a single
 /// frame (a still image) is duplicated to fill the temporal patch.
 pub fn patchify(
@@ -343,9 +480,11 @@ pub fn patchify(
     );
     let t_padded = frames.len().div_ceil(tp) * tp;
     let (gt, gh, gw) = (t_padded / tp, h / p, w / p);
-    // Fused rescale + normalise, as the fast processors do: (x - 255*mean) / (255*std).
-    let mean: [f32; 3] = std::array::from_fn(|c| CLIP_MEAN[c] * 255.0);
-    let inv_std: [f32; 3] = std::array::from_fn(|c| 1.0 / (CLIP_STD[c] * 255.0));
+    // Fused rescale + normalise, as the fast processors do: (x - 255*mean) / (255*std), a
+    // division in f32 as torchvision's normalize (a multiply by the reciprocal is off by an ulp).
+    let (norm_mean, norm_std) = (patch.norm.mean(), patch.norm.std());
+    let mean: [f32; 3] = std::array::from_fn(|c| norm_mean[c] * 255.0);
+    let std: [f32; 3] = std::array::from_fn(|c| norm_std[c] * 255.0);
     let row_len = patch.row_len();
     let mut out = vec![0f32; gt * gh * gw * row_len];
     let mut row = 0;
@@ -364,7 +503,7 @@ pub fn patchify(
                                 for py in 0..p {
                                     let base = ((y0 + py) * w + x0) * 3 + c;
                                     for px in 0..p {
-                                        dst[k] = (f[base + px * 3] as f32 - mean[c]) * inv_std[c];
+                                        dst[k] = (f[base + px * 3] as f32 - mean[c]) / std[c];
                                         k += 1;
                                     }
                                 }
@@ -733,16 +872,24 @@ fn read_header(path: &Path) -> Result<Header> {
     })
 }
 
-/// Decode a clip and sample it by `spec`: the frames Qwen2.5-VL would see, and the sampling fps.
+/// Decode a clip and sample it by `spec` under the family's `sampling` rule: the frames the
+/// model's processor would see, and the sampling fps.
 ///
 /// The frame count is the number of frames actually decoded (as qwen-vl-utils' torchvision
 /// backend counts). When the container declares a count, only the sampled frames are kept in one
 /// pass; a file that decodes to a different count is decoded again with the true count.
-pub fn sample_video(path: &Path, spec: &FrameSpec) -> Result<(DecodedFrames, f64)> {
+pub fn sample_video(
+    path: &Path,
+    spec: &FrameSpec,
+    sampling: FrameSampling,
+) -> Result<(DecodedFrames, f64)> {
     let (declared, header_fps) = stream_header(path)?;
     let plan = |total: usize, fps: f64| -> Result<Vec<usize>> {
-        let n = sample_count(total, fps, spec).map_err(|m| DataError::decode(path, m))?;
-        Ok(sample_indices(total, n))
+        let n = sample_count(total, fps, spec, sampling).map_err(|m| DataError::decode(path, m))?;
+        Ok(match sampling {
+            FrameSampling::QwenVlUtils => sample_indices(total, n),
+            FrameSampling::Qwen3Vl => sample_indices_numpy(total, n),
+        })
     };
     let mut first = None;
     if declared > 0 {
@@ -770,10 +917,17 @@ pub fn sample_video(path: &Path, spec: &FrameSpec) -> Result<(DecodedFrames, f64
     Ok((DecodedFrames { frames, ..decoded }, sample_fps))
 }
 
-/// The whole Qwen2.5-VL video path: decode, sample, smart_resize, resize, normalise, patchify.
+/// The whole video path of the model's processor: decode, sample, smart_resize, resize,
+/// normalise, patchify, each by `patch`'s family parameters.
 pub fn preprocess_video(path: &Path, spec: &FrameSpec, patch: &PatchSpec) -> Result<VisionInput> {
-    let (decoded, sample_fps) = sample_video(path, spec)?;
-    let (rh, rw) = smart_resize(
+    let (decoded, sample_fps) = sample_video(path, spec, patch.sampling)?;
+    let (frames, temporal) = match patch.sampling {
+        FrameSampling::QwenVlUtils => (1, 1),
+        FrameSampling::Qwen3Vl => (decoded.frames.len(), patch.temporal_patch_size),
+    };
+    let (rh, rw) = smart_resize_clip(
+        frames,
+        temporal,
         decoded.height,
         decoded.width,
         patch.factor(),
@@ -793,6 +947,7 @@ pub fn preprocess_video(path: &Path, spec: &FrameSpec, patch: &PatchSpec) -> Res
         grid_thw,
         second_per_grid: patch.temporal_patch_size as f64 / sample_fps,
         frame_indices: decoded.frames.iter().map(|(i, _)| *i).collect(),
+        video_fps: decoded.fps,
     })
 }
 
@@ -826,6 +981,7 @@ pub fn preprocess_image(
         grid_thw,
         second_per_grid: 0.0,
         frame_indices: vec![0],
+        video_fps: 0.0,
     })
 }
 
@@ -873,6 +1029,8 @@ mod tests {
     #[test]
     fn sample_count_follows_qwen_vl_utils() {
         let spec = FrameSpec::default();
+        let sample_count =
+            |t, f, s: &FrameSpec| super::sample_count(t, f, s, FrameSampling::QwenVlUtils);
         // 81 frames at 16 fps -> 81/16*2 = 10.125 -> 10.
         assert_eq!(sample_count(81, 16.0, &spec).unwrap(), 10);
         // 24 frames at 12 fps -> 4 (min_frames).
@@ -887,6 +1045,99 @@ mod tests {
         // A still: its one frame (patchify repeats it to fill the temporal patch).
         assert_eq!(sample_count(1, 30.0, &spec).unwrap(), 1);
         assert!(sample_count(0, 30.0, &spec).is_err());
+    }
+
+    #[test]
+    fn qwen3_sample_count_truncates_and_keeps_odd_counts() {
+        let spec = FrameSpec::qwen3_vl();
+        let n = |t, f| sample_count(t, f, &spec, FrameSampling::Qwen3Vl);
+        // int(81/16*2) = int(10.125) = 10.
+        assert_eq!(n(81, 16.0).unwrap(), 10);
+        // The synthetic clips' average rate 432/35: int(36*35/432*2) = int(5.83) = 5, kept odd
+        // (qwen-vl-utils would give 4).
+        assert_eq!(n(36, 432.0 / 35.0).unwrap(), 5);
+        assert_eq!(
+            sample_count(36, 432.0 / 35.0, &spec, FrameSampling::QwenVlUtils).unwrap(),
+            4
+        );
+        // int(30/30*2) = 2 -> raised to min_frames 4.
+        assert_eq!(n(30, 30.0).unwrap(), 4);
+        // min_frames 4 capped by the clip's 3 frames (no rounding to even).
+        assert_eq!(n(3, 30.0).unwrap(), 3);
+        let e = n(1, 30.0).unwrap_err();
+        assert!(e.contains("at least 2"), "{e}");
+    }
+
+    #[test]
+    fn qwen3_sample_indices_follow_numpy_linspace() {
+        // linspace(0, 35, 5) = 0, 8.75, 17.5, 26.25, 35 -> 0, 9, 18 (half to even), 26, 35.
+        assert_eq!(sample_indices_numpy(36, 5), vec![0, 9, 18, 26, 35]);
+        assert_eq!(sample_indices_numpy(81, 10), sample_indices(81, 10));
+    }
+
+    #[test]
+    fn clip_smart_resize_bounds_the_whole_clip() {
+        // QWEN_VL.md §5 table: 10 frames of 480x832 under the Hub's 4096..25165824 are kept.
+        assert_eq!(
+            smart_resize_clip(10, 2, 480, 832, 32, 4096, 25_165_824).unwrap(),
+            (480, 832)
+        );
+        // Under the class default 768*32*32: 10*480*832 = 3993600 > 786432, beta = 2.2535,
+        // floor(480/2.2535/32) = 6 -> 192, floor(832/2.2535/32) = 11 -> 352.
+        let d = FrameSpec::qwen3_vl();
+        assert_eq!(
+            smart_resize_clip(10, 2, 480, 832, 32, d.min_pixels, d.max_pixels).unwrap(),
+            (192, 352)
+        );
+        // Raised: 4 * 64 * 64 = 16384 < 131072, beta = sqrt(8), ceil(64*2.83/32) = 6 -> 192.
+        assert_eq!(
+            smart_resize_clip(4, 2, 64, 64, 32, d.min_pixels, d.max_pixels).unwrap(),
+            (192, 192)
+        );
+        // The per-frame rule would keep each 480x832 frame (399360 <= 786432).
+        assert_eq!(
+            smart_resize(480, 832, 32, d.min_pixels, d.max_pixels).unwrap(),
+            (480, 832)
+        );
+    }
+
+    #[test]
+    fn clip_smart_resize_refuses_what_qwen3_refuses() {
+        assert!(smart_resize_clip(4, 2, 20, 300, 32, 1, 1 << 30)
+            .unwrap_err()
+            .contains("below the resize factor 32"));
+        assert!(smart_resize_clip(1, 2, 64, 64, 32, 1, 1 << 30)
+            .unwrap_err()
+            .contains("fewer than the temporal patch"));
+    }
+
+    #[test]
+    fn half_norm_maps_the_byte_range_onto_minus_one_to_one() {
+        let patch = PatchSpec {
+            patch_size: 16,
+            norm: PixelNorm::Half,
+            sampling: FrameSampling::Qwen3Vl,
+            ..PatchSpec::default()
+        };
+        let (w, h) = (32, 32);
+        let white = vec![255u8; w * h * 3];
+        let black = vec![0u8; w * h * 3];
+        let (out, grid) = patchify(&[white, black], w, h, &patch);
+        assert_eq!(grid, [1, 2, 2]);
+        // Row 0: C-major, then T: channel 0's 256 values of frame 0 (1.0), then frame 1 (-1.0).
+        assert!(out[..256].iter().all(|&v| v == 1.0), "{}", out[0]);
+        assert!(out[256..512].iter().all(|&v| v == -1.0), "{}", out[256]);
+        // CLIP's constants put white elsewhere: (1 - 0.4815) / 0.2686 = 1.9303.
+        let (clip, _) = patchify(
+            &[vec![255u8; w * h * 3]],
+            w,
+            h,
+            &PatchSpec {
+                patch_size: 16,
+                ..PatchSpec::default()
+            },
+        );
+        assert!((clip[0] - 1.930_3).abs() < 1e-4, "{}", clip[0]);
     }
 
     #[test]

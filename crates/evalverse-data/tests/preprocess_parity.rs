@@ -82,6 +82,7 @@ fn load() -> (FrameSpec, PatchSpec, Vec<Clip>) {
         patch_size: p["patch_size"].as_u64().unwrap() as usize,
         merge_size: p["merge_size"].as_u64().unwrap() as usize,
         temporal_patch_size: p["temporal_patch_size"].as_u64().unwrap() as usize,
+        ..PatchSpec::default()
     };
     let usize_of = |v: &Value| v.as_u64().expect("unsigned integer") as usize;
     let clips = meta["clips"]

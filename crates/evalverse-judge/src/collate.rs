@@ -127,6 +127,7 @@ mod tests {
                 row_len: 3,
                 second_per_grid: 1.0,
                 frame_indices: vec![],
+                video_fps: 0.0,
             },
             audio: None,
         }
