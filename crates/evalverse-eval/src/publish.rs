@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use evalverse_data::dataset::Dataset;
 use evalverse_data::split::Split;
+use evalverse_model::config::{Family, QwenVlConfig};
 use evalverse_model::export::{companion_files, write_merged, Adapter, MergeOptions};
 use evalverse_model::weights::ModelSource;
 use serde_json::Value;
@@ -120,6 +121,29 @@ fn hub_name(base: &str) -> String {
     }
 }
 
+/// The transformers class that loads a checkpoint of this family (the model card's usage code).
+pub fn architecture(family: Family) -> &'static str {
+    match family {
+        Family::Qwen2Vl => "Qwen2VLForConditionalGeneration",
+        Family::Qwen2_5Vl => "Qwen2_5_VLForConditionalGeneration",
+        Family::Qwen3Vl => "Qwen3VLForConditionalGeneration",
+    }
+}
+
+/// The family of the base, from its config.json: the card names the class that loads it.
+fn base_family(base: &str) -> Result<Family, RunError> {
+    let files = ModelSource::parse(base)
+        .and_then(|s| s.resolve())
+        .map_err(|e| {
+            RunError::Usage(format!(
+                "base {base}: {e} (its config.json names the architecture the model card loads)"
+            ))
+        })?;
+    QwenVlConfig::from_file(&files.config)
+        .map(|c| c.family)
+        .map_err(|e| RunError::Usage(format!("base {base}: {e}")))
+}
+
 fn copy(from: &Path, to: &Path) -> Result<(), RunError> {
     std::fs::copy(from, to).ctx(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
@@ -175,6 +199,7 @@ pub fn export(a: &ExportArgs) -> Result<String, RunError> {
     // The adapter is read strictly for both formats: a broken adapter is never published.
     let ad = Adapter::read(&adapter)
         .map_err(|e| usage(format!("adapter {}: {e}", adapter.display())))?;
+    let family = base_family(&base)?;
 
     let parent = out
         .parent()
@@ -192,9 +217,18 @@ pub fn export(a: &ExportArgs) -> Result<String, RunError> {
     }
     std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
     let result = match a.format {
-        Format::Judge => write_judge(a, &resolved, &ad, run.as_deref(), &default_eval, &tmp),
+        Format::Judge => write_judge(
+            a,
+            &resolved,
+            &ad,
+            family,
+            run.as_deref(),
+            &default_eval,
+            &tmp,
+        ),
         _ => write_export(
             a,
+            family,
             &base,
             &adapter,
             &ad,
@@ -230,6 +264,7 @@ fn write_judge(
     a: &ExportArgs,
     resolved: &evalverse_train::judge_spec::ResolvedJudge,
     ad: &Adapter,
+    family: Family,
     run: Option<&Path>,
     default_eval: &Path,
     tmp: &Path,
@@ -270,6 +305,7 @@ fn write_judge(
         .unwrap_or_else(|| hub_name(&spec.base));
     let card = model_card(
         Format::Judge,
+        family,
         &base_name,
         &spec.base,
         spec.adapter.as_deref().expect("adapter"),
@@ -318,6 +354,7 @@ fn write_judge(
 #[allow(clippy::too_many_arguments)]
 fn write_export(
     a: &ExportArgs,
+    family: Family,
     base: &str,
     adapter: &Path,
     ad: &Adapter,
@@ -476,6 +513,7 @@ fn write_export(
     }
     let card = model_card(
         a.format,
+        family,
         &base_name,
         base,
         adapter,
@@ -645,6 +683,7 @@ fn taxonomy_section(tax: &evalverse_data::taxonomy::Taxonomy) -> String {
 #[allow(clippy::too_many_arguments)]
 fn model_card(
     format: Format,
+    family: Family,
     base_name: &str,
     base: &str,
     adapter: &Path,
@@ -658,8 +697,9 @@ fn model_card(
         Format::Merged => ("transformers", "merged-lora"),
         Format::Judge => ("evalverse", "judge-bundle"),
     };
+    let (model_type, class) = (family.model_type(), architecture(family));
     let mut s = format!(
-        "---\nbase_model: {base_name}\nlibrary_name: {library}\npipeline_tag: video-text-to-text\ntags:\n- evalverse\n- video-evaluation\n- llm-as-judge\n- qwen2_5_vl\n- {kind_tag}\n---\n\n"
+        "---\nbase_model: {base_name}\nlibrary_name: {library}\npipeline_tag: video-text-to-text\ntags:\n- evalverse\n- video-evaluation\n- llm-as-judge\n- {model_type}\n- {kind_tag}\n---\n\n"
     );
     let title = run
         .and_then(|r| r.file_name())
@@ -690,13 +730,13 @@ fn model_card(
         Format::Peft => {
             let _ = writeln!(
                 s,
-                "from peft import PeftModel\nfrom transformers import Qwen2_5_VLForConditionalGeneration\n\nbase = Qwen2_5_VLForConditionalGeneration.from_pretrained(\"{base_name}\")\nmodel = PeftModel.from_pretrained(base, \"PATH/TO/THIS/FOLDER\")"
+                "from peft import PeftModel\nfrom transformers import {class}\n\nbase = {class}.from_pretrained(\"{base_name}\")\nmodel = PeftModel.from_pretrained(base, \"PATH/TO/THIS/FOLDER\")"
             );
         }
         Format::Merged => {
             let _ = writeln!(
                 s,
-                "from transformers import Qwen2_5_VLForConditionalGeneration\n\nmodel = Qwen2_5_VLForConditionalGeneration.from_pretrained(\"PATH/TO/THIS/FOLDER\")"
+                "from transformers import {class}\n\nmodel = {class}.from_pretrained(\"PATH/TO/THIS/FOLDER\")"
             );
         }
     }
@@ -809,5 +849,59 @@ mod tests {
         assert!(parse_size("2 parsecs").is_err());
         assert!(parse_size("0").is_err());
         assert!(parse_size("GB").is_err());
+    }
+
+    fn families() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../evalverse-model/tests/fixtures/families")
+    }
+
+    #[test]
+    fn card_loads_the_base_with_its_familys_class() {
+        let base = families().join("qwen3_vl");
+        let base = base.to_str().unwrap();
+        let family = base_family(base).unwrap();
+        assert_eq!(family, Family::Qwen3Vl);
+        let adapter = families().join("lora_qwen3_vl");
+        let ad = Adapter::read(&adapter).unwrap();
+        let eval = tempfile::tempdir().unwrap();
+        for format in [Format::Peft, Format::Merged] {
+            let card = model_card(
+                format,
+                family,
+                "org/base",
+                base,
+                &adapter,
+                &ad,
+                None,
+                eval.path(),
+                &[],
+            )
+            .unwrap();
+            assert!(
+                card.contains("from transformers import Qwen3VLForConditionalGeneration"),
+                "{card}"
+            );
+            assert!(card.contains("- qwen3_vl\n"), "{card}");
+            assert!(!card.contains("Qwen2_5"), "{card}");
+        }
+        let tiny =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../evalverse-model/tests/fixtures/tiny_a");
+        assert_eq!(
+            base_family(tiny.to_str().unwrap()).unwrap(),
+            Family::Qwen2_5Vl
+        );
+        assert_eq!(
+            base_family(families().join("qwen2_vl").to_str().unwrap()).unwrap(),
+            Family::Qwen2Vl
+        );
+    }
+
+    #[test]
+    fn card_refuses_a_base_without_a_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = base_family(dir.path().to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&dir.path().display().to_string()), "{e}");
     }
 }
