@@ -149,35 +149,73 @@ pub fn prompt_only(
     }))
 }
 
-/// Per-sequence sum (or mean) of answer-token log-probs for a padded batch, computing the head only
-/// at answer positions.
+/// Per-token log-probs of each sequence's answer (label) tokens in a padded batch, the head
+/// computed only at answer positions, logits divided by `temperature` first (1: as they are):
+/// a [sequences, longest answer] tensor (0 past each sequence's answer), the mask of real tokens
+/// (row-major, host) and the longest answer's length.
+pub fn token_logps<B: ModelBackend>(
+    model: &QwenVl<B>,
+    batch: &evalverse_model::Batch<B>,
+    labels: &[Vec<bool>],
+    temperature: f64,
+) -> Result<(Tensor<B, 2>, Vec<f32>, usize), TrainError> {
+    let device = model.device();
+    let (rows, targets) = label_rows(&batch.ids, labels);
+    let n_rows = rows.len();
+    let l = batch.ids[0].len();
+    let n = batch.ids.len();
+    let (h, ..) = model.forward_hidden(batch, false, None).map_err(runtime)?;
+    let logits = model.head_at(h, &rows);
+    let logits = if temperature > 0.0 && temperature != 1.0 {
+        logits / temperature
+    } else {
+        logits
+    };
+    let picked = log_softmax(logits, 1)
+        .gather(
+            1,
+            Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [n_rows]), &device)
+                .reshape([n_rows, 1]),
+        )
+        .reshape([n_rows]);
+    // Row j (b * l + t, in order) is the k-th answer token of sequence b: it goes to [b, k]; the
+    // rest of the grid reads a zero appended at index n_rows.
+    let mut k_of = vec![0usize; n];
+    let mut placed = Vec::with_capacity(n_rows);
+    for &r in &rows {
+        placed.push((r / l, k_of[r / l]));
+        k_of[r / l] += 1;
+    }
+    let width = k_of.iter().copied().max().unwrap_or(0).max(1);
+    let mut index = vec![n_rows as i64; n * width];
+    let mut mask = vec![0f32; n * width];
+    for (j, (b, k)) in placed.into_iter().enumerate() {
+        index[b * width + k] = j as i64;
+        mask[b * width + k] = 1.0;
+    }
+    let padded = Tensor::cat(vec![picked, Tensor::zeros([1], &device)], 0)
+        .select(
+            0,
+            Tensor::<B, 1, Int>::from_data(TensorData::new(index, [n * width]), &device),
+        )
+        .reshape([n, width]);
+    Ok((padded, mask, width))
+}
+
+/// Per-sequence sum (or mean) of answer-token log-probs for a padded batch.
 pub fn seq_logps<B: ModelBackend>(
     model: &QwenVl<B>,
     batch: &evalverse_model::Batch<B>,
     labels: &[Vec<bool>],
     average: bool,
 ) -> Result<Tensor<B, 1>, TrainError> {
-    let device = model.device();
-    let (rows, targets) = label_rows(&batch.ids, labels);
-    let l = batch.ids[0].len();
-    let n_seq = batch.ids.len();
-    let (h, ..) = model.forward_hidden(batch, false, None).map_err(runtime)?;
-    let lp = log_softmax(model.head_at(h, &rows), 1);
-    let picked = lp.gather(
-        1,
-        Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [rows.len()]), &device)
-            .reshape([rows.len(), 1]),
-    );
-    let mut onehot = vec![0f32; n_seq * rows.len()];
-    let mut counts = vec![0f32; n_seq];
-    for (j, r) in rows.iter().enumerate() {
-        onehot[(r / l) * rows.len() + j] = 1.0;
-        counts[r / l] += 1.0;
-    }
-    let m = Tensor::<B, 2>::from_data(TensorData::new(onehot, [n_seq, rows.len()]), &device);
-    let sums = m.matmul(picked).reshape([n_seq]);
+    let n = batch.ids.len();
+    let (lp, mask, width) = token_logps(model, batch, labels, 1.0)?;
+    let sums = lp.sum_dim(1).reshape([n]);
     Ok(if average {
-        sums / Tensor::<B, 1>::from_data(TensorData::new(counts, [n_seq]), &device).clamp_min(1.0)
+        let counts: Vec<f32> = mask.chunks(width).map(|m| m.iter().sum()).collect();
+        sums / Tensor::<B, 1>::from_data(TensorData::new(counts, [n]), &model.device())
+            .clamp_min(1.0)
     } else {
         sums
     })

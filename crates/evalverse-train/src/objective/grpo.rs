@@ -14,16 +14,14 @@
 use std::collections::BTreeMap;
 
 use burn::module::AutodiffModule;
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use evalverse_data::split::Split;
 use evalverse_model::generate::{generate, GenerationConfig};
 use evalverse_model::{QwenVl, TrainBackend};
 
 use crate::examples::JudgeExample;
 use crate::grpo::{self, AdvantageScale, Expert, LossConfig, RewardFn};
-use crate::losses::label_rows;
-use crate::preference::Setup;
+use crate::preference::{self, Setup};
 use crate::recipe::Recipe;
 use crate::runtime::{self, runtime, Encoded, TrainError, VisionCache};
 use crate::trainer::{frozen_reference, Metrics, MicroBatch, Objective, StepPlan};
@@ -140,64 +138,22 @@ impl<'a, B: TrainBackend> Grpo<'a, B> {
         Ok(())
     }
 
-    /// Per-token log-probs of each sequence's labelled tokens (logits / temperature, as TRL),
-    /// padded to [sequences, longest] with a mask.
+    /// Per-token log-probs of the sequences' answers under `model` at the sampling temperature
+    /// (as TRL computes them), padded, with the mask and width.
     fn token_logps<M: evalverse_model::ModelBackend>(
         &self,
         model: &QwenVl<M>,
         seqs: &[&Encoded],
         vision: &VisionCache<M>,
     ) -> Result<(Tensor<M, 2>, Vec<f32>, usize), TrainError> {
-        let device = model.device();
         let (batch, labels) = runtime::make_batch::<M>(
             seqs,
             &self.setup.clips,
             self.setup.pad(),
-            &device,
+            &model.device(),
             Some(vision),
         );
-        let (rows, targets) = label_rows(&batch.ids, &labels);
-        let n_rows = rows.len();
-        let l = batch.ids[0].len();
-        let (h, ..) = model.forward_hidden(&batch, false, None).map_err(runtime)?;
-        let t = self.settings.temperature;
-        let logits = model.head_at(h, &rows);
-        let logits = if t > 0.0 && t != 1.0 {
-            logits / t
-        } else {
-            logits
-        };
-        let picked = log_softmax(logits, 1)
-            .gather(
-                1,
-                Tensor::<M, 1, Int>::from_data(TensorData::new(targets, [n_rows]), &device)
-                    .reshape([n_rows, 1]),
-            )
-            .reshape([n_rows]);
-        // Row j of sequence b is its k-th completion token: place it at [b, k]; the rest of the
-        // padded [n, width] grid reads a zero appended at index n_rows.
-        let n = seqs.len();
-        let mut k_of = vec![0usize; n];
-        let mut placed = Vec::with_capacity(n_rows);
-        for &r in &rows {
-            let b = r / l;
-            placed.push((b, k_of[b]));
-            k_of[b] += 1;
-        }
-        let width = k_of.iter().copied().max().unwrap_or(0).max(1);
-        let mut index = vec![n_rows as i64; n * width];
-        let mut mask = vec![0f32; n * width];
-        for (j, (b, k)) in placed.into_iter().enumerate() {
-            index[b * width + k] = j as i64;
-            mask[b * width + k] = 1.0;
-        }
-        let padded = Tensor::cat(vec![picked, Tensor::zeros([1], &device)], 0)
-            .select(
-                0,
-                Tensor::<M, 1, Int>::from_data(TensorData::new(index, [n * width]), &device),
-            )
-            .reshape([n, width]);
-        Ok((padded, mask, width))
+        preference::token_logps(model, &batch, &labels, self.settings.temperature)
     }
 
     /// The answers sampled for `item` at the last `prepare_step`.
