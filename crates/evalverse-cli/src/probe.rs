@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use burn::tensor::{DType, Tensor, TensorData};
+use evalverse_model::config::Family;
 use evalverse_model::position::MediaGrid;
 use evalverse_model::{Batch, Cpu, QwenVl, QwenVlConfig};
 use safetensors::tensor::TensorView;
@@ -17,8 +18,10 @@ use safetensors::Dtype;
 
 use crate::Failure;
 
-/// Probe tokens, patch rows [n, dim] and the video grid for a model config. Text ids stay below
-/// 400, clear of the special ids of the Qwen vocabulary and of the tiny test vocabularies.
+/// Probe tokens, patch rows [n, dim] and the video grid for a model config, the video written in
+/// the family's layout (one block; Qwen3-VL: a timestamped block per temporal patch). Text ids
+/// stay below 400, clear of the special ids of the Qwen vocabulary and of the tiny test
+/// vocabularies.
 fn probe(cfg: &QwenVlConfig) -> (Vec<u32>, Vec<f32>, [usize; 3], usize) {
     let v = &cfg.vision;
     let m = v.spatial_merge_size;
@@ -28,12 +31,24 @@ fn probe(cfg: &QwenVlConfig) -> (Vec<u32>, Vec<f32>, [usize; 3], usize) {
     let pixels: Vec<f32> = (0..rows * dim)
         .map(|i| (1.5 * ((i / dim) as f64 * 0.37 + (i % dim) as f64 * 0.011).sin()) as f32)
         .collect();
-    let n_video = rows / (m * m);
     let text = |k: usize, n: usize| (0..n).map(move |i| ((7 + 31 * (k + i)) % 400) as u32);
     let mut ids: Vec<u32> = text(0, 6).collect();
-    ids.push(cfg.vision_start_token_id);
-    ids.extend(std::iter::repeat_n(cfg.video_token_id, n_video));
-    ids.push(cfg.vision_end_token_id);
+    let block = |ids: &mut Vec<u32>, tokens: usize| {
+        ids.push(cfg.vision_start_token_id);
+        ids.extend(std::iter::repeat_n(cfg.video_token_id, tokens));
+        ids.push(cfg.vision_end_token_id);
+    };
+    match cfg.family {
+        Family::Qwen2Vl | Family::Qwen2_5Vl => block(&mut ids, rows / (m * m)),
+        // Qwen3-VL's video layout (Qwen3VLProcessor): per temporal patch, its timestamp text
+        // (three probe ids stand in for "<t seconds>") and its own vision block.
+        Family::Qwen3Vl => {
+            for f in 0..grid[0] {
+                ids.extend(text(20 + 3 * f, 3));
+                block(&mut ids, grid[1] * grid[2] / (m * m));
+            }
+        }
+    }
     ids.extend(text(6, 5));
     (ids, pixels, grid, dim)
 }
@@ -123,4 +138,56 @@ pub fn logits(model_src: &str, adapter: Option<&Path>, out: &Path) -> Result<Exi
     std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
     println!("probe logits {:?} -> {}", [1, l], out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rel: &str) -> QwenVlConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../evalverse-model/tests/fixtures")
+            .join(rel)
+            .join("config.json");
+        QwenVlConfig::from_file(&path).unwrap()
+    }
+
+    /// Indices of the vision blocks' starts and their placeholder counts.
+    fn blocks(cfg: &QwenVlConfig, ids: &[u32]) -> Vec<(usize, usize)> {
+        ids.iter()
+            .enumerate()
+            .filter(|(_, &t)| t == cfg.vision_start_token_id)
+            .map(|(i, _)| {
+                let n = ids[i + 1..]
+                    .iter()
+                    .take_while(|&&t| t == cfg.video_token_id)
+                    .count();
+                assert_eq!(ids[i + 1 + n], cfg.vision_end_token_id);
+                (i, n)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn qwen3_probe_writes_a_timestamped_block_per_temporal_patch() {
+        let cfg = config("families/qwen3_vl");
+        let (ids, _, grid, _) = probe(&cfg);
+        let m = cfg.vision.spatial_merge_size;
+        let b = blocks(&cfg, &ids);
+        assert_eq!(b.len(), grid[0]);
+        assert!(b.iter().all(|&(_, n)| n == grid[1] * grid[2] / (m * m)));
+        // Text (the timestamp's stand-in) between the blocks.
+        assert!(b[1].0 > b[0].0 + b[0].1 + 2, "{b:?}");
+    }
+
+    #[test]
+    fn qwen2_5_probe_writes_one_block() {
+        let cfg = config("tiny_a");
+        let (ids, _, grid, _) = probe(&cfg);
+        let m = cfg.vision.spatial_merge_size;
+        assert_eq!(
+            blocks(&cfg, &ids),
+            vec![(6, grid.iter().product::<usize>() / (m * m))]
+        );
+    }
 }
