@@ -62,27 +62,15 @@ pub fn small_config_for(
             vision_hidden,
             vision_depth,
         ),
-        Family::Qwen2Vl => {
-            let t = half / 4;
-            let hw = (half - t) / 2;
+        Family::Qwen2Vl => flat_config(
+            ("Qwen2VLForConditionalGeneration", "qwen2_vl"),
+            (vocab_size, hidden, layers, heads, kv_heads),
             json!({
-                "architectures": ["Qwen2VLForConditionalGeneration"],
-                "model_type": "qwen2_vl",
-                "vocab_size": vocab_size, "hidden_size": hidden, "intermediate_size": hidden * 11 / 4,
-                "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
-                "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 32768,
-                "tie_word_embeddings": true, "initializer_range": 0.02, "hidden_act": "silu",
-                "bos_token_id": 151643, "eos_token_id": 151645,
-                "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
-                "rope_scaling": {"type": "mrope", "mrope_section": [t, hw, half - t - hw]},
-                "torch_dtype": "float32",
-                "vision_config": {
-                    "depth": vision_depth, "embed_dim": vision_hidden, "hidden_size": hidden, "mlp_ratio": 4,
-                    "num_heads": vision_heads, "hidden_act": "quick_gelu", "in_chans": 3,
-                    "patch_size": 14, "spatial_patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2
-                }
-            })
-        }
+                "depth": vision_depth, "embed_dim": vision_hidden, "hidden_size": hidden, "mlp_ratio": 4,
+                "num_heads": vision_heads, "hidden_act": "quick_gelu", "in_chans": 3,
+                "patch_size": 14, "spatial_patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2
+            }),
+        ),
         Family::Qwen3Vl => {
             // [24, 20, 20] of 64: t takes the remainder.
             let hw = half * 20 / 64;
@@ -130,14 +118,32 @@ fn qwen2_5_config(
     vision_hidden: usize,
     vision_depth: usize,
 ) -> Value {
-    let head_dim = hidden / heads;
-    let half = head_dim / 2;
-    // Qwen2.5-VL's split is [16, 24, 24] of 64; keep the same proportions.
+    flat_config(
+        ("Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl"),
+        (vocab_size, hidden, layers, heads, kv_heads),
+        json!({
+            "depth": vision_depth, "hidden_size": vision_hidden, "num_heads": (vision_hidden / 32).max(1),
+            "intermediate_size": vision_hidden * 2, "hidden_act": "silu", "in_chans": 3, "out_hidden_size": hidden,
+            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+            "fullatt_block_indexes": [vision_depth - 1], "tokens_per_second": 2
+        }),
+    )
+}
+
+/// The flat config of Qwen2-VL and Qwen2.5-VL (text fields at the root): the language model of
+/// (vocab, hidden, layers, heads, kv heads) and the family's `vision_config`. The M-RoPE split
+/// keeps the released [16, 24, 24] of 64.
+fn flat_config(
+    (architecture, model_type): (&str, &str),
+    (vocab_size, hidden, layers, heads, kv_heads): (usize, usize, usize, usize, usize),
+    vision_config: Value,
+) -> Value {
+    let half = hidden / heads.max(1) / 2;
     let t = half / 4;
     let hw = (half - t) / 2;
     json!({
-        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-        "model_type": "qwen2_5_vl",
+        "architectures": [architecture],
+        "model_type": model_type,
         "vocab_size": vocab_size, "hidden_size": hidden, "intermediate_size": hidden * 11 / 4,
         "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 32768,
@@ -146,12 +152,7 @@ fn qwen2_5_config(
         "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
         "rope_scaling": {"type": "mrope", "mrope_section": [t, hw, half - t - hw]},
         "torch_dtype": "float32",
-        "vision_config": {
-            "depth": vision_depth, "hidden_size": vision_hidden, "num_heads": (vision_hidden / 32).max(1),
-            "intermediate_size": vision_hidden * 2, "hidden_act": "silu", "in_chans": 3, "out_hidden_size": hidden,
-            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-            "fullatt_block_indexes": [vision_depth - 1], "tokens_per_second": 2
-        }
+        "vision_config": vision_config
     })
 }
 

@@ -235,29 +235,39 @@ fn init_writes_a_loadable_checkpoint_of_each_family() {
 #[test]
 fn peft_adapters_on_the_new_families_give_peft_logits() {
     for (family, modules) in [("qwen2_vl", 17), ("qwen3_vl", 27)] {
-        let device = Default::default();
-        let fx = fixtures().join("families");
-        let mut model =
-            QwenVl::<Cpu>::from_source(fx.join(family).to_str().unwrap(), DType::F32, &device)
-                .unwrap();
-        evalverse_model::lora::load_peft(&mut model, &fx.join(format!("lora_{family}"))).unwrap();
-        let mut adapted = 0;
-        model.for_each_linear(|_, l| adapted += l.lora.is_some() as usize);
-        assert_eq!(adapted, modules, "{family}: adapted modules");
-        let case = Case::load(&format!("families/case_{family}.safetensors"));
-        let batch = batch(&case, &device);
-        let out = model.forward(&batch, false, None).unwrap();
-        let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
-        let want = Case::load(&format!("families/lora_{family}_logits.safetensors"));
-        let r = rel(
-            out.logits,
-            &want.get("peft_adapter_logits").0,
-            &keep,
-            model.cfg.text.vocab_size,
+        let r = adapter_logits_rel(
+            family,
+            &format!("lora_{family}"),
+            modules,
+            "peft_adapter_logits",
         );
         println!("{family}: PEFT adapter logits rel err {r:.1e}");
         assert!(r < TOL, "{family}: PEFT adapter logits rel err {r}");
     }
+}
+
+/// The relative error of evalverse's logits with the adapter in `families/<adapter>` (which must
+/// adapt `modules` linears) loaded on `family`'s fixture, against the fixture's `key` logits.
+fn adapter_logits_rel(family: &str, adapter: &str, modules: usize, key: &str) -> f64 {
+    let device = Default::default();
+    let fx = fixtures().join("families");
+    let mut model =
+        QwenVl::<Cpu>::from_source(fx.join(family).to_str().unwrap(), DType::F32, &device).unwrap();
+    evalverse_model::lora::load_peft(&mut model, &fx.join(adapter)).unwrap();
+    let mut adapted = 0;
+    model.for_each_linear(|_, l| adapted += l.lora.is_some() as usize);
+    assert_eq!(adapted, modules, "{family}: adapted modules");
+    let case = Case::load(&format!("families/case_{family}.safetensors"));
+    let batch = batch(&case, &device);
+    let out = model.forward(&batch, false, None).unwrap();
+    let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
+    let want = Case::load(&format!("families/lora_{family}_logits.safetensors"));
+    rel(
+        out.logits,
+        &want.get(key).0,
+        &keep,
+        model.cfg.text.vocab_size,
+    )
 }
 
 /// `export --format merged` of a Qwen3-VL base with an adapter: written in Qwen3-VL's own key
@@ -644,27 +654,8 @@ fn published_sizes_give_the_published_parameter_counts() {
 #[test]
 fn evalverse_adapters_on_the_new_families_give_the_logits_peft_computes() {
     for (family, modules) in [("qwen2_vl", 17), ("qwen3_vl", 28)] {
-        let device = Default::default();
-        let fx = fixtures().join("families");
-        let mut model =
-            QwenVl::<Cpu>::from_source(fx.join(family).to_str().unwrap(), DType::F32, &device)
-                .unwrap();
-        let dir = fx.join(format!("lora_evalverse_{family}"));
-        evalverse_model::lora::load_peft(&mut model, &dir).unwrap();
-        let mut adapted = 0;
-        model.for_each_linear(|_, l| adapted += l.lora.is_some() as usize);
-        assert_eq!(adapted, modules, "{family}: adapted modules");
-        let case = Case::load(&format!("families/case_{family}.safetensors"));
-        let batch = batch(&case, &device);
-        let out = model.forward(&batch, false, None).unwrap();
-        let keep: Vec<bool> = batch.mask.iter().flatten().copied().collect();
-        let want = Case::load(&format!("families/lora_{family}_logits.safetensors"));
-        let r = rel(
-            out.logits,
-            &want.get("evalverse_adapter_logits").0,
-            &keep,
-            model.cfg.text.vocab_size,
-        );
+        let adapter = format!("lora_evalverse_{family}");
+        let r = adapter_logits_rel(family, &adapter, modules, "evalverse_adapter_logits");
         println!("{family}: evalverse adapter in PEFT: logits rel err {r:.1e}");
         assert!(r < TOL, "{family}: evalverse adapter logits rel err {r}");
     }
