@@ -15,7 +15,7 @@ pub mod chat;
 pub mod media;
 pub mod metrics;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -662,12 +662,7 @@ async fn chat_completions(
 async fn chat_inner(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
     let _permit = admit(st, headers)?;
     let call = chat::parse_chat_request(body, &st.frames)?;
-    if let Some(d) = call.dimensions.iter().find(|d| !st.dimensions.contains(d)) {
-        return Err(ApiError::bad_request(&format!(
-            "dimension '{d}' is not the judge's (known: {})",
-            st.dimensions.join(", ")
-        )));
-    }
+    known_dimensions(st, &call.dimensions, "")?;
     let v = media::resolve(&call.video, call.frames_fps, &st.roots, st.uploads.path())?;
     let clip = WorkClip {
         id: "0".into(),
@@ -696,7 +691,6 @@ async fn score_inner(
     let req = ScoreRequest {
         items: parse_score_request(body, st.cfg.max_items)?,
     };
-    let known: BTreeSet<&str> = st.dimensions.iter().map(String::as_str).collect();
     // Validate each item; the good ones go to the model, the bad ones answer with their error.
     let mut slots: Vec<Result<usize, ApiError>> = Vec::with_capacity(req.items.len());
     let mut clips = Vec::new();
@@ -714,12 +708,7 @@ async fn score_inner(
                     "item {i}: a reference video is not read by this judge (its prompts have none)"
                 )));
             }
-            if let Some(d) = it.dimensions.iter().find(|d| !known.contains(d.as_str())) {
-                return Err(ApiError::bad_request(&format!(
-                    "item {i}: dimension '{d}' is not the judge's (known: {})",
-                    st.dimensions.join(", ")
-                )));
-            }
+            known_dimensions(st, &it.dimensions, &format!("item {i}: "))?;
             let v = media::resolve(&it.video, None, &st.roots, st.uploads.path())
                 .map_err(|e| ApiError::new(e.status, &format!("item {i}: {}", e.message)))?;
             Ok((prompt.to_string(), v))
@@ -791,6 +780,18 @@ async fn score_inner(
         }),
     )
         .into_response())
+}
+
+/// Every dimension named must be the judge's: a 400 naming the first that is not (after
+/// `prefix`, e.g. the item) and the judge's own.
+fn known_dimensions(st: &AppState, dims: &[String], prefix: &str) -> Result<(), ApiError> {
+    match dims.iter().find(|d| !st.dimensions.contains(d)) {
+        Some(d) => Err(ApiError::bad_request(&format!(
+            "{prefix}dimension '{d}' is not the judge's (known: {})",
+            st.dimensions.join(", ")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Admission of a judging request: the API key, then a place among `max_concurrent` (429
@@ -1037,12 +1038,7 @@ async fn compare_inner(
             req.videos.len()
         )));
     }
-    if let Some(d) = req.dimensions.iter().find(|d| !st.dimensions.contains(d)) {
-        return Err(ApiError::bad_request(&format!(
-            "dimension '{d}' is not the judge's (known: {})",
-            st.dimensions.join(", ")
-        )));
-    }
+    known_dimensions(st, &req.dimensions, "")?;
     let mut uploads = Vec::new();
     let mut ids = Vec::new();
     for (i, v) in req.videos.iter().enumerate() {

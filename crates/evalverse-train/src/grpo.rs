@@ -144,17 +144,25 @@ pub enum AdvantageScale {
     None,
 }
 
+/// Mean and standard deviation with Bessel's correction (torch's `std`, TRL's `nanstd`); 0 for
+/// fewer than two values.
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len().max(1) as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let std = if xs.len() > 1 {
+        (xs.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, std)
+}
+
 /// Advantages of `rewards` laid out as consecutive groups of `group` answers per prompt.
 pub fn advantages(rewards: &[f64], group: usize, scale: AdvantageScale) -> Vec<f64> {
     assert!(group > 0 && rewards.len() % group == 0, "whole groups");
     let mut out = Vec::with_capacity(rewards.len());
     for g in rewards.chunks(group) {
-        let mean = g.iter().sum::<f64>() / g.len() as f64;
-        let std = if g.len() > 1 {
-            (g.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (g.len() - 1) as f64).sqrt()
-        } else {
-            0.0
-        };
+        let (mean, std) = mean_std(g);
         for r in g {
             out.push(match scale {
                 AdvantageScale::Group => (r - mean) / (std + 1e-4),

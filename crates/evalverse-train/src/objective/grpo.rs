@@ -291,12 +291,7 @@ impl<B: TrainBackend> Objective<B> for Grpo<'_, B> {
             }
         }
         let n = all_rewards.len().max(1) as f64;
-        let mean = all_rewards.iter().sum::<f64>() / n;
-        let std = if all_rewards.len() > 1 {
-            (all_rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-        } else {
-            0.0
-        };
+        let (mean, std) = grpo::mean_std(&all_rewards);
         let mut m: Metrics = vec![
             ("reward".into(), mean),
             ("reward_std".into(), std),
